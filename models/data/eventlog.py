@@ -1,0 +1,138 @@
+"""Readers for historical event logs, one per supported format.
+
+Every reader yields :class:`Event` records, or for a line it cannot parse a
+:class:`BadLine` carrying the original text, so that a replay can forward it
+unchanged and let the stream's validation reject it with a reason.
+
+Formats:
+- ``jsonl``: the project's own format, one JSON event per line (see ``Event``).
+- ``taobao``: Taobao UserBehavior CSV ``user_id,item_id,category_id,behavior,unix_ts``.
+  Behaviours map pv->view, fav->click, cart->add_to_cart, buy->purchase
+  (``fav`` is an explicit interaction short of a cart, so it counts as a click).
+- ``otto``: OTTO sessions JSON lines; the session id is the user id,
+  clicks->click, carts->add_to_cart, orders->purchase, ``ts`` in ms.
+- ``sequences``: one user per line, ``user_id item item ...`` oldest first
+  (Amazon Beauty). These carry no times or types: each interaction becomes a
+  ``purchase`` at the synthetic time ``SEQUENCE_EPOCH + position * SEQUENCE_STEP_S``,
+  so position k of every user happens at the same moment and a replay
+  interleaves users round by round while keeping each user's order.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from models.data.events import EVENT_TYPES, Event
+
+SEQUENCE_EPOCH = 1_388_534_400.0  # 2014-01-01T00:00:00Z, inside the Amazon review years
+SEQUENCE_STEP_S = 86_400.0  # one synthetic day between a user's consecutive items
+
+TAOBAO_TYPES = {"pv": "view", "fav": "click", "cart": "add_to_cart", "buy": "purchase"}
+OTTO_TYPES = {"clicks": "click", "carts": "add_to_cart", "orders": "purchase"}
+
+
+@dataclass(frozen=True, slots=True)
+class BadLine:
+    """A line a reader could not turn into an event, kept verbatim."""
+
+    line_no: int
+    text: str
+    reason: str
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+        for n, line in enumerate(fh, start=1):
+            line = line.rstrip("\n")
+            if line.strip():
+                yield n, line
+
+
+def read_jsonl(path: Path) -> Iterator[Event | BadLine]:
+    """The project's own JSON-lines format; invalid lines come back as ``BadLine``."""
+    for n, line in _lines(path):
+        try:
+            d = orjson.loads(line)
+            ev = Event(
+                user_id=str(d["user_id"]),
+                item_id=str(d["item_id"]),
+                event_type=str(d["event_type"]),
+                ts=float(d["ts"]),
+                session_id=None if d.get("session_id") is None else str(d["session_id"]),
+                price=None if d.get("price") is None else float(d["price"]),
+                quantity=None if d.get("quantity") is None else int(d["quantity"]),
+                category=None if d.get("category") is None else str(d["category"]),
+            )
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            yield BadLine(n, line, f"{type(exc).__name__}: {exc}")
+            continue
+        if ev.event_type not in EVENT_TYPES:
+            yield BadLine(n, line, f"unknown event_type {ev.event_type!r}")
+            continue
+        yield ev
+
+
+def read_taobao(path: Path) -> Iterator[Event | BadLine]:
+    """Taobao UserBehavior CSV (no header)."""
+    for n, line in _lines(path):
+        row = next(csv.reader(io.StringIO(line)))
+        try:
+            user, item, cat, behavior, ts = row
+            yield Event(user, item, TAOBAO_TYPES[behavior], float(ts), category=cat)
+        except (ValueError, KeyError) as exc:
+            yield BadLine(n, line, f"{type(exc).__name__}: {exc}")
+
+
+def read_otto(path: Path) -> Iterator[Event | BadLine]:
+    """OTTO sessions: one session per line with its events."""
+    for n, line in _lines(path):
+        try:
+            d = orjson.loads(line)
+            session = str(d["session"])
+            events = [
+                Event(session, str(e["aid"]), OTTO_TYPES[e["type"]], e["ts"] / 1000.0, session_id=session)
+                for e in d["events"]
+            ]
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            yield BadLine(n, line, f"{type(exc).__name__}: {exc}")
+            continue
+        yield from events
+
+
+def read_sequences(path: Path) -> Iterator[Event | BadLine]:
+    """One user per line, items oldest first, as synthetic-time purchases."""
+    for n, line in _lines(path):
+        user, *items = line.split()
+        if not items:
+            yield BadLine(n, line, "user with no items")
+            continue
+        for pos, item in enumerate(items):
+            yield Event(user, item, "purchase", SEQUENCE_EPOCH + pos * SEQUENCE_STEP_S)
+
+
+FORMATS = {
+    "jsonl": read_jsonl,
+    "taobao": read_taobao,
+    "otto": read_otto,
+    "sequences": read_sequences,
+}
+
+
+def read_log(path: str | Path, fmt: str) -> Iterator[Event | BadLine]:
+    """Read a log in one of ``FORMATS``; raises ``ValueError`` for an unknown format."""
+    try:
+        reader = FORMATS[fmt]
+    except KeyError:
+        raise ValueError(f"unknown log format {fmt!r}; expected one of {sorted(FORMATS)}") from None
+    return reader(Path(path))
+
+
+def read_events(path: str | Path, fmt: str) -> list[Event]:
+    """All parseable events of a log, in file order (bad lines dropped: for training only)."""
+    return [e for e in read_log(path, fmt) if isinstance(e, Event)]

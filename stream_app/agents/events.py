@@ -1,0 +1,50 @@
+"""The user agent: events in micro-batches -> user state, item activity, recommendations."""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+import orjson
+
+from stream_app.pipeline import BatchOutput, Incoming, Recommender, apply_batch_states, process_batch
+from stream_app.settings import Settings
+from stream_app.sinks.base import Store
+from stream_app.tables import Tables
+from stream_app.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
+             recommender: Recommender, settings: Settings) -> None:
+    """Attach the ``score-events`` agent to ``app``."""
+
+    @app.agent(topics.events, name="score-events")
+    async def score_events(stream: faust.StreamT) -> None:
+        await store.start()
+        async for events in stream.take_events(settings.max_batch, within=settings.max_wait_s):
+            batch = [Incoming(e.value, e.message.key, e.message.partition, e.message.offset)
+                     for e in events]
+            out = await process_batch(batch, tables.users, recommender, settings)
+            apply_batch_states(tables.users, out)
+            await emit(out, topics)
+            await store.write_recommendations(out.records, out.counters)
+
+
+async def emit(out: BatchOutput, topics: Topics) -> None:
+    """Send a batch's item activity, recommendations and dead letters."""
+    for item, act in out.activity.items():
+        await topics.item_activity.send(key=item.encode(), value=orjson.dumps(act.to_wire()))
+    for rec in out.records:
+        await topics.recommendations.send(key=rec["user_id"].encode(), value=orjson.dumps(rec))
+    for dl in out.dead_letters:
+        msg = dl.message
+        log.warning("dead letter %s at partition %d offset %d: %s",
+                    dl.rejection.code, msg.partition, msg.offset, dl.rejection.detail)
+        headers = dl.rejection.headers() + [
+            ("source-topic", topics.events.get_topic_name().encode()),
+            ("source-partition", str(msg.partition).encode()),
+            ("source-offset", str(msg.offset).encode()),
+        ]
+        await topics.dead_letters.send(key=msg.key, value=msg.value, headers=headers)

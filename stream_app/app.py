@@ -1,0 +1,32 @@
+"""The Faust application, configured from ``Settings``."""
+
+from __future__ import annotations
+
+import faust
+
+from stream_app import tansu_compat
+from stream_app.settings import Settings
+
+
+def create_app(settings: Settings) -> faust.App:
+    """A Faust app with the settings measured to work on Kafka and tansu."""
+    if settings.embedded_broker:
+        tansu_compat.install(tansu_compat.bootstrap_from_url(settings.kafka_url))
+    return faust.App(
+        settings.app_id,
+        broker=settings.kafka_url,
+        store=settings.store,
+        datadir=settings.data_dir,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        table_standby_replicas=0,
+        broker_session_timeout=settings.broker_session_timeout_s,
+        broker_heartbeat_interval=settings.broker_heartbeat_interval_s,
+        broker_rebalance_timeout=settings.broker_session_timeout_s,
+        broker_commit_interval=settings.commit_interval_s,
+        web_port=settings.web_port,
+        web_bind="127.0.0.1",
+        producer_compression_type=None,
+        key_serializer="raw",
+        value_serializer="raw",
+    )

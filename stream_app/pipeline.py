@@ -1,0 +1,136 @@
+"""One micro-batch of raw events in, state updates and recommendations out.
+
+Plain code with no Faust in it: the agents call it with their table and
+topics, the offline replay path calls it with dicts, and tests call it directly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from models.data.events import Event
+from models.heuristic import Scored
+from stream_app.records import Rejection, decode_event, recommendation_record
+from stream_app.settings import Settings
+from stream_app.state import ItemActivity, StateConfig, UserState, apply_events
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """One raw message as read from the events topic."""
+
+    value: bytes | None
+    key: bytes | None = None
+    partition: int = 0
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    message: Incoming
+    rejection: Rejection
+
+
+class Recommender(Protocol):
+    """Scores users from their state; later issues plug the ensemble in here."""
+
+    model_version: str
+
+    async def recommend(
+        self, users: Mapping[str, UserState], fresh: Mapping[str, ItemActivity]
+    ) -> dict[str, list[Scored]]:
+        """Top-k for each user; ``fresh`` is this batch's item activity, not yet in the store."""
+        ...
+
+
+@dataclass
+class BatchOutput:
+    """Everything a batch produced; the caller emits it."""
+
+    states: dict[bytes, UserState] = field(default_factory=dict)
+    activity: dict[str, ItemActivity] = field(default_factory=dict)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    counters: Counter[str] = field(default_factory=Counter)
+
+
+def state_config(settings: Settings) -> StateConfig:
+    return StateConfig(
+        history_len=settings.history_len,
+        covis_window=settings.covis_window,
+        half_life_s=settings.popularity_half_life_s,
+    )
+
+
+async def process_batch(
+    batch: Sequence[Incoming],
+    table: Mapping[bytes, UserState],
+    recommender: Recommender,
+    settings: Settings,
+    *,
+    clock: Callable[[], float] = time.time,
+) -> BatchOutput:
+    """Validate, apply each user's events in order, then score every touched user once.
+
+    ``table`` is read, never written: the caller stores ``out.states``.
+    Counters satisfy events_in == processed + rejected + duplicates.
+    """
+    out = BatchOutput()
+    now = clock()
+    by_user: dict[str, list[tuple[int, Event]]] = defaultdict(list)
+    for msg in batch:
+        ev = decode_event(
+            msg.value, max_bytes=settings.max_event_bytes, now=now,
+            max_future_skew_s=settings.max_future_skew_s,
+        )
+        if isinstance(ev, Rejection):
+            out.dead_letters.append(DeadLetter(msg, ev))
+        else:
+            by_user[ev.user_id].append((msg.offset, ev))
+    out.counters["events_in"] = len(batch)
+    out.counters["rejected"] = len(out.dead_letters)
+
+    cfg = state_config(settings)
+    touched: dict[str, UserState] = {}
+    newest_ts: dict[str, float] = {}
+    for user, events in by_user.items():
+        key = user.encode()
+        state, applied, dups = apply_events(table.get(key), events, out.activity, cfg)
+        out.counters["processed"] += applied
+        out.counters["duplicates"] += dups
+        if applied:
+            out.states[key] = state
+            touched[user] = state
+            newest_ts[user] = max(ev.ts for _, ev in events)
+
+    if touched:
+        ranked = await recommender.recommend(touched, out.activity)
+        scored_at = clock()
+        for user, items in ranked.items():
+            out.records.append(recommendation_record(
+                user_id=user,
+                items=[_item_json(s) for s in items],
+                model_version=recommender.model_version,
+                event_ts=newest_ts[user],
+                scored_at=scored_at,
+                events_seen=touched[user]["seen"],
+            ))
+    return out
+
+
+def _item_json(s: Scored) -> dict[str, Any]:
+    d: dict[str, Any] = {"item_id": s.item_id, "score": round(s.score, 6),
+                         "contributions": {k: round(v, 6) for k, v in s.contributions.items()}}
+    if s.because_of is not None:
+        d["because_of"] = s.because_of
+    return d
+
+
+def apply_batch_states(table: MutableMapping[bytes, UserState], out: BatchOutput) -> None:
+    """Write a batch's new user states into the table (one write per user)."""
+    for key, state in out.states.items():
+        table[key] = state

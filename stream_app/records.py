@@ -1,0 +1,131 @@
+"""Wire schemas: incoming events (with validation), recommendations, dead letters.
+
+``decode_event`` turns the raw bytes of one Kafka message into an
+:class:`~models.data.events.Event` or a :class:`Rejection` with a precise
+reason; nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from models.data.events import EVENT_TYPES, Event
+
+REQUIRED = ("user_id", "item_id", "event_type", "ts")
+OPTIONAL_STR = ("session_id", "category")
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why an event was refused. ``code`` is stable; ``detail`` is for people."""
+
+    code: str
+    detail: str
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        """Kafka headers that carry the reason next to the original bytes."""
+        return [("dlq-reason", self.code.encode()), ("dlq-detail", self.detail.encode())]
+
+
+def decode_event(
+    raw: bytes | None, *, max_bytes: int, now: float, max_future_skew_s: float
+) -> Event | Rejection:
+    """Validate one message value; see ``Rejection`` codes in the README."""
+    if raw is None or len(raw) == 0:
+        return Rejection("empty", "message has no value")
+    if len(raw) > max_bytes:
+        return Rejection("oversize", f"{len(raw)} bytes > limit {max_bytes}")
+    try:
+        d = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return Rejection("not_json", str(exc)[:200])
+    if not isinstance(d, dict):
+        return Rejection("not_object", f"expected a JSON object, got {type(d).__name__}")
+    for name in REQUIRED:
+        if d.get(name) is None or d.get(name) == "":
+            return Rejection("missing_field", name)
+    for name in ("user_id", "item_id"):
+        if not isinstance(d[name], (str, int)) or isinstance(d[name], bool):
+            return Rejection("bad_field", f"{name} must be a string or integer")
+    if d["event_type"] not in EVENT_TYPES:
+        return Rejection("unknown_event_type", f"{d['event_type']!r} not in {list(EVENT_TYPES)}")
+    ts = _parse_time(d["ts"])
+    if isinstance(ts, Rejection):
+        return ts
+    if ts > now + max_future_skew_s:
+        return Rejection("bad_time", f"ts {ts:.0f} is {ts - now:.0f} s in the future")
+    optional = _optional_fields(d)
+    if isinstance(optional, Rejection):
+        return optional
+    return Event(str(d["user_id"]), str(d["item_id"]), d["event_type"], ts, **optional)
+
+
+def _parse_time(value: Any) -> float | Rejection:
+    """Unix seconds (number) or an ISO-8601 string with a time zone."""
+    if isinstance(value, bool):
+        return Rejection("bad_time", "ts must be Unix seconds or ISO-8601, got a boolean")
+    if isinstance(value, (int, float)):
+        ts = float(value)
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return Rejection("bad_time", f"unparseable time {value[:40]!r}")
+        if parsed.tzinfo is None:
+            return Rejection("bad_time", f"time {value[:40]!r} has no time zone")
+        ts = parsed.timestamp()
+    else:
+        return Rejection("bad_time", f"ts must be Unix seconds or ISO-8601, got {type(value).__name__}")
+    if not math.isfinite(ts) or ts <= 0:
+        return Rejection("bad_time", f"ts {value!r} is not a positive finite time")
+    return ts
+
+
+def _optional_fields(d: dict[str, Any]) -> dict[str, Any] | Rejection:
+    out: dict[str, Any] = {}
+    for name in OPTIONAL_STR:
+        if d.get(name) is not None:
+            if not isinstance(d[name], (str, int)) or isinstance(d[name], bool):
+                return Rejection("bad_field", f"{name} must be a string or integer")
+            out[name] = str(d[name])
+    price = d.get("price")
+    if price is not None:
+        if isinstance(price, bool) or not isinstance(price, (int, float)) or not math.isfinite(price) or price < 0:
+            return Rejection("bad_field", "price must be a non-negative number")
+        out["price"] = float(price)
+    quantity = d.get("quantity")
+    if quantity is not None:
+        if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity <= 0:
+            return Rejection("bad_field", "quantity must be a positive integer")
+        out["quantity"] = quantity
+    return out
+
+
+def recommendation_record(
+    *,
+    user_id: str,
+    items: list[dict[str, Any]],
+    model_version: str,
+    event_ts: float,
+    scored_at: float,
+    events_seen: int,
+) -> dict[str, Any]:
+    """The results-topic message and the Redis value for one user.
+
+    ``items``: [{"item_id", "score", "contributions": {scorer: share}, "because_of"}].
+    ``event_ts``: event time of the newest event that triggered this list.
+    ``events_seen``: how many of the user's events the state has applied.
+    """
+    return {
+        "user_id": user_id,
+        "items": items,
+        "model_version": model_version,
+        "event_ts": event_ts,
+        "scored_at": scored_at,
+        "events_seen": events_seen,
+    }

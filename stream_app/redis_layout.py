@@ -1,0 +1,34 @@
+"""The Redis key layout: what the homepage reads and what scorers share.
+
+| key | type | value |
+|---|---|---|
+| ``{prefix}:recs:{user_id}`` | string, TTL | JSON recommendation record (see ``records.recommendation_record``) |
+| ``{prefix}:items:popularity`` | sorted set | item id -> log2 forward-decay popularity |
+| ``{prefix}:items:covis:{item_id}`` | string | JSON {neighbour item id: log2 co-visitation weight}, strongest 50 |
+| ``{prefix}:counters`` | hash | events_in, processed, rejected, duplicates (add up: in = the rest) |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+COUNTER_NAMES = ("events_in", "processed", "rejected", "duplicates")
+
+
+@dataclass(frozen=True)
+class RedisLayout:
+    prefix: str = "reco"
+
+    def recs(self, user_id: str) -> str:
+        return f"{self.prefix}:recs:{user_id}"
+
+    @property
+    def popularity(self) -> str:
+        return f"{self.prefix}:items:popularity"
+
+    def covis(self, item_id: str) -> str:
+        return f"{self.prefix}:items:covis:{item_id}"
+
+    @property
+    def counters(self) -> str:
+        return f"{self.prefix}:counters"

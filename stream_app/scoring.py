@@ -1,0 +1,55 @@
+"""The skeleton's recommender: popularity + co-visitation from the shared store."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from models.item_stats import log2_add
+from models.heuristic import MODEL_NAME, HeuristicConfig, Scored, recent_distinct, score_user
+from stream_app.settings import Settings
+from stream_app.sinks.base import Store
+from stream_app.state import ItemActivity, UserState, history_items
+
+
+class HeuristicRecommender:
+    """Scores a micro-batch of users with one store round trip for item features."""
+
+    def __init__(self, store: Store, settings: Settings, version: int = 1) -> None:
+        self.store = store
+        self.settings = settings
+        self.config = HeuristicConfig(
+            covis_weight=settings.covis_weight, popularity_weight=settings.popularity_weight
+        )
+        self.model_version = f"{MODEL_NAME}-{version}"
+
+    async def recommend(
+        self, users: Mapping[str, UserState], fresh: Mapping[str, ItemActivity]
+    ) -> dict[str, list[Scored]]:
+        histories = {u: history_items(s) for u, s in users.items()}
+        seeds = {i for h in histories.values() for i in recent_distinct(h, self.config.recent_items)}
+        popular, neighbors = await self.store.item_features(seeds, self.settings.popular_candidates)
+        add_fresh_neighbors(neighbors, fresh, seeds)
+        return {
+            u: score_user(
+                histories[u], popular, neighbors, k=self.settings.top_k,
+                exclude=set(users[u]["bought"]), config=self.config,
+            )
+            for u in users
+        }
+
+
+def add_fresh_neighbors(
+    neighbors: dict[str, dict[str, float]], fresh: Mapping[str, ItemActivity], seeds: set[str]
+) -> None:
+    """Add this batch's co-visitation (not yet in the store) to the stored neighbours.
+
+    So that a click changes the next list at once, before the item agent's
+    update has gone round through the item-activity topic.
+    """
+    for seed in seeds:
+        act = fresh.get(seed)
+        if act is None or not act.neighbors:
+            continue
+        merged = neighbors.setdefault(seed, {})
+        for item, log_w in act.neighbors.items():
+            merged[item] = log2_add(merged.get(item, float("-inf")), log_w)

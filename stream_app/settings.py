@@ -1,0 +1,93 @@
+"""One frozen settings object, read from ``RECO_*`` environment variables.
+
+The same names configure the embedded demo, the tests and docker-compose.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+PREFIX = "RECO_"
+_SECRET_WORDS = ("password", "secret", "token")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a worker, the replay tool or the demo needs to know."""
+
+    app_id: str = "reco"
+    kafka_url: str = "kafka://127.0.0.1:9092"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    embedded_broker: bool = False  # tansu work-arounds (see stream_app/tansu_compat.py)
+
+    events_topic: str = "events"
+    recommendations_topic: str = "recommendations"
+    dead_letter_topic: str = "events-dead-letter"
+    item_activity_topic: str = "item-activity"
+    alerts_topic: str = "alerts"
+    training_samples_topic: str = "training-samples"
+    partitions: int = 4
+    replication_factor: int = 1
+
+    max_batch: int = 256  # stream.take() batch size
+    max_wait_s: float = 0.05  # stream.take() within=
+    max_event_bytes: int = 4096
+    max_future_skew_s: float = 300.0  # event times further ahead than this are rejected
+    history_len: int = 50  # rolling events kept per user
+    top_k: int = 10
+
+    popularity_half_life_s: float = 86_400.0
+    covis_window: int = 3  # previous items paired with each new one
+    covis_max_neighbors: int = 50
+    popular_candidates: int = 200
+    covis_weight: float = 1.0
+    popularity_weight: float = 0.3
+
+    redis_prefix: str = "reco"
+    redis_ttl_s: int = 7 * 86_400
+    web_port: int = 6066
+    data_dir: str = ".run/worker"
+    store: str = "memory://"  # or rocksdb://
+    broker_session_timeout_s: float = 10.0
+    broker_heartbeat_interval_s: float = 1.0
+    commit_interval_s: float = 1.0
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``RECO_<FIELD>`` variables, then apply overrides."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(PREFIX + f.name.upper())
+            if raw is not None:
+                values[f.name] = _parse(raw, type(f.default), f.name)
+        return replace(cls(**values), **overrides)
+
+    def to_env(self) -> dict[str, str]:
+        """The ``RECO_*`` variables that reproduce these settings in a child process."""
+        return {PREFIX + f.name.upper(): str(getattr(self, f.name)) for f in fields(self)}
+
+    def __repr__(self) -> str:
+        shown = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if any(w in f.name for w in _SECRET_WORDS) or (isinstance(value, str) and "@" in value):
+                value = "***"
+            shown.append(f"{f.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
+
+
+def _parse(raw: str, kind: type, name: str) -> Any:
+    if kind is bool:
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off", ""):
+            return False
+        raise ValueError(f"{PREFIX}{name.upper()}: expected a boolean, got {raw!r}")
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ValueError(f"{PREFIX}{name.upper()}: expected {kind.__name__}, got {raw!r}") from None

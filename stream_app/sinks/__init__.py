@@ -1,0 +1,1 @@
+"""Where recommendations and shared item statistics go."""

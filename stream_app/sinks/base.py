@@ -1,0 +1,48 @@
+"""The store interface the agents write to and read item features from."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+
+class Store(ABC):
+    """Recommendations out, shared item statistics in and out, counters.
+
+    Each method is one round trip per micro-batch, never one per event.
+    """
+
+    async def start(self) -> None:
+        """Connect and check the connection; raise if the store is unreachable."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+    @abstractmethod
+    async def write_recommendations(
+        self, records: Sequence[Mapping[str, Any]], counters: Mapping[str, int]
+    ) -> None:
+        """Store each user's record (replacing the old one) and add to the counters."""
+
+    @abstractmethod
+    async def add_counters(self, counters: Mapping[str, int]) -> None:
+        """Add to the event counters without writing records."""
+
+    @abstractmethod
+    async def publish_item_stats(self, stats: Mapping[str, Mapping[str, Any]]) -> None:
+        """Replace the shared view of these items' stats ``{"pop", "nbrs"}``."""
+
+    @abstractmethod
+    async def item_features(
+        self, seeds: Iterable[str], n_popular: int
+    ) -> tuple[list[tuple[str, float]], dict[str, dict[str, float]]]:
+        """The ``n_popular`` most popular items and the neighbours of each seed item."""
+
+    @abstractmethod
+    async def recommendations(self, user_id: str) -> dict[str, Any] | None:
+        """The stored record of one user, or None."""
+
+    @abstractmethod
+    async def counters(self) -> dict[str, int]:
+        """The event counters."""

@@ -1,0 +1,48 @@
+"""An in-process store for unit tests and offline replay."""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from stream_app.sinks.base import Store
+
+
+class MemoryStore(Store):
+    """Keeps everything in dicts; same behaviour as the Redis store, no TTL."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, dict[str, Any]] = {}
+        self.popularity: dict[str, float] = {}
+        self.neighbors: dict[str, dict[str, float]] = {}
+        self._counters: Counter[str] = Counter()
+
+    async def write_recommendations(
+        self, records: Sequence[Mapping[str, Any]], counters: Mapping[str, int]
+    ) -> None:
+        for rec in records:
+            self.records[rec["user_id"]] = dict(rec)
+        self._counters.update(counters)
+
+    async def add_counters(self, counters: Mapping[str, int]) -> None:
+        self._counters.update(counters)
+
+    async def publish_item_stats(self, stats: Mapping[str, Mapping[str, Any]]) -> None:
+        for item, s in stats.items():
+            if s.get("pop") is not None:
+                self.popularity[item] = s["pop"]
+            self.neighbors[item] = dict(s.get("nbrs") or {})
+
+    async def item_features(
+        self, seeds: Iterable[str], n_popular: int
+    ) -> tuple[list[tuple[str, float]], dict[str, dict[str, float]]]:
+        popular = heapq.nlargest(n_popular, self.popularity.items(), key=lambda kv: kv[1])
+        return popular, {s: self.neighbors[s] for s in seeds if s in self.neighbors}
+
+    async def recommendations(self, user_id: str) -> dict[str, Any] | None:
+        return self.records.get(user_id)
+
+    async def counters(self) -> dict[str, int]:
+        return dict(self._counters)

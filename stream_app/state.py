@@ -1,0 +1,118 @@
+"""Per-user rolling state and the item activity it produces: plain functions.
+
+The user agent, the replay tool's offline path and the tests all call these.
+A user's state is a JSON-able dict (the value of the ``user-state`` table):
+
+    {"events": [[item_id, event_type, ts], ...],  # newest last, at most history_len
+     "seen": int,        # events applied over the user's whole life
+     "bought": [item_id, ...],  # most recent purchases, at most history_len
+     "offset": int}      # source offset of the newest applied event
+
+A user lives on one partition, so ``offset`` makes re-delivered events
+(at-least-once after a crash) detectable: they are skipped, not applied twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from models.data.events import Event
+from models.item_stats import EVENT_WEIGHTS, add_neighbor, covisit_pairs, log2_add, log_weight
+
+UserState = dict[str, Any]
+
+
+def new_state() -> UserState:
+    """The state of a user nobody has seen yet."""
+    return {"events": [], "seen": 0, "bought": [], "offset": -1}
+
+
+def history_items(state: UserState) -> list[str]:
+    """The user's item ids, oldest first."""
+    return [e[0] for e in state["events"]]
+
+
+@dataclass
+class ItemActivity:
+    """What one micro-batch contributes to one item's statistics (log2 forward decay).
+
+    ``popularity`` is the item's own increment; ``neighbors`` are the items that
+    users touched next to it and the co-visitation weight each gains.
+    """
+
+    popularity: float = float("-inf")
+    neighbors: dict[str, float] = field(default_factory=dict)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"p": self.popularity if self.popularity != float("-inf") else None, "n": self.neighbors}
+
+    @staticmethod
+    def from_wire(d: Mapping[str, Any]) -> ItemActivity:
+        p = d.get("p")
+        return ItemActivity(float("-inf") if p is None else float(p), dict(d.get("n") or {}))
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    history_len: int = 50
+    covis_window: int = 3
+    half_life_s: float = 86_400.0
+    event_weights: Mapping[str, float] = field(default_factory=lambda: dict(EVENT_WEIGHTS))
+
+
+def apply_events(
+    state: UserState | None,
+    events: Iterable[tuple[int, Event]],
+    activity: dict[str, ItemActivity],
+    config: StateConfig,
+) -> tuple[UserState, int, int]:
+    """Apply one user's events (with their source offsets, in order) to their state.
+
+    Adds each event's popularity and co-visitation weight into ``activity``
+    (item id -> ItemActivity). Returns (new state, applied, duplicates);
+    an event whose offset is not newer than the state's is a duplicate.
+    """
+    st = new_state() if state is None else {**state, "events": list(state["events"]), "bought": list(state["bought"])}
+    applied = duplicates = 0
+    for offset, ev in events:
+        if offset <= st["offset"]:
+            duplicates += 1
+            continue
+        w = config.event_weights.get(ev.event_type, 1.0)
+        log_w = log_weight(ev.ts, w, config.half_life_s)
+        act = activity.setdefault(ev.item_id, ItemActivity())
+        act.popularity = log2_add(act.popularity, log_w)
+        for prev, pair_w in covisit_pairs(history_items(st), ev.item_id, config.covis_window):
+            pair_log = log_weight(ev.ts, w * pair_w, config.half_life_s)
+            fwd = activity.setdefault(prev, ItemActivity())
+            fwd.neighbors[ev.item_id] = log2_add(fwd.neighbors.get(ev.item_id, float("-inf")), pair_log)
+            # the reverse direction counts half: "bought after" is the stronger signal
+            back = act.neighbors
+            back[prev] = log2_add(back.get(prev, float("-inf")), pair_log - 1.0)
+        st["events"].append([ev.item_id, ev.event_type, ev.ts])
+        if ev.event_type == "purchase":
+            st["bought"].append(ev.item_id)
+        st["seen"] += 1
+        st["offset"] = offset
+        applied += 1
+    del st["events"][: -config.history_len]
+    del st["bought"][: -config.history_len]
+    return st, applied, duplicates
+
+
+def apply_item_activity(
+    stats: Mapping[str, Any] | None, act: ItemActivity, max_neighbors: int
+) -> dict[str, Any]:
+    """Add one activity message to an item's stats ``{"pop": log2 | None, "nbrs": {item: log2}}``.
+
+    Re-delivered messages (at-least-once) count again: item statistics are
+    approximate by design, user state is exact.
+    """
+    pop = float("-inf") if not stats or stats.get("pop") is None else stats["pop"]
+    pop = log2_add(pop, act.popularity)
+    nbrs = dict(stats["nbrs"]) if stats else {}
+    for item, log_w in act.neighbors.items():
+        add_neighbor(nbrs, item, log_w, max_neighbors)
+    return {"pop": None if pop == float("-inf") else pop, "nbrs": nbrs}

@@ -1,0 +1,35 @@
+"""The topics the service reads and writes. Keys and values are raw bytes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faust
+from faust.types import TopicT
+
+from stream_app.settings import Settings
+
+
+@dataclass(frozen=True)
+class Topics:
+    events: TopicT  # in: one JSON event per message, keyed by user id
+    recommendations: TopicT  # out: one record per scored user, keyed by user id
+    dead_letters: TopicT  # out: rejected events, original bytes, reason in headers
+    item_activity: TopicT  # internal re-partition: item activity keyed by item id
+    alerts: TopicT  # out: fraud/anomaly alerts (filled by the detectors)
+    training_samples: TopicT  # out: training samples (filled by the trainer loop)
+
+
+def declare_topics(app: faust.App, settings: Settings) -> Topics:
+    def topic(name: str) -> TopicT:
+        return app.topic(name, key_type=bytes, value_type=bytes, partitions=settings.partitions,
+                         key_serializer="raw", value_serializer="raw")
+
+    return Topics(
+        events=topic(settings.events_topic),
+        recommendations=topic(settings.recommendations_topic),
+        dead_letters=topic(settings.dead_letter_topic),
+        item_activity=topic(settings.item_activity_topic),
+        alerts=topic(settings.alerts_topic),
+        training_samples=topic(settings.training_samples_topic),
+    )

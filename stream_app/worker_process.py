@@ -1,0 +1,87 @@
+"""Run a stream worker as a child process and wait on its progress (demo and tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from stream_app.embedded import child_env
+from stream_app.settings import Settings
+from stream_app.sinks.base import Store
+
+
+class WorkerError(RuntimeError):
+    """The worker died, crashed an agent, or stopped making progress."""
+
+
+@dataclass
+class WorkerProcess:
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @classmethod
+    def start(cls, settings: Settings, log_path: Path) -> WorkerProcess:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "stream_app", "worker"],
+                env=child_env(settings.to_env()), stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return cls(proc, log_path)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def check(self) -> None:
+        """Raise if the process exited or an agent crashed (Faust keeps running then)."""
+        if self.process.poll() is not None:
+            raise WorkerError(f"worker exited with {self.process.returncode}:\n{self.log()[-3000:]}")
+        text = self.log()
+        if "Crashed reason" in text or "Traceback" in text:
+            raise WorkerError(f"worker agent crashed:\n{text[-4000:]}")
+
+    def stop(self, timeout_s: float = 30.0) -> int:
+        """Graceful stop (SIGTERM); SIGKILL if it does not exit in time."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        return self.process.returncode
+
+    def kill(self) -> None:
+        """Crash it (SIGKILL): no clean shutdown, no final commit."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+
+
+async def wait_for_events(store: Store, total: int, worker: WorkerProcess, timeout_s: float = 120.0,
+                          stall_s: float = 60.0) -> dict[str, int]:
+    """Wait until the worker has accounted for ``total`` events (in the store's counters).
+
+    Fails fast if the worker dies, an agent crashes, or no progress is made for ``stall_s``.
+    """
+    deadline = time.monotonic() + timeout_s
+    last, last_change = -1, time.monotonic()
+    while True:
+        worker.check()
+        counters = await store.counters()
+        seen = counters.get("events_in", 0)
+        if seen >= total:
+            return counters
+        if seen != last:
+            last, last_change = seen, time.monotonic()
+        now = time.monotonic()
+        if now > deadline or now - last_change > stall_s:
+            raise WorkerError(f"worker accounted for {seen} of {total} events; counters {counters}\n"
+                              f"{worker.log()[-3000:]}")
+        await asyncio.sleep(0.2)
