@@ -1,0 +1,65 @@
+"""One micro-batch through validation, state, scoring and counters (in-memory store)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+
+from stream_app.pipeline import Incoming, apply_batch_states, process_batch
+from stream_app.scoring import HeuristicRecommender
+from stream_app.settings import Settings
+from stream_app.sinks.memory import MemoryStore
+
+SETTINGS = Settings(top_k=3)
+NOW = 1_700_000_000.0
+
+
+def msg(offset: int, user: str, item: str, kind: str = "view", ts: float = NOW - 100) -> Incoming:
+    value = orjson.dumps({"user_id": user, "item_id": item, "event_type": kind, "ts": ts})
+    return Incoming(value, user.encode(), 0, offset)
+
+
+def run(batch, table, store):
+    rec = HeuristicRecommender(store, SETTINGS)
+    return asyncio.run(process_batch(batch, table, rec, SETTINGS, clock=lambda: NOW))
+
+
+def test_counters_add_up_and_each_user_is_scored_once():
+    store, table = MemoryStore(), {}
+    batch = [msg(0, "u1", "a"), msg(1, "u1", "b"), Incoming(b"not json", None, 0, 2), msg(3, "u2", "a")]
+    out = run(batch, table, store)
+    assert out.counters == {"events_in": 4, "processed": 3, "rejected": 1, "duplicates": 0}
+    assert sorted(r["user_id"] for r in out.records) == ["u1", "u2"]
+    assert [d.rejection.code for d in out.dead_letters] == ["not_json"]
+    assert out.dead_letters[0].message.value == b"not json"
+
+
+def test_last_click_changes_the_list_at_once():
+    """u1 went a -> b before; u2 now clicks a: b must be recommended, because of a."""
+    store, table = MemoryStore(), {}
+    out = run([msg(0, "u1", "a"), msg(1, "u1", "b")], table, store)
+    apply_batch_states(table, out)
+    asyncio.run(store.publish_item_stats({i: {"pop": a.popularity, "nbrs": a.neighbors}
+                                          for i, a in out.activity.items()}))
+    out2 = run([msg(2, "u2", "a", ts=NOW - 50)], table, store)
+    (rec,) = out2.records
+    assert rec["items"][0]["item_id"] == "b"
+    assert rec["items"][0]["because_of"] == "a"
+    assert rec["event_ts"] == NOW - 50 and rec["model_version"] == "popcovis-1"
+
+
+def test_bought_items_are_excluded():
+    store, table = MemoryStore(), {}
+    asyncio.run(store.publish_item_stats({"x": {"pop": 100.0, "nbrs": {}}, "y": {"pop": 99.0, "nbrs": {}}}))
+    out = run([msg(0, "u1", "x", "purchase")], table, store)
+    items = [i["item_id"] for i in out.records[0]["items"]]
+    assert "x" not in items and items[0] == "y"
+
+
+def test_duplicates_are_counted_and_not_rescored():
+    store, table = MemoryStore(), {}
+    apply_batch_states(table, run([msg(5, "u1", "a")], table, store))
+    out = run([msg(5, "u1", "a")], table, store)
+    assert out.counters["duplicates"] == 1 and out.counters["processed"] == 0
+    assert out.records == [] and out.states == {}

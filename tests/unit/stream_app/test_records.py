@@ -1,0 +1,64 @@
+"""Validation: every rejection has a precise, stable reason."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from models.data.events import Event
+from stream_app.records import Rejection, decode_event
+
+NOW = 1_700_000_000.0
+
+
+def decode(value: bytes | None, max_bytes: int = 4096):
+    return decode_event(value, max_bytes=max_bytes, now=NOW, max_future_skew_s=300)
+
+
+def event(**fields) -> bytes:
+    base = {"user_id": "u1", "item_id": "i1", "event_type": "click", "ts": NOW - 10}
+    base.update(fields)
+    return orjson.dumps({k: v for k, v in base.items() if v is not None})
+
+
+def test_valid_event_is_decoded_with_optional_fields():
+    ev = decode(event(user_id=7, price=9.5, quantity=2, category=12, session_id="s"))
+    assert ev == Event("7", "i1", "click", NOW - 10, session_id="s", price=9.5, quantity=2, category="12")
+
+
+def test_iso_time_with_zone_is_accepted():
+    ev = decode(event(ts="2023-11-14T22:13:10+00:00"))
+    assert isinstance(ev, Event) and ev.ts == 1_699_999_990.0
+
+
+@pytest.mark.parametrize(
+    ("raw", "code", "detail_has"),
+    [
+        (None, "empty", "no value"),
+        (b"", "empty", "no value"),
+        (b'{"user_id": "u1"', "not_json", ""),
+        (b"[1, 2]", "not_object", "list"),
+        (event(item_id=None), "missing_field", "item_id"),
+        (event(user_id=""), "missing_field", "user_id"),
+        (event(event_type="like"), "unknown_event_type", "like"),
+        (event(ts="yesterday"), "bad_time", "unparseable"),
+        (event(ts="2023-11-14T22:13:10"), "bad_time", "time zone"),
+        (event(ts=-5), "bad_time", "positive"),
+        (event(ts=True), "bad_time", "boolean"),
+        (event(ts=NOW + 3600), "bad_time", "future"),
+        (event(user_id=[1]), "bad_field", "user_id"),
+        (event(price=-1), "bad_field", "price"),
+        (event(quantity=0), "bad_field", "quantity"),
+        (event(category="x" * 5000), "oversize", "limit 4096"),
+    ],
+)
+def test_rejections_carry_a_precise_reason(raw, code, detail_has):
+    result = decode(raw)
+    assert isinstance(result, Rejection), result
+    assert result.code == code
+    assert detail_has in result.detail
+
+
+def test_rejection_headers_name_the_reason():
+    headers = dict(Rejection("bad_time", "ts in 2100").headers())
+    assert headers == {"dlq-reason": b"bad_time", "dlq-detail": b"ts in 2100"}
