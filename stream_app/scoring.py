@@ -28,6 +28,7 @@ class HeuristicRecommender:
         histories = {u: history_items(s) for u, s in users.items()}
         seeds = {i for h in histories.values() for i in recent_distinct(h, self.config.recent_items)}
         popular, neighbors = await self.store.item_features(seeds, self.settings.popular_candidates)
+        popular = add_fresh_popularity(popular, fresh)
         add_fresh_neighbors(neighbors, fresh, seeds)
         return {
             u: score_user(
@@ -36,6 +37,17 @@ class HeuristicRecommender:
             )
             for u in users
         }
+
+
+def add_fresh_popularity(
+    popular: list[tuple[str, float]], fresh: Mapping[str, ItemActivity]
+) -> list[tuple[str, float]]:
+    """Stored popularity plus this batch's increments (not yet in the store)."""
+    merged = dict(popular)
+    for item, act in fresh.items():
+        if act.popularity != float("-inf"):
+            merged[item] = log2_add(merged.get(item, float("-inf")), act.popularity)
+    return list(merged.items())
 
 
 def add_fresh_neighbors(

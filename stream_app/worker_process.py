@@ -65,8 +65,11 @@ class WorkerProcess:
 
 
 async def wait_for_events(store: Store, total: int, worker: WorkerProcess, timeout_s: float = 120.0,
-                          stall_s: float = 60.0) -> dict[str, int]:
-    """Wait until the worker has accounted for ``total`` events (in the store's counters).
+                          stall_s: float = 60.0, counted: tuple[str, ...] = ("events_in",)) -> dict[str, int]:
+    """Wait until the sum of the ``counted`` counters in the store reaches ``total``.
+
+    The default counts every message read; ``("processed", "rejected")`` counts
+    distinct events when re-deliveries (duplicates) are expected.
 
     Fails fast if the worker dies, an agent crashes, or no progress is made for ``stall_s``.
     """
@@ -75,7 +78,7 @@ async def wait_for_events(store: Store, total: int, worker: WorkerProcess, timeo
     while True:
         worker.check()
         counters = await store.counters()
-        seen = counters.get("events_in", 0)
+        seen = sum(counters.get(name, 0) for name in counted)
         if seen >= total:
             return counters
         if seen != last:

@@ -1,0 +1,76 @@
+"""The embedded broker and Redis, started once per test session; unique names per test."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from stream_app.demo import all_topics, demo_settings
+from stream_app.embedded import EmbeddedStack, embedded_stack
+from stream_app.kafka_admin import ensure_topics
+from stream_app.settings import Settings
+from stream_app.worker_process import WorkerProcess
+
+pytestmark = pytest.mark.integration
+SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
+    with embedded_stack(tmp_path_factory.mktemp("stack")) as s:
+        yield s
+
+
+@pytest.fixture
+def settings(stack: EmbeddedStack, tmp_path: Path) -> Settings:
+    """Settings with this test's own app id, topics and Redis prefix."""
+    tag = uuid.uuid4().hex[:8]
+    s = demo_settings(
+        stack, tmp_path, app_id=f"it-{tag}", redis_prefix=f"it-{tag}",
+        events_topic=f"events-{tag}", recommendations_topic=f"recs-{tag}",
+        dead_letter_topic=f"dlq-{tag}", item_activity_topic=f"items-{tag}",
+        alerts_topic=f"alerts-{tag}", training_samples_topic=f"samples-{tag}",
+    )
+    asyncio.run(ensure_topics(stack.bootstrap, all_topics(s), s.partitions))
+    return s
+
+
+@pytest.fixture
+def start_worker(settings: Settings, tmp_path: Path) -> Iterator:
+    """Start worker processes for this test; all are stopped at teardown."""
+    workers: list[WorkerProcess] = []
+
+    def start() -> WorkerProcess:
+        w = WorkerProcess.start(settings, tmp_path / f"worker-{len(workers)}.log")
+        workers.append(w)
+        return w
+
+    yield start
+    for w in workers:
+        w.stop()
+
+
+async def consume(bootstrap: str, topic: str, expected: int, timeout_s: float = 30.0) -> list:
+    """Read a topic from the beginning until ``expected`` messages arrived (or time out)."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    out: list = []
+    try:
+        deadline = time.monotonic() + timeout_s
+        while len(out) < expected and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=200)
+            for msgs in batches.values():
+                out.extend(msgs)
+        # anything beyond what was expected would be a bug too: drain briefly
+        for msgs in (await consumer.getmany(timeout_ms=300)).values():
+            out.extend(msgs)
+    finally:
+        await consumer.stop()
+    return out

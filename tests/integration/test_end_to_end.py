@@ -1,0 +1,116 @@
+"""Real events in through the embedded broker, recommendations out in Redis and on the results topic."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+
+import orjson
+import pytest
+
+from models.data.eventlog import read_events
+from stream_app.replay.producer import replay, replay_file
+from models.data.events import Event
+from stream_app.sinks.redis import RedisStore
+from stream_app.worker_process import wait_for_events
+from tests.integration.conftest import SAMPLE, consume
+
+pytestmark = pytest.mark.integration
+
+EXPECTED_REASONS = ["not_json", "missing_field", "unknown_event_type", "bad_time", "bad_time",
+                    "bad_field", "oversize", "not_object"]
+
+
+def test_sample_flows_to_redis_results_and_dead_letters(stack, settings, start_worker):
+    worker = start_worker()
+    real_events = read_events(SAMPLE / "taobao_user_behavior.csv", "taobao")
+    per_user = Counter(e.user_id for e in real_events)
+    malformed_lines = (SAMPLE / "malformed_events.jsonl").read_bytes().splitlines()
+
+    async def scenario():
+        store = RedisStore(settings.redis_url, prefix=settings.redis_prefix)
+        await store.start()
+        try:
+            real = await replay_file(str(SAMPLE / "taobao_user_behavior.csv"), "taobao",
+                                     bootstrap=stack.bootstrap, topic=settings.events_topic, progress=False)
+            bad = await replay_file(str(SAMPLE / "malformed_events.jsonl"), "jsonl",
+                                    bootstrap=stack.bootstrap, topic=settings.events_topic, progress=False)
+            assert real.sent == 4321 and bad.sent == 8
+            counters = await wait_for_events(store, real.sent + bad.sent, worker)
+            records = {u: await store.recommendations(u) for u in per_user}
+            dlq = await consume(stack.bootstrap, settings.dead_letter_topic, expected=8)
+            results = await consume(stack.bootstrap, settings.recommendations_topic, expected=len(per_user))
+            return counters, records, dlq, results
+        finally:
+            await store.close()
+
+    counters, records, dlq, results = asyncio.run(scenario())
+
+    # every valid event processed exactly once, every malformed one rejected: the counts add up
+    assert counters == {"events_in": 4329, "processed": 4321, "rejected": 8, "duplicates": 0}
+
+    # each malformed event is in the dead-letter topic, message intact, with the right reason
+    # (replay forwards unparseable lines byte for byte and re-encodes the ones that parse)
+    got = sorted(((dict(m.headers)["dlq-reason"].decode(), _parsed(m.value)) for m in dlq), key=repr)
+    want = sorted(zip(EXPECTED_REASONS, map(_parsed, malformed_lines)), key=repr)
+    assert [r for r, _ in got] == [r for r, _ in want] and got == want
+    assert all(dict(m.headers)["source-topic"] == settings.events_topic.encode() for m in dlq)
+
+    # Redis holds a full top-10 for every user, built from all of their events
+    for user, n in per_user.items():
+        rec = records[user]
+        assert rec is not None, user
+        assert rec["events_seen"] == n
+        assert len(rec["items"]) == 10 and rec["model_version"] == "popcovis-1"
+        assert all(set(i["contributions"]) == {"covisitation", "popularity"} for i in rec["items"])
+
+    # the results topic holds the same lists: the newest message per user matches Redis
+    latest = {}
+    for m in sorted(results, key=lambda m: (m.partition, m.offset)):
+        latest[m.key.decode()] = orjson.loads(m.value)
+    assert set(latest) == set(per_user)
+    for user, rec in latest.items():
+        assert rec["items"] == records[user]["items"]
+        assert rec["event_ts"] == max(e.ts for e in real_events if e.user_id == user)
+
+
+def test_a_users_list_changes_after_their_new_events(stack, settings, start_worker):
+    worker = start_worker()
+    t0 = 1_700_000_000.0
+    # synthetic, named as such: shoppers who looked at shoe-1 then looked at sock-1
+    crowd = [Event(f"crowd-{i}", item, "click", t0 + i * 10 + j) for i in range(5)
+             for j, item in enumerate(("shoe-1", "sock-1"))]
+    crowd += [Event("crowd-9", "hat-1", "purchase", t0 + 100 + i) for i in range(3)]
+    shopper_first = [Event("shopper", "hat-1", "view", t0 + 200)]
+    shopper_next = [Event("shopper", "shoe-1", "click", t0 + 300)]
+
+    async def scenario():
+        store = RedisStore(settings.redis_url, prefix=settings.redis_prefix)
+        await store.start()
+        try:
+            kw = dict(bootstrap=stack.bootstrap, topic=settings.events_topic, progress=False)
+            await replay(crowd + shopper_first, **kw)
+            await wait_for_events(store, len(crowd) + 1, worker)
+            before = await store.recommendations("shopper")
+            time.sleep(1.0)  # let the item agent publish the crowd's co-visitation
+            await replay(shopper_next, **kw)
+            await wait_for_events(store, len(crowd) + 2, worker)
+            after = await store.recommendations("shopper")
+            return before, after
+        finally:
+            await store.close()
+
+    before, after = asyncio.run(scenario())
+    assert before["items"] != after["items"]
+    assert after["events_seen"] == 2 and after["event_ts"] == t0 + 300
+    top = after["items"][0]
+    assert (top["item_id"], top["because_of"]) == ("sock-1", "shoe-1")
+
+
+def _parsed(value: bytes) -> object:
+    """The parsed JSON (so 5 == 5.0) when the bytes parse, else the bytes themselves."""
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return value
