@@ -1,0 +1,14 @@
+# The worker image (also used by `reco replay`). CPU torch by default; to avoid the CUDA
+# build, point pip at a CPU-only wheel index with --build-arg PIP_EXTRA_INDEX_URL=...
+FROM python:3.11-slim
+ARG PIP_EXTRA_INDEX_URL=""
+ENV PIP_EXTRA_INDEX_URL=${PIP_EXTRA_INDEX_URL} PYTHONUNBUFFERED=1
+WORKDIR /app
+RUN pip install --no-cache-dir "torch==2.13.0"
+COPY pyproject.toml README.md ./
+COPY stream_app ./stream_app
+COPY models ./models
+COPY data/sample ./data/sample
+RUN pip install --no-cache-dir .
+ENTRYPOINT ["reco"]
+CMD ["worker"]

