@@ -63,15 +63,19 @@ class Service:
     log_path: Path
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """SIGTERM, wait, then SIGKILL; always reaps the process."""
-        if self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
+        terminate(self.process, timeout_s)
+
+
+def terminate(process: subprocess.Popen[bytes], timeout_s: float) -> int:
+    """SIGTERM, wait up to ``timeout_s``, then SIGKILL; always reaps. Returns the exit code."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
         try:
-            self.process.wait(timeout_s)
+            process.wait(timeout_s)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
+            process.kill()
+            process.wait(5)
+    return process.returncode
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes], name: str, log_path: Path,

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from stream_app.embedded import child_env
+from stream_app.embedded import child_env, terminate
 from stream_app.settings import Settings
 from stream_app.sinks.base import Store
 
@@ -48,14 +47,7 @@ class WorkerProcess:
 
     def stop(self, timeout_s: float = 30.0) -> int:
         """Graceful stop (SIGTERM); SIGKILL if it does not exit in time."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        return self.process.returncode
+        return terminate(self.process, timeout_s)
 
     def kill(self) -> None:
         """Crash it (SIGKILL): no clean shutdown, no final commit."""
