@@ -27,6 +27,7 @@ class Incoming:
     key: bytes | None = None
     partition: int = 0
     offset: int = 0
+    timestamp_ms: int | None = None  # the Kafka message timestamp, for event-to-Redis latency
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,8 @@ class BatchOutput:
     records: list[dict[str, Any]] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     counters: Counter[str] = field(default_factory=Counter)
+    scoring_s: float = 0.0
+    scored_timestamps_ms: list[int | None] = field(default_factory=list)  # Kafka times of scored events
 
 
 def state_config(settings: Settings) -> StateConfig:
@@ -82,6 +85,7 @@ async def process_batch(
     out = BatchOutput()
     now = clock()
     by_user: dict[str, list[tuple[int, Event]]] = defaultdict(list)
+    kafka_ts: dict[str, list[int | None]] = defaultdict(list)
     for msg in batch:
         ev = decode_event(
             msg.value, max_bytes=settings.max_event_bytes, now=now,
@@ -91,6 +95,7 @@ async def process_batch(
             out.dead_letters.append(DeadLetter(msg, ev))
         else:
             by_user[ev.user_id].append((msg.offset, ev))
+            kafka_ts[ev.user_id].append(msg.timestamp_ms)
     out.counters["events_in"] = len(batch)
     out.counters["rejected"] = len(out.dead_letters)
 
@@ -106,9 +111,12 @@ async def process_batch(
             out.states[key] = state
             touched[user] = state
             newest_ts[user] = max(ev.ts for _, ev in events)
+            out.scored_timestamps_ms.extend(kafka_ts[user])
 
     if touched:
+        started = time.perf_counter()
         ranked = await recommender.recommend(touched, out.activity)
+        out.scoring_s = time.perf_counter() - started
         scored_at = clock()
         for user, items in ranked.items():
             out.records.append(recommendation_record(

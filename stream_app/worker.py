@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import faust
 
+from stream_app import web
 from stream_app.agents import events, items
 from stream_app.app import create_app
+from stream_app.metrics import Metrics
 from stream_app.scoring import HeuristicRecommender
 from stream_app.settings import Settings
 from stream_app.sinks.base import Store
@@ -21,8 +23,11 @@ def build_worker(settings: Settings, *, store: Store | None = None) -> faust.App
     topics = declare_topics(app, settings)
     tables = declare_tables(app, settings)
     recommender = HeuristicRecommender(store, settings)
-    events.register(app, topics, tables, store, recommender, settings)
+    metrics = Metrics()
+    metrics.set_model_version(recommender.model_version)
+    events.register(app, topics, tables, store, recommender, metrics, settings)
     items.register(app, topics, tables, store, settings)
+    web.register(app, store, metrics, recommender)
     return app
 
 

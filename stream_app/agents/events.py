@@ -8,6 +8,7 @@ import faust
 import orjson
 
 from stream_app.pipeline import BatchOutput, Incoming, Recommender, apply_batch_states, process_batch
+from stream_app.metrics import Metrics
 from stream_app.settings import Settings
 from stream_app.sinks.base import Store
 from stream_app.tables import Tables
@@ -17,19 +18,23 @@ log = logging.getLogger(__name__)
 
 
 def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
-             recommender: Recommender, settings: Settings) -> None:
+             recommender: Recommender, metrics: Metrics, settings: Settings) -> None:
     """Attach the ``score-events`` agent to ``app``."""
 
     @app.agent(topics.events, name="score-events")
     async def score_events(stream: faust.StreamT) -> None:
         await store.start()
         async for events in stream.take_events(settings.max_batch, within=settings.max_wait_s):
-            batch = [Incoming(e.value, e.message.key, e.message.partition, e.message.offset)
+            batch = [Incoming(e.value, e.message.key, e.message.partition, e.message.offset,
+                              e.message.timestamp and int(e.message.timestamp * 1000))
                      for e in events]
             out = await process_batch(batch, tables.users, recommender, settings)
             apply_batch_states(tables.users, out)
             await emit(out, topics)
             await store.write_recommendations(out.records, out.counters)
+            metrics.observe_batch(out.counters, (d.rejection.code for d in out.dead_letters),
+                                  len(batch), out.scoring_s)
+            metrics.observe_latency(out.scored_timestamps_ms)
 
 
 async def emit(out: BatchOutput, topics: Topics) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 
 import orjson
@@ -65,6 +67,18 @@ def test_sample_flows_to_redis_results_and_dead_letters(stack, settings, start_w
         assert len(rec["items"]) == 10 and rec["model_version"] == "popcovis-1"
         assert all(set(i["contributions"]) == {"covisitation", "popularity"} for i in rec["items"])
 
+    # the worker's HTTP endpoints answer: a user's list, health, Prometheus metrics
+    base = f"http://127.0.0.1:{settings.web_port}"
+    some_user = next(iter(per_user))
+    assert _get_json(f"{base}/recommendations/{some_user}/") == records[some_user]
+    assert _get_json(f"{base}/health/")["status"] == "ok"
+    metrics = urllib.request.urlopen(f"{base}/metrics/", timeout=5).read().decode()
+    assert 'reco_events_total{outcome="processed"} 4321.0' in metrics
+    assert 'reco_dead_letters_total{reason="bad_time"} 2.0' in metrics
+    assert "reco_event_to_redis_seconds_count 4321.0" in metrics
+    with pytest.raises(urllib.error.HTTPError, match="404"):
+        urllib.request.urlopen(f"{base}/recommendations/nobody/", timeout=5)
+
     # the results topic holds the same lists: the newest message per user matches Redis
     latest = {}
     for m in sorted(results, key=lambda m: (m.partition, m.offset)):
@@ -114,3 +128,8 @@ def _parsed(value: bytes) -> object:
         return orjson.loads(value)
     except orjson.JSONDecodeError:
         return value
+
+
+def _get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return orjson.loads(resp.read())

@@ -1,0 +1,54 @@
+"""Prometheus metrics of one worker (``prometheus_client``, one registry per app)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+class Metrics:
+    """Counters and histograms the agents update once per micro-batch."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.events = Counter("reco_events", "Events by outcome (in = processed + rejected + duplicate)",
+                              ["outcome"], registry=r)
+        self.dead_letters = Counter("reco_dead_letters", "Rejected events by reason", ["reason"], registry=r)
+        self.batch_size = Histogram("reco_batch_size", "Events per micro-batch", registry=r,
+                                    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024))
+        self.scoring_seconds = Histogram("reco_scoring_seconds", "Time to score one micro-batch",
+                                         registry=r, buckets=LATENCY_BUCKETS)
+        self.event_to_redis_seconds = Histogram(
+            "reco_event_to_redis_seconds", "From an event's Kafka timestamp to its user's list in Redis",
+            registry=r, buckets=LATENCY_BUCKETS)
+        self.model_version = Gauge("reco_model_info", "The serving model version (value 1)",
+                                   ["version"], registry=r)
+
+    def observe_batch(self, counters: Mapping[str, int], reasons: Iterable[str], size: int,
+                      scoring_s: float) -> None:
+        for name, outcome in (("events_in", "in"), ("processed", "processed"),
+                              ("rejected", "rejected"), ("duplicates", "duplicate")):
+            if counters.get(name):
+                self.events.labels(outcome).inc(counters[name])
+        for reason in reasons:
+            self.dead_letters.labels(reason).inc()
+        self.batch_size.observe(size)
+        self.scoring_seconds.observe(scoring_s)
+
+    def observe_latency(self, kafka_timestamps_ms: Iterable[int | None], now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        for ts in kafka_timestamps_ms:
+            if ts:
+                self.event_to_redis_seconds.observe(max(0.0, now - ts / 1000.0))
+
+    def set_model_version(self, version: str) -> None:
+        self.model_version.clear()
+        self.model_version.labels(version).set(1)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,30 @@
+"""HTTP endpoints on the worker's Faust web server."""
+
+from __future__ import annotations
+
+import faust
+from faust.web import Request, Response, View
+
+from stream_app.metrics import Metrics
+from stream_app.pipeline import Recommender
+from stream_app.sinks.base import Store
+
+
+def register(app: faust.App, store: Store, metrics: Metrics, recommender: Recommender) -> None:
+    """``GET /recommendations/{user_id}/``, ``GET /health/``, ``GET /metrics/``."""
+
+    @app.page("/recommendations/{user_id}/")
+    async def recommendations(self: View, request: Request, user_id: str) -> Response:
+        record = await store.recommendations(user_id)
+        if record is None:
+            return self.notfound(f"no recommendations for user {user_id!r}")
+        return self.json(record)
+
+    @app.page("/health/")
+    async def health(self: View, request: Request) -> Response:
+        return self.json({"status": "ok", "model_version": recommender.model_version,
+                          "counters": await store.counters()})
+
+    @app.page("/metrics/")
+    async def metrics_page(self: View, request: Request) -> Response:
+        return self.bytes(metrics.exposition(), content_type="text/plain; version=0.0.4")
