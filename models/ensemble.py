@@ -1,0 +1,219 @@
+"""The ensemble: per-user normalised scores of each scorer, blended with learned weights.
+
+Each scorer names its normalisation (``Scorer.blend``): z-scores per user for
+dense scores (logits, cosines, log popularity), ``log_relative`` for sparse
+non-negative evidence (co-visitation), where z-scores would explode.
+
+Weights are fitted by stacking on validation targets only: a listwise softmax
+over all items of ``sum_k w_k * z_k`` (``z_k``: scorer k's normalised scores),
+refined by coordinate search on validation NDCG@10. Each recommended item
+reports ``w_k * z_k``, its contribution from every scorer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from models.checkpoint import load_checkpoint, save_checkpoint
+from models.heuristic import Scored
+from models.history import History, encode
+from models.scorers.base import Scorer
+from models.vocab import ItemVocab
+
+
+def standardise(scores: torch.Tensor) -> torch.Tensor:
+    """Per-row z-scores over finite entries; ``-inf`` (unknown, padding) becomes the row's minimum."""
+    finite = torch.isfinite(scores)
+    count = finite.sum(1, keepdim=True).clamp(min=1)
+    values = torch.where(finite, scores, torch.zeros_like(scores))
+    mean = values.sum(1, keepdim=True) / count
+    var = (torch.where(finite, scores - mean, torch.zeros_like(scores)) ** 2).sum(1, keepdim=True) / count
+    z = (values - mean) / var.sqrt().clamp(min=1e-6)
+    low = torch.where(finite, z, torch.full_like(z, float("inf"))).amin(1, keepdim=True)
+    low = torch.where(torch.isfinite(low), low, torch.zeros_like(low))
+    return torch.where(finite, z, low.expand_as(z))
+
+
+def log_relative(scores: torch.Tensor, floor: float = 1e-3) -> torch.Tensor:
+    """log(s / row max + floor) for non-negative evidence (co-visitation): no evidence -> log(floor)."""
+    finite = torch.isfinite(scores)
+    values = torch.where(finite, scores.clamp(min=0.0), torch.zeros_like(scores))
+    top = values.amax(1, keepdim=True).clamp(min=1e-12)
+    return torch.log(values / top + floor)
+
+
+NORMALISERS = {"zscore": standardise, "log_relative": log_relative}
+
+
+FACTORS = (0.0, 0.03, 0.1, 0.3, 0.6, 1.5, 3.0, 10.0)  # coordinate-search moves of a non-zero weight
+SMALL = (0.01, 0.03, 0.1, 0.3)  # tries for a zero weight, relative to the largest weight
+
+
+def _ndcg10(x: torch.Tensor, y: torch.Tensor, seen: torch.Tensor, w: torch.Tensor) -> float:
+    """Mean NDCG@10 of blend ``w`` (ties broken by row, as in evaluation)."""
+    with torch.no_grad():
+        scores = (x @ w).masked_fill(seen, float("-inf"))  # (users, n_items)
+        t = scores.gather(1, y[:, None])
+        cols = torch.arange(scores.shape[1])[None, :]
+        rank = ((scores > t) | ((scores == t) & (cols < y[:, None]))).sum(1).double()
+        return float(torch.where(rank < 10, 1.0 / torch.log2(rank + 2.0), 0.0).mean())
+
+
+class Ensemble:
+    """Several scorers over one vocabulary, blended by weights (equal until fitted)."""
+
+    def __init__(self, vocab: ItemVocab, scorers: Mapping[str, Scorer], weights: Mapping[str, float] | None = None) -> None:
+        self.vocab = vocab
+        self.scorers = dict(scorers)
+        self.weights = dict(weights) if weights else {n: 1.0 for n in self.scorers}
+
+    def parts(self, items: Sequence[Sequence[int]], types: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
+        """Each scorer's standardised (batch, len(vocab)) scores."""
+        return {n: NORMALISERS[s.blend](s.score_rows(items, types)) for n, s in self.scorers.items()}
+
+    def score_rows(self, items: Sequence[Sequence[int]], types: Sequence[Sequence[int]]) -> torch.Tensor:
+        """(batch, len(vocab)) blended scores; row 0 is ``-inf``."""
+        total = sum(self.weights[n] * z for n, z in self.parts(items, types).items())
+        assert isinstance(total, torch.Tensor)
+        total[:, 0] = float("-inf")
+        return total
+
+    def fit_weights(
+        self,
+        items: Sequence[Sequence[int]],
+        types: Sequence[Sequence[int]],
+        targets: Sequence[int],
+        *,
+        max_users: int = 3000,
+        seed: int = 0,
+        rounds: int = 3,
+    ) -> dict[str, float]:
+        """Fit the blend weights on (validation) targets; history items are excluded as in evaluation.
+
+        Starts from a listwise softmax fit (clamped to non-negative weights; on
+        tiny data it can diverge), then coordinate search on NDCG@10 (what is
+        reported), since the softmax fit over-weights dense scorers.
+        """
+        names = list(self.scorers)
+        x, y, seen = self._features(items, types, targets, max_users, seed)
+        w = torch.nn.Parameter(torch.tensor([self.weights[n] for n in names], dtype=torch.float32))
+        opt = torch.optim.LBFGS([w], max_iter=50, line_search_fn="strong_wolfe")
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            logits = (x @ w).masked_fill(seen, float("-inf"))  # (users, n_items)
+            loss = torch.nn.functional.cross_entropy(logits, y)
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        best = w.detach().clamp(min=0.0)  # non-negative stacking: no scorer counts against its own evidence
+        if not bool((best > 0).any()):
+            best = torch.ones_like(best)
+        best_score = _ndcg10(x, y, seen, best)
+        for _ in range(rounds):
+            for k in range(len(names)):
+                base = best.clone()
+                scale = float(base.abs().max()) or 1.0
+                values = [base[k] * f for f in FACTORS] if base[k] != 0 else [scale * f for f in SMALL]
+                for value in values:
+                    trial = base.clone()
+                    trial[k] = value
+                    score = _ndcg10(x, y, seen, trial)
+                    if score > best_score + 1e-6:
+                        best, best_score = trial, score
+        best = best / best.sum()  # rankings are scale-free; weights summing to 1 read as shares
+        self.weights = {n: float(v) for n, v in zip(names, best)}
+        return self.weights
+
+    def _features(
+        self, items: Sequence[Sequence[int]], types: Sequence[Sequence[int]], targets: Sequence[int], max_users: int, seed: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Normalised scores (users, n_items, n_scorers), target columns, and a mask of history items."""
+        rng = np.random.default_rng(seed)
+        pick = rng.choice(len(items), size=min(max_users, len(items)), replace=False)
+        feats, tgts = [], []
+        for start in range(0, len(pick), 500):
+            idx = pick[start : start + 500]
+            b_items = [items[i] for i in idx]
+            parts = self.parts(b_items, [types[i] for i in idx])
+            f = torch.stack([parts[n] for n in self.scorers], dim=-1)[:, 1:]  # (batch, n_items, n_scorers)
+            for b, h in enumerate(b_items):
+                if h:
+                    f[b, torch.as_tensor(h) - 1] = float("nan")  # excluded, masked in the loss
+            feats.append(f)
+            tgts.append(torch.as_tensor([targets[i] - 1 for i in idx]))
+        x, y = torch.cat(feats), torch.cat(tgts)
+        seen = torch.isnan(x[..., 0])
+        return torch.nan_to_num(x, nan=0.0), y, seen
+
+    def recommend(
+        self,
+        histories: Sequence[History],
+        k: int,
+        *,
+        exclude_seen: bool = True,
+        exclude: Sequence[Iterable[str]] | None = None,
+    ) -> list[list[Scored]]:
+        """Top-``k`` items per user with each scorer's contribution (``w_k * z_k``) to each item.
+
+        ``exclude_seen`` removes every history item; ``exclude`` gives each user
+        further item ids to remove (for example what they already bought).
+        Ties go to the lower row, as in evaluation.
+        """
+        if not histories:
+            return []
+        encoded = [encode(self.vocab, h) for h in histories]
+        items, types = [r for r, _ in encoded], [t for _, t in encoded]
+        parts = self.parts(items, types)
+        names = list(parts)
+        weighted = torch.stack([self.weights[n] * parts[n] for n in names])  # (scorers, batch, n_rows)
+        total = weighted.sum(0)  # (batch, n_rows)
+        total[:, 0] = float("-inf")
+        for b in range(len(items)):
+            if exclude_seen and items[b]:
+                total[b, items[b]] = float("-inf")
+            if exclude is not None:
+                rows = [r for r in self.vocab.rows(list(exclude[b])) if r > 0]
+                if rows:
+                    total[b, rows] = float("-inf")
+        kk = min(k, total.shape[1])
+        top_scores, top_rows = torch.topk(total, kk, dim=1)  # (batch, kk), best first
+        contrib = weighted.gather(2, top_rows.unsqueeze(0).expand(len(names), -1, -1))  # (scorers, batch, kk)
+        out = []
+        for b, (scores, rows) in enumerate(zip(top_scores.tolist(), top_rows.tolist())):
+            parts_b = [contrib[s, b].tolist() for s in range(len(names))]
+            ranked = sorted(range(kk), key=lambda j: (-scores[j], rows[j]))
+            out.append([
+                Scored(
+                    item_id=self.vocab.item(rows[j]),
+                    score=scores[j],
+                    contributions={n: parts_b[s][j] for s, n in enumerate(names)},
+                )
+                for j in ranked
+                if math.isfinite(scores[j])
+            ])
+        return out
+
+    def score_batch(self, histories: Sequence[History], candidates: Sequence[str]) -> np.ndarray:
+        """(users, candidates) blended scores; unknown candidates ``-inf``."""
+        if not histories:
+            return np.zeros((0, len(candidates)), dtype=np.float32)
+        encoded = [encode(self.vocab, h) for h in histories]
+        scores = self.score_rows([r for r, _ in encoded], [t for _, t in encoded])
+        rows = torch.as_tensor(self.vocab.rows(candidates), dtype=torch.long)
+        return scores[:, rows].numpy().astype(np.float32, copy=True)
+
+    def save(self, path: str | Path, *, extra: Mapping[str, Any] | None = None) -> Path:
+        return save_checkpoint(path, self.vocab, self.scorers, extra={"weights": self.weights, **dict(extra or {})})
+
+    @classmethod
+    def load(cls, path: str | Path) -> tuple[Ensemble, dict[str, Any]]:
+        vocab, scorers, meta = load_checkpoint(path)
+        return cls(vocab, scorers, meta.get("weights")), meta

@@ -1,0 +1,145 @@
+"""Leave-one-out evaluation: last item is the test target, second-last the validation target.
+
+Every user's target is ranked against ALL items (``rank_full``) or against 99
+sampled items the user never touched (``rank_sampled``). Items already in the
+history are excluded from the full ranking (as in the S3-Rec evaluation);
+ties are broken by row, the same way for every scorer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from models.history import encode
+from models.vocab import ItemVocab
+
+ScoreFn = Callable[[Sequence[Sequence[int]], Sequence[Sequence[int]]], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class LeaveOneOut:
+    """Encoded splits. ``fit_*``: what models learn from (evaluated users' training part plus
+    whole histories of users too short to evaluate)."""
+
+    users: list[str]
+    train_items: list[list[int]]
+    train_types: list[list[int]]
+    valid_target: list[int]
+    valid_type: list[int]
+    test_target: list[int]
+    fit_items: list[list[int]]
+    fit_types: list[list[int]]
+
+    def valid_inputs(self) -> tuple[list[list[int]], list[list[int]], list[int]]:
+        return self.train_items, self.train_types, self.valid_target
+
+    def test_inputs(self) -> tuple[list[list[int]], list[list[int]], list[int]]:
+        items = [h + [v] for h, v in zip(self.train_items, self.valid_target)]
+        types = [t + [v] for t, v in zip(self.train_types, self.valid_type)]
+        return items, types, self.test_target
+
+
+def leave_one_out(histories: dict[str, list[tuple[str, str]]], vocab: ItemVocab) -> LeaveOneOut:
+    """Split users' time-ordered histories; users with fewer than 3 events only train."""
+    users, tr_i, tr_t, va, va_t, te = [], [], [], [], [], []
+    fit_i, fit_t = [], []
+    for user, history in histories.items():
+        rows, kinds = encode(vocab, history)
+        if len(rows) < 3:
+            fit_i.append(rows)
+            fit_t.append(kinds)
+            continue
+        users.append(user)
+        tr_i.append(rows[:-2])
+        tr_t.append(kinds[:-2])
+        va.append(rows[-2])
+        va_t.append(kinds[-2])
+        te.append(rows[-1])
+    return LeaveOneOut(users, tr_i, tr_t, va, va_t, te, tr_i + fit_i, tr_t + fit_t)
+
+
+def _tie_broken_rank(scores: torch.Tensor, rows: torch.Tensor, target_pos: int = 0) -> torch.Tensor:
+    """0-based rank of column ``target_pos`` among candidate ``scores`` (batch, n) with ``rows`` (batch, n)."""
+    t_score = scores[:, target_pos : target_pos + 1]
+    t_row = rows[:, target_pos : target_pos + 1]
+    better = scores > t_score
+    tied = (scores == t_score) & (rows < t_row)
+    return (better | tied).sum(dim=1)
+
+
+def rank_full(
+    score_fn: ScoreFn,
+    items: Sequence[Sequence[int]],
+    types: Sequence[Sequence[int]],
+    targets: Sequence[int],
+    *,
+    batch_size: int = 512,
+    exclude_seen: bool = True,
+) -> np.ndarray:
+    """Rank of each target among all rows (row 0 excluded), history rows pushed last."""
+    ranks: list[np.ndarray] = []
+    for start in range(0, len(items), batch_size):
+        b_items, b_types = items[start : start + batch_size], types[start : start + batch_size]
+        scores = score_fn(b_items, b_types)[:, 1:].float().clone()  # (batch, n_items)
+        if exclude_seen:
+            for b, h in enumerate(b_items):
+                if h:
+                    scores[b, torch.as_tensor(h) - 1] = float("-inf")
+        target = torch.as_tensor(targets[start : start + batch_size]) - 1
+        t_score = scores.gather(1, target[:, None])
+        cols = torch.arange(scores.shape[1])[None, :]
+        better = (scores > t_score) | ((scores == t_score) & (cols < target[:, None]))
+        ranks.append(better.sum(dim=1).numpy())
+    return np.concatenate(ranks) if ranks else np.zeros(0, dtype=np.int64)
+
+
+def sample_negatives(
+    seen: Sequence[set[int]], n_rows: int, n_negatives: int = 99, seed: int = 0
+) -> np.ndarray:
+    """(users, n_negatives) rows drawn uniformly without replacement from rows each user never touched.
+
+    A catalogue too small for that (tiny test data) is drawn with replacement;
+    with nothing left to draw, row 0 (padding, never ranked above a target) fills in.
+    """
+    rng = np.random.default_rng(seed)
+    out = np.zeros((len(seen), n_negatives), dtype=np.int64)
+    for u, s in enumerate(seen):
+        unseen = n_rows - 1 - sum(1 for r in s if 0 < r < n_rows)
+        if unseen < 2 * n_negatives:
+            pool = np.asarray([r for r in range(1, n_rows) if r not in s], dtype=np.int64)
+            if len(pool):
+                out[u] = rng.choice(pool, size=n_negatives, replace=len(pool) < n_negatives)
+            continue
+        picked: dict[int, None] = {}
+        while len(picked) < n_negatives:
+            for row in rng.integers(1, n_rows, size=2 * n_negatives).tolist():
+                if row not in s:
+                    picked[row] = None
+                    if len(picked) == n_negatives:
+                        break
+        out[u] = list(picked)
+    return out
+
+
+def rank_sampled(
+    score_fn: ScoreFn,
+    items: Sequence[Sequence[int]],
+    types: Sequence[Sequence[int]],
+    targets: Sequence[int],
+    negatives: np.ndarray,
+    *,
+    batch_size: int = 512,
+) -> np.ndarray:
+    """Rank of each target among itself and its sampled negatives (99-negatives protocol)."""
+    ranks: list[np.ndarray] = []
+    for start in range(0, len(items), batch_size):
+        b_items, b_types = items[start : start + batch_size], types[start : start + batch_size]
+        scores = score_fn(b_items, b_types).float()
+        target = torch.as_tensor(targets[start : start + batch_size])[:, None]
+        cands = torch.cat([target, torch.as_tensor(negatives[start : start + batch_size])], dim=1)
+        ranks.append(_tie_broken_rank(scores.gather(1, cands), cands).numpy())
+    return np.concatenate(ranks) if ranks else np.zeros(0, dtype=np.int64)

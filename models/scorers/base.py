@@ -1,0 +1,55 @@
+"""The interface every scorer shares, so the ensemble and evaluation treat them alike.
+
+A scorer scores every vocabulary row for a batch of encoded histories
+(``score_rows``); ``score_batch`` is the string-level entry for callers:
+users' histories and candidate item ids in, a (users, candidates) array out.
+Candidates the vocabulary does not know score ``-inf`` (ranked last).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from models.history import History, encode
+from models.vocab import ItemVocab
+
+
+class Scorer(ABC):
+    """A model that scores items for users from their histories."""
+
+    kind: ClassVar[str]
+    blend: ClassVar[str] = "zscore"  # how the ensemble normalises its scores (models.ensemble.NORMALISERS)
+
+    def __init__(self, vocab: ItemVocab) -> None:
+        self.vocab = vocab
+
+    @abstractmethod
+    def score_rows(self, items: Sequence[Sequence[int]], types: Sequence[Sequence[int]]) -> torch.Tensor:
+        """(batch, len(vocab)) float32 scores of every row; row 0 (padding) is ``-inf``."""
+
+    def observe(self, history: History, item: str, event_type: str, ts: float) -> None:
+        """Learn from one event (``history``: the user's events before it). Default: nothing."""
+
+    @abstractmethod
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Tensors and JSON-able metadata that ``from_state`` rebuilds this scorer from."""
+
+    @classmethod
+    @abstractmethod
+    def from_state(cls, vocab: ItemVocab, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Scorer:
+        """The scorer saved by ``state``."""
+
+    def score_batch(self, histories: Sequence[History], candidates: Sequence[str]) -> np.ndarray:
+        """(len(histories), len(candidates)) float32 scores; unknown candidates get ``-inf``."""
+        if not histories:
+            return np.zeros((0, len(candidates)), dtype=np.float32)
+        encoded = [encode(self.vocab, h) for h in histories]
+        scores = self.score_rows([r for r, _ in encoded], [t for _, t in encoded])
+        rows = torch.as_tensor(self.vocab.rows(candidates), dtype=torch.long)
+        out = scores[:, rows]  # (batch, n_candidates); row 0 is -inf
+        return out.numpy().astype(np.float32, copy=True)

@@ -1,0 +1,100 @@
+"""Item-to-item co-visitation: items that follow (and, weaker, precede) the user's recent items."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from models.history import History, split_history
+from models.item_stats import EVENT_WEIGHTS, add_neighbor, covisit_pairs, log_weight
+from models.scorers.base import Scorer
+from models.vocab import ItemVocab
+
+
+@dataclass(frozen=True)
+class CovisitationConfig:
+    half_life_s: float = 7 * 86_400.0
+    window: int = 3  # previous distinct items paired with each event (weight 1/distance)
+    backward_weight: float = 0.5  # weight of the pair read backwards (item -> earlier item)
+    max_neighbors: int = 100
+    recent_items: int = 5  # the user's latest distinct items that seed the scores
+
+
+class CovisitationScorer(Scorer):
+    """Sum over the user's latest distinct items (weight 1/recency rank) of each neighbour's
+    forward-decayed co-visitation weight relative to that item's strongest neighbour."""
+
+    kind = "covisitation"
+    blend = "log_relative"
+
+    def __init__(self, vocab: ItemVocab, config: CovisitationConfig = CovisitationConfig()) -> None:
+        super().__init__(vocab)
+        self.config = config
+        self.neighbors: dict[str, dict[str, float]] = {}  # item -> {neighbour: log2 weight}
+        self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def observe(self, history: History, item: str, event_type: str, ts: float) -> None:
+        self.vocab.add(item)
+        previous, _ = split_history(history)
+        weight = EVENT_WEIGHTS.get(event_type, 1.0)
+        cfg = self.config
+        for prev, closeness in covisit_pairs(previous[-4 * cfg.window :], item, cfg.window):
+            self.vocab.add(prev)  # a history may name items this scorer never saw
+            forward = log_weight(ts, weight * closeness, cfg.half_life_s)
+            add_neighbor(self.neighbors.setdefault(prev, {}), item, forward, cfg.max_neighbors)
+            self._cache.pop(self.vocab.row(prev), None)
+            if cfg.backward_weight > 0:
+                backward = log_weight(ts, weight * closeness * cfg.backward_weight, cfg.half_life_s)
+                add_neighbor(self.neighbors.setdefault(item, {}), prev, backward, cfg.max_neighbors)
+                self._cache.pop(self.vocab.row(item), None)
+
+    def _neighbors_of(self, row: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows and relative weights (strongest = 1) of one item's top neighbours, cached."""
+        hit = self._cache.get(row)
+        if hit is None:
+            nbrs = self.neighbors.get(self.vocab.item(row), {})
+            top = sorted(nbrs.items(), key=lambda kv: kv[1], reverse=True)[: self.config.max_neighbors]
+            rows = torch.as_tensor([self.vocab.row(i) for i, _ in top], dtype=torch.long)
+            logw = torch.as_tensor([w for _, w in top], dtype=torch.float64)
+            weights = torch.exp2(logw - logw.max()).float() if len(top) else torch.zeros(0)
+            hit = self._cache[row] = (rows, weights)
+        return hit
+
+    def score_rows(self, items: Sequence[Sequence[int]], types: Sequence[Sequence[int]]) -> torch.Tensor:
+        scores = torch.zeros((len(items), len(self.vocab)), dtype=torch.float32)
+        for b, history in enumerate(items):
+            seen: list[int] = []
+            for row in reversed(history):
+                if row in seen:
+                    continue
+                seen.append(row)
+                rows, weights = self._neighbors_of(row)
+                scores[b].index_add_(0, rows, weights / len(seen))
+                if len(seen) == self.config.recent_items:
+                    break
+        scores[:, 0] = float("-inf")
+        return scores
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        src, dst, logw = [], [], []
+        for item, nbrs in self.neighbors.items():
+            for other, w in nbrs.items():
+                src.append(self.vocab.row(item))
+                dst.append(self.vocab.row(other))
+                logw.append(w)
+        tensors = {
+            "src": torch.as_tensor(src, dtype=torch.long),
+            "dst": torch.as_tensor(dst, dtype=torch.long),
+            "log_weight": torch.as_tensor(logw, dtype=torch.float64),
+        }
+        return tensors, {"config": asdict(self.config)}
+
+    @classmethod
+    def from_state(cls, vocab: ItemVocab, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> CovisitationScorer:
+        scorer = cls(vocab, CovisitationConfig(**meta["config"]))
+        for s, d, w in zip(tensors["src"].tolist(), tensors["dst"].tolist(), tensors["log_weight"].tolist()):
+            scorer.neighbors.setdefault(vocab.item(s), {})[vocab.item(d)] = w
+        return scorer

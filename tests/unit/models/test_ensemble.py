@@ -1,0 +1,58 @@
+"""Blending: stacking weights favour the informative scorer; contributions add up to the score."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from models.ensemble import Ensemble, standardise
+from models.evaluation.protocol import leave_one_out
+from models.history import user_histories
+from models.pipeline import replay_counts
+from models.scorers import CovisitationScorer, PopularityScorer
+from models.vocab import ItemVocab
+
+from models_synthetic import SYNTHETIC_ITEMS, synthetic_events
+
+
+@pytest.fixture(scope="module")
+def ensemble_and_split() -> tuple[Ensemble, object]:
+    events = synthetic_events(n_users=150)
+    vocab = ItemVocab(SYNTHETIC_ITEMS)
+    scorers = {"popularity": PopularityScorer(vocab), "covisitation": CovisitationScorer(vocab)}
+    replay_counts(list(scorers.values()), events)
+    return Ensemble(vocab, scorers), leave_one_out(user_histories(events), vocab)
+
+
+def test_standardise_maps_minus_inf_to_the_row_minimum() -> None:
+    z = standardise(torch.tensor([[float("-inf"), 1.0, 2.0, 3.0]]))
+    assert torch.isfinite(z).all()
+    assert z[0, 0] == z[0, 1] and z[0, 3] > z[0, 2] > z[0, 1]
+
+
+def test_stacking_weights_the_informative_scorer_higher(ensemble_and_split: tuple[Ensemble, object]) -> None:
+    ensemble, split = ensemble_and_split
+    weights = ensemble.fit_weights(*split.valid_inputs(), seed=0)  # type: ignore[attr-defined]
+    assert weights["covisitation"] > weights["popularity"]
+
+
+def test_contributions_add_up_to_the_recommended_score(ensemble_and_split: tuple[Ensemble, object]) -> None:
+    ensemble, _ = ensemble_and_split
+    recs = ensemble.recommend([["synthetic-item-5", "synthetic-item-6"], []], k=5)
+    assert [len(r) for r in recs] == [5, 5]
+    assert "synthetic-item-7" in [s.item_id for s in recs[0]]
+    assert all(s.item_id not in ("synthetic-item-5", "synthetic-item-6") for s in recs[0])
+    for s in recs[0]:
+        assert set(s.contributions) == {"popularity", "covisitation"}
+        assert sum(s.contributions.values()) == pytest.approx(s.score, abs=1e-4)
+    assert ensemble.recommend([], k=5) == []
+
+
+def test_ensemble_round_trips_through_a_checkpoint(ensemble_and_split: tuple[Ensemble, object], tmp_path: object) -> None:
+    ensemble, _ = ensemble_and_split
+    ensemble.save(tmp_path, extra={"metrics": {"valid": {"hr@10": 0.5}}})  # type: ignore[arg-type]
+    loaded, meta = Ensemble.load(tmp_path)  # type: ignore[arg-type]
+    assert loaded.weights == ensemble.weights and meta["metrics"]["valid"]["hr@10"] == 0.5
+    hist, cands = [["synthetic-item-1"]], SYNTHETIC_ITEMS
+    np.testing.assert_array_equal(loaded.score_batch(hist, cands), ensemble.score_batch(hist, cands))

@@ -1,0 +1,60 @@
+"""Ranking metrics and the leave-one-out protocol on hand-computed examples."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from models.evaluation.metrics import hit_rate, ndcg, ranking_metrics
+from models.evaluation.protocol import leave_one_out, rank_full, rank_sampled, sample_negatives
+from models.vocab import ItemVocab
+
+
+def test_metrics_match_hand_computed_values() -> None:
+    ranks = np.array([0, 3, 12, 30])  # 0-based ranks of four users' targets
+    assert hit_rate(ranks, 5) == pytest.approx(2 / 4)
+    assert hit_rate(ranks, 20) == pytest.approx(3 / 4)
+    assert ndcg(ranks, 5) == pytest.approx((1.0 + 1.0 / math.log2(5)) / 4)
+    assert ndcg(ranks, 20) == pytest.approx((1.0 + 1.0 / math.log2(5) + 1.0 / math.log2(14)) / 4)
+    assert ranking_metrics(ranks)["hr@10"] == pytest.approx(0.5)
+    assert ndcg(np.array([], dtype=np.int64), 10) == 0.0
+
+
+def fixed_scores(items: object, types: object) -> torch.Tensor:
+    """Five rows (0 is padding): row 4 best, rows 1 and 2 tied, row 3 worst."""
+    return torch.tensor([[float("-inf"), 2.0, 2.0, 1.0, 3.0]]).expand(len(items), -1).clone()  # type: ignore[arg-type]
+
+
+def test_rank_full_breaks_ties_by_row_and_excludes_history() -> None:
+    # Target 2 ties with row 1 (smaller row wins) and is behind row 4: rank 2.
+    assert rank_full(fixed_scores, [[3]], [[4]], [2], exclude_seen=False).tolist() == [2]
+    # Row 4 is in the history, so it is excluded: rank 1.
+    assert rank_full(fixed_scores, [[4]], [[4]], [2]).tolist() == [1]
+    assert rank_full(fixed_scores, [[4]], [[4]], [1]).tolist() == [0]
+
+
+def test_rank_sampled_counts_only_sampled_negatives() -> None:
+    negatives = np.array([[3, 1]])
+    assert rank_sampled(fixed_scores, [[4]], [[4]], [2], negatives).tolist() == [1]
+    assert rank_sampled(fixed_scores, [[4]], [[4]], [4], negatives).tolist() == [0]
+
+
+def test_sampled_negatives_avoid_the_users_items() -> None:
+    seen = [set(range(1, 200)), {5, 6}]
+    negs = sample_negatives(seen, 1000, 99, seed=3)
+    assert negs.shape == (2, 99)
+    assert not (set(negs[0].tolist()) & seen[0]) and not (set(negs[1].tolist()) & seen[1])
+    assert len(set(negs[1].tolist())) == 99 and 0 not in negs
+    np.testing.assert_array_equal(negs, sample_negatives(seen, 1000, 99, seed=3))
+
+
+def test_leave_one_out_holds_out_the_last_two_items() -> None:
+    vocab = ItemVocab(["a", "b", "c", "d"])
+    split = leave_one_out({"u": [("a", "view"), ("b", "click"), ("c", "view"), ("d", "purchase")], "short": [("a", "view")]}, vocab)
+    assert split.users == ["u"]
+    assert split.train_items == [[1, 2]] and split.valid_target == [3] and split.test_target == [4]
+    assert split.test_inputs()[0] == [[1, 2, 3]]
+    assert split.fit_items == [[1, 2], [1]]
