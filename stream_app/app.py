@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import faust
 
 from stream_app import tansu_compat
@@ -10,6 +12,7 @@ from stream_app.settings import Settings
 
 def create_app(settings: Settings) -> faust.App:
     """A Faust app with the settings measured to work on Kafka and tansu."""
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     if settings.embedded_broker:
         tansu_compat.install(tansu_compat.bootstrap_from_url(settings.kafka_url))
     return faust.App(

@@ -45,6 +45,12 @@ class Settings:
     covis_weight: float = 1.0
     popularity_weight: float = 0.3
 
+    model_path: str = ""  # an ensemble checkpoint directory; empty: the popularity+co-visitation baseline
+    torch_threads: int = 1  # intra-op threads of the scoring thread (leave cores to Faust and the broker)
+    device: str = "auto"  # auto (cuda when available, else cpu) | cpu | cuda
+    model_dtype: str = "fp32"  # fp32 | bf16
+    model_compile: bool = False  # torch.compile the sequence model's scoring
+
     redis_prefix: str = "reco"
     redis_ttl_s: int = 7 * 86_400
     web_port: int = 6066

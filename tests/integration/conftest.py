@@ -46,8 +46,8 @@ def start_worker(settings: Settings, tmp_path: Path) -> Iterator:
     """Start worker processes for this test; all are stopped at teardown."""
     workers: list[WorkerProcess] = []
 
-    def start() -> WorkerProcess:
-        w = WorkerProcess.start(settings, tmp_path / f"worker-{len(workers)}.log")
+    def start(with_settings: Settings | None = None) -> WorkerProcess:
+        w = WorkerProcess.start(with_settings or settings, tmp_path / f"worker-{len(workers)}.log")
         workers.append(w)
         return w
 

@@ -1,0 +1,335 @@
+"""Stream throughput and event-to-Redis latency on the embedded broker and Redis.
+
+All paths run in one process tree on this machine, side by side, over the same
+pre-produced backlog of real events (Amazon Beauty as a purchase stream, the
+Taobao sample), each on fresh topics:
+
+- ``aiokafka``: a plain consumer, ``getmany`` + ``orjson.loads`` (the hardware limit);
+- ``faust_noop``: a Faust agent that does nothing per event (the framework's limit);
+- ``per_event``: the stream worker with ``max_batch=1``: every event scored alone;
+- ``micro_batched``: the stream worker with ``stream.take_events(256, within=0.05)``.
+
+The two worker paths score with the same trained ensemble (transformer +
+co-visitation + popularity). Then, at a fixed offered load of 500 events/s,
+the worker's event-to-Redis latency (from each event's Kafka timestamp to its
+user's list in Redis, the worker's own Prometheus histogram, read before and
+after). Finally the effect of bf16, torch.compile and the batch limit.
+
+    python benchmarks/stream_throughput.py --beauty-checkpoint runs/beauty-h64
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from models.cli import main as models_cli  # noqa: E402
+from models.data.eventlog import read_log  # noqa: E402
+from models.data.events import Event  # noqa: E402
+from stream_app.demo import all_topics, demo_settings  # noqa: E402
+from stream_app.embedded import EmbeddedStack, child_env, embedded_stack, terminate  # noqa: E402
+from stream_app.kafka_admin import ensure_topics  # noqa: E402
+from stream_app.replay.producer import encode, order_for_replay, replay  # noqa: E402
+from stream_app.settings import Settings  # noqa: E402
+from stream_app.sinks.redis import RedisStore  # noqa: E402
+from stream_app.worker_process import WorkerProcess  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+BEAUTY = ROOT / "data" / "amazon_beauty" / "sequences.txt"
+TAOBAO = ROOT / "data" / "sample" / "taobao_user_behavior.csv"
+PATHS = ("aiokafka", "faust_noop", "per_event", "micro_batched")
+
+
+def load_beauty(n_users: int) -> list[Event]:
+    """The first ``n_users`` Beauty users' full sequences, in (synthetic) time order."""
+    lines = BEAUTY.read_text().splitlines()[:n_users]
+    tmp = Path(tempfile.mkdtemp()) / "beauty_subset.txt"
+    tmp.write_text("\n".join(lines) + "\n")
+    return order_for_replay([e for e in read_log(tmp, "sequences") if isinstance(e, Event)])
+
+
+def fresh_settings(stack: EmbeddedStack, workdir: Path, **overrides) -> Settings:
+    tag = uuid.uuid4().hex[:8]
+    return demo_settings(
+        stack, workdir / tag, app_id=f"bench-{tag}", redis_prefix=f"bench-{tag}",
+        events_topic=f"events-{tag}", recommendations_topic=f"recs-{tag}", dead_letter_topic=f"dlq-{tag}",
+        item_activity_topic=f"items-{tag}", alerts_topic=f"alerts-{tag}",
+        training_samples_topic=f"samples-{tag}", log_level="error", **overrides)
+
+
+async def produce_backlog(stack: EmbeddedStack, settings: Settings, events: list[Event]) -> None:
+    await ensure_topics(stack.bootstrap, all_topics(settings), settings.partitions)
+    await replay(events, bootstrap=stack.bootstrap, topic=settings.events_topic, progress=False)
+
+
+async def aiokafka_rate(stack: EmbeddedStack, settings: Settings, n: int) -> float:
+    consumer = AIOKafkaConsumer(settings.events_topic, bootstrap_servers=stack.bootstrap, group_id=None,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        seen, start = 0, time.perf_counter()  # from the first fetch request on
+        while seen < n:
+            for msgs in (await consumer.getmany(timeout_ms=500, max_records=10_000)).values():
+                for m in msgs:
+                    orjson.loads(m.value)
+                seen += len(msgs)
+        return n / (time.perf_counter() - start)
+    finally:
+        await consumer.stop()
+
+
+async def counter_rate(store: RedisStore, proc_check, n: int, max_s: float) -> float:
+    """Events/s from the worker's Redis counter, between 5% and 95% of the backlog (or ``max_s``)."""
+    samples: list[tuple[float, int]] = []
+    t_first = None
+    while True:
+        proc_check()
+        count = (await store.counters()).get("events_in", 0)
+        now = time.perf_counter()
+        if count >= 0.05 * n:
+            t_first = t_first or now
+            samples.append((now, count))
+        if count >= 0.95 * n or (t_first and now - t_first > max_s):
+            break
+        await asyncio.sleep(0.05)
+    (t0, c0), (t1, c1) = samples[0], samples[-1]
+    return (c1 - c0) / (t1 - t0) if t1 > t0 else float("nan")
+
+
+async def worker_rate(stack, settings: Settings, n: int, workdir: Path, noop: bool, max_s: float) -> float:
+    store = RedisStore(settings.redis_url, prefix=settings.redis_prefix)
+    await store.start()
+    if noop:
+        import subprocess
+        log = open(workdir / f"noop-{settings.app_id}.log", "wb")
+        proc = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "noop_worker.py")],
+                                env=child_env(settings.to_env()), stdout=log, stderr=subprocess.STDOUT)
+
+        def check() -> None:
+            if proc.poll() is not None:
+                raise RuntimeError(f"noop worker died: {(workdir / f'noop-{settings.app_id}.log').read_text()[-2000:]}")
+        try:
+            return await counter_rate(store, check, n, max_s)
+        finally:
+            terminate(proc, 20)
+            await store.close()
+    worker = WorkerProcess.start(settings, workdir / f"worker-{settings.app_id}.log")
+    try:
+        return await counter_rate(store, worker.check, n, max_s)
+    finally:
+        worker.stop()
+        await store.close()
+
+
+def run_path(stack, workdir, path: str, events: list[Event], checkpoint: Path, max_s: float) -> float:
+    overrides = {}
+    if path in ("per_event", "micro_batched"):
+        overrides = dict(model_path=str(checkpoint), max_batch=1 if path == "per_event" else 256)
+    settings = fresh_settings(stack, workdir, **overrides)
+    asyncio.run(produce_backlog(stack, settings, events))
+    if path == "aiokafka":
+        return asyncio.run(aiokafka_rate(stack, settings, len(events)))
+    return asyncio.run(worker_rate(stack, settings, len(events), workdir, path == "faust_noop", max_s))
+
+
+# -- latency at a fixed offered load --------------------------------------------------------
+
+def latency_histogram(port: int) -> dict[float, float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics/", timeout=5).read().decode()
+    for family in text_string_to_metric_families(text):
+        if family.name == "reco_event_to_redis_seconds":
+            return {float(s.labels["le"]): s.value for s in family.samples if s.name.endswith("_bucket")}
+    return {}
+
+
+def quantile(buckets: dict[float, float], q: float) -> float:
+    """Prometheus-style histogram_quantile: linear within the bucket, in ms."""
+    bounds = sorted(buckets)
+    total = buckets[bounds[-1]]
+    rank, prev_bound, prev_count = q * total, 0.0, 0.0
+    for b in bounds:
+        if buckets[b] >= rank:
+            if b == float("inf"):
+                return prev_bound * 1000
+            span = buckets[b] - prev_count
+            return 1000 * (prev_bound + (b - prev_bound) * ((rank - prev_count) / span if span else 0))
+        prev_bound, prev_count = b, buckets[b]
+    return float("nan")
+
+
+async def paced_produce(stack, topic: str, events: list[Event], rate: float) -> float:
+    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, linger_ms=0)
+    await producer.start()
+    start = time.perf_counter()
+    try:
+        for i, ev in enumerate(events):
+            due = start + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            key, value = encode(ev)
+            await producer.send(topic, value=value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return len(events) / (time.perf_counter() - start)
+
+
+def run_latency(stack, workdir, events: list[Event], checkpoint: Path, rate: float, seconds: float,
+                **overrides) -> dict[str, float]:
+    settings = fresh_settings(stack, workdir, model_path=str(checkpoint), **overrides)
+    warm, load = events[:500], events[500: 500 + int(rate * seconds)]
+
+    async def scenario() -> dict[str, float]:
+        await produce_backlog(stack, settings, warm)
+        store = RedisStore(settings.redis_url, prefix=settings.redis_prefix)
+        await store.start()
+        worker = WorkerProcess.start(settings, workdir / f"latency-{settings.app_id}.log")
+        try:
+            while (await store.counters())["events_in"] < len(warm):
+                worker.check()
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(1.0)
+            before = latency_histogram(settings.web_port)
+            offered = await paced_produce(stack, settings.events_topic, load, rate)
+            while (await store.counters())["events_in"] < len(warm) + len(load):
+                worker.check()
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.5)
+            after = latency_histogram(settings.web_port)
+            delta = {b: after[b] - before.get(b, 0.0) for b in after}
+            return {"p50": quantile(delta, 0.5), "p99": quantile(delta, 0.99),
+                    "offered_events_per_s": offered, "events": len(load)}
+        finally:
+            worker.stop()
+            await store.close()
+
+    return asyncio.run(scenario())
+
+
+def train_checkpoint(log: Path, fmt: str, out: Path, minutes: float) -> Path:
+    if not (out / "meta.json").exists():
+        code = models_cli(["train", "--log", str(log), "--format", fmt, "--out", str(out),
+                           "--scorers", "sequence,covisitation,popularity", "--hidden", "64",
+                           "--max-minutes", str(minutes), "--threads", "2", "--no-progress"])
+        assert code == 0, "training failed"
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--beauty-checkpoint", type=Path, default=ROOT / "runs" / "beauty-h64",
+                   help="ensemble checkpoint over the full Beauty catalogue (trained here if missing)")
+    p.add_argument("--train-minutes", type=float, default=6.0, help="training budget when a checkpoint is missing")
+    p.add_argument("--beauty-users", type=int, default=2500, help="Beauty users replayed (their full sequences)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--max-seconds", type=float, default=25.0, help="measuring window per worker run")
+    p.add_argument("--rate", type=float, default=500.0, help="offered load for the latency test, events/s")
+    p.add_argument("--latency-seconds", type=float, default=20.0)
+    p.add_argument("--skip-ablations", action="store_true")
+    p.add_argument("--out", type=Path, default=RESULTS / "stream_throughput.json")
+    args = p.parse_args(argv)
+
+    checkpoints = {
+        "beauty": train_checkpoint(BEAUTY, "sequences", args.beauty_checkpoint, args.train_minutes),
+        "taobao": train_checkpoint(TAOBAO, "taobao", ROOT / "runs" / "taobao-h64", 1.0),
+    }
+    datasets = {"beauty": load_beauty(args.beauty_users),
+                "taobao": order_for_replay([e for e in read_log(TAOBAO, "taobao") if isinstance(e, Event)])}
+    workdir = Path(tempfile.mkdtemp(prefix="bench-stream-"))
+    result: dict = {"command": " ".join(["python", "benchmarks/stream_throughput.py", *sys.argv[1:]]),
+                    "machine": {"cpus": 2, "python": platform.python_version()},
+                    "datasets": {k: len(v) for k, v in datasets.items()}, "paths": {}}
+    try:
+        with embedded_stack(workdir / "stack") as stack:
+            for name, events in datasets.items():
+                runs: dict[str, list[float]] = {path: [] for path in PATHS}
+                for r in range(args.repeats):
+                    for path in PATHS:  # interleaved, so drift hits every path alike
+                        rate = run_path(stack, workdir, path, events, checkpoints[name], args.max_seconds)
+                        runs[path].append(rate)
+                        print(f"{name:7s} {path:14s} run {r}: {rate:10,.0f} events/s", flush=True)
+                result["paths"][name] = {path: {"events_per_s": statistics.median(v), "runs": v}
+                                         for path, v in runs.items()}
+            beauty = datasets["beauty"]
+            result["latency_ms"] = run_latency(stack, workdir, beauty, checkpoints["beauty"], args.rate,
+                                               args.latency_seconds)
+            result["offered_events_per_s"] = args.rate
+            if not args.skip_ablations:
+                result["ablations"] = ablations(stack, workdir, beauty, checkpoints["beauty"], args)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    for name in datasets:
+        r = result["paths"][name]
+        r["ratios"] = {
+            "micro_batched_over_per_event": r["micro_batched"]["events_per_s"] / r["per_event"]["events_per_s"],
+            "micro_batched_over_faust_noop": r["micro_batched"]["events_per_s"] / r["faust_noop"]["events_per_s"],
+            "faust_noop_over_aiokafka": r["faust_noop"]["events_per_s"] / r["aiokafka"]["events_per_s"],
+        }
+    # the headline figures are Beauty's (full 12k catalogue)
+    for path in PATHS:
+        result[path] = {"events_per_s": result["paths"]["beauty"][path]["events_per_s"]}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print_table(result)
+    return 0
+
+
+def ablations(stack, workdir, events, checkpoint, args) -> list[dict]:
+    variants = [dict(model_dtype="fp32", model_compile=False, max_batch=256),
+                dict(model_dtype="bf16", model_compile=False, max_batch=256),
+                dict(model_dtype="fp32", model_compile=True, max_batch=256),
+                dict(model_dtype="bf16", model_compile=True, max_batch=256),
+                dict(model_dtype="fp32", model_compile=False, max_batch=32),
+                dict(model_dtype="fp32", model_compile=False, max_batch=64)]
+    out = []
+    for v in variants:
+        settings = fresh_settings(stack, workdir, model_path=str(checkpoint), **v)
+        asyncio.run(produce_backlog(stack, settings, events))
+        rate = asyncio.run(worker_rate(stack, settings, len(events), workdir, False, args.max_seconds))
+        lat = run_latency(stack, workdir, events, checkpoint, args.rate, args.latency_seconds / 2, **v)
+        out.append({**v, "events_per_s": rate, "p50_ms": lat["p50"], "p99_ms": lat["p99"]})
+        print(f"ablation {v}: {rate:,.0f} events/s, p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms", flush=True)
+    return out
+
+
+def print_table(result: dict) -> None:
+    print("\n| data | path | events/s (median) | runs |")
+    print("|---|---|---|---|")
+    for name, paths in result["paths"].items():
+        for path in PATHS:
+            runs = ", ".join(f"{x:,.0f}" for x in paths[path]["runs"])
+            print(f"| {name} | {path} | {paths[path]['events_per_s']:,.0f} | {runs} |")
+        ratios = paths["ratios"]
+        print(f"| {name} | micro-batched / per-event | {ratios['micro_batched_over_per_event']:.1f}x | |")
+        print(f"| {name} | micro-batched / no-op Faust | {ratios['micro_batched_over_faust_noop']:.2f} | |")
+    lat = result["latency_ms"]
+    print(f"\nevent-to-Redis latency at {lat['offered_events_per_s']:.0f} events/s offered: "
+          f"p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms")
+    if "ablations" in result:
+        print("\n| dtype | compile | max batch | events/s | p50 ms | p99 ms |")
+        print("|---|---|---|---|---|---|")
+        for a in result["ablations"]:
+            print(f"| {a['model_dtype']} | {a['model_compile']} | {a['max_batch']} | {a['events_per_s']:,.0f} | "
+                  f"{a['p50_ms']:.1f} | {a['p99_ms']:.1f} |")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
