@@ -73,9 +73,12 @@ class Ensemble:
         self.scorers = dict(scorers)
         self.weights = dict(weights) if weights else {n: 1.0 for n in self.scorers}
 
-    def parts(self, items: Sequence[Sequence[int]], types: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
-        """Each scorer's standardised (batch, len(vocab)) scores."""
-        return {n: NORMALISERS[s.blend](s.score_rows(items, types)) for n, s in self.scorers.items()}
+    def parts(
+        self, items: Sequence[Sequence[int]], types: Sequence[Sequence[int]], names: Sequence[str] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Each scorer's (or each of ``names``') normalised (batch, len(vocab)) scores."""
+        names = list(self.scorers) if names is None else names
+        return {n: NORMALISERS[self.scorers[n].blend](self.scorers[n].score_rows(items, types)) for n in names}
 
     def score_rows(self, items: Sequence[Sequence[int]], types: Sequence[Sequence[int]]) -> torch.Tensor:
         """(batch, len(vocab)) blended scores; row 0 is ``-inf``."""
@@ -171,8 +174,9 @@ class Ensemble:
             return []
         encoded = [encode(self.vocab, h) for h in histories]
         items, types = [r for r, _ in encoded], [t for _, t in encoded]
-        parts = self.parts(items, types)
-        names = list(parts)
+        names = [n for n in self.scorers if self.weights[n] != 0.0]  # a zero-weight scorer adds nothing
+        names = names or list(self.scorers)
+        parts = self.parts(items, types, names)
         weighted = torch.stack([self.weights[n] * parts[n] for n in names])  # (scorers, batch, n_rows)
         total = weighted.sum(0)  # (batch, n_rows)
         total[:, 0] = float("-inf")
@@ -194,7 +198,8 @@ class Ensemble:
                 Scored(
                     item_id=self.vocab.item(rows[j]),
                     score=scores[j],
-                    contributions={n: parts_b[s][j] for s, n in enumerate(names)},
+                    contributions={**dict.fromkeys(self.scorers, 0.0),
+                                   **{n: parts_b[s][j] for s, n in enumerate(names)}},
                 )
                 for j in ranked
                 if math.isfinite(scores[j])
