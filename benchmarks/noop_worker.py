@@ -41,7 +41,9 @@ def main() -> None:
         finally:
             await client.aclose()
 
-    faust.Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
+    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
+    worker.spinner = None  # as in stream_app.worker: keeps the root logger off DEBUG
+    worker.execute_from_commandline()
 
 
 if __name__ == "__main__":
