@@ -56,3 +56,14 @@ def test_ensemble_round_trips_through_a_checkpoint(ensemble_and_split: tuple[Ens
     assert loaded.weights == ensemble.weights and meta["metrics"]["valid"]["hr@10"] == 0.5
     hist, cands = [["synthetic-item-1"]], SYNTHETIC_ITEMS
     np.testing.assert_array_equal(loaded.score_batch(hist, cands), ensemble.score_batch(hist, cands))
+
+
+def test_standardise_fast_path_matches_the_general_one() -> None:
+    from models.ensemble import _standardise_general
+
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randn(8, 500, generator=g) * 3 + 1
+    scores[:, 0] = float("-inf")  # padding column only: the fast path
+    assert torch.allclose(standardise(scores), _standardise_general(scores), atol=1e-5)
+    scores[2, 17] = float("-inf")  # -inf elsewhere: the general path
+    assert torch.allclose(standardise(scores), _standardise_general(scores), atol=1e-5)
