@@ -23,7 +23,7 @@ import torch
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.heuristic import Scored
 from models.history import History, encode
-from models.scorers.base import Scorer
+from models.scorers.base import Scorer, score_candidates
 from models.vocab import ItemVocab
 
 
@@ -226,12 +226,7 @@ class Ensemble:
 
     def score_batch(self, histories: Sequence[History], candidates: Sequence[str]) -> np.ndarray:
         """(users, candidates) blended scores; unknown candidates ``-inf``."""
-        if not histories:
-            return np.zeros((0, len(candidates)), dtype=np.float32)
-        encoded = [encode(self.vocab, h) for h in histories]
-        scores = self.score_rows([r for r, _ in encoded], [t for _, t in encoded])
-        rows = torch.as_tensor(self.vocab.rows(candidates), dtype=torch.long)
-        return scores[:, rows].numpy().astype(np.float32, copy=True)
+        return score_candidates(self.vocab, self.score_rows, histories, candidates)
 
     def save(self, path: str | Path, *, extra: Mapping[str, Any] | None = None) -> Path:
         return save_checkpoint(path, self.vocab, self.scorers, extra={"weights": self.weights, **dict(extra or {})})

@@ -9,7 +9,7 @@ Candidates the vocabulary does not know score ``-inf`` (ranked last).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -46,10 +46,19 @@ class Scorer(ABC):
 
     def score_batch(self, histories: Sequence[History], candidates: Sequence[str]) -> np.ndarray:
         """(len(histories), len(candidates)) float32 scores; unknown candidates get ``-inf``."""
-        if not histories:
-            return np.zeros((0, len(candidates)), dtype=np.float32)
-        encoded = [encode(self.vocab, h) for h in histories]
-        scores = self.score_rows([r for r, _ in encoded], [t for _, t in encoded])
-        rows = torch.as_tensor(self.vocab.rows(candidates), dtype=torch.long)
-        out = scores[:, rows]  # (batch, n_candidates); row 0 is -inf
-        return out.numpy().astype(np.float32, copy=True)
+        return score_candidates(self.vocab, self.score_rows, histories, candidates)
+
+
+def score_candidates(
+    vocab: ItemVocab,
+    score_rows: Callable[[Sequence[Sequence[int]], Sequence[Sequence[int]]], torch.Tensor],
+    histories: Sequence[History],
+    candidates: Sequence[str],
+) -> np.ndarray:
+    """String-level scoring through a row-level ``score_rows``: (users, candidates), unknown ``-inf``."""
+    if not histories:
+        return np.zeros((0, len(candidates)), dtype=np.float32)
+    encoded = [encode(vocab, h) for h in histories]
+    scores = score_rows([r for r, _ in encoded], [t for _, t in encoded])
+    rows = torch.as_tensor(vocab.rows(candidates), dtype=torch.long)
+    return scores[:, rows].numpy().astype(np.float32, copy=True)  # row 0 (unknown) is -inf

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from stream_app.demo import all_topics, demo_settings
 from stream_app.embedded import EmbeddedStack, embedded_stack
 from stream_app.kafka_admin import ensure_topics
 from stream_app.settings import Settings
+from stream_app.sinks.redis import RedisStore
 from stream_app.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -54,6 +56,17 @@ def start_worker(settings: Settings, tmp_path: Path) -> Iterator:
     yield start
     for w in workers:
         w.stop()
+
+
+@contextlib.asynccontextmanager
+async def redis_store(settings: Settings) -> AsyncIterator[RedisStore]:
+    """The test's Redis store, connected for the duration of a scenario."""
+    store = RedisStore(settings.redis_url, prefix=settings.redis_prefix)
+    await store.start()
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 async def consume(bootstrap: str, topic: str, expected: int, timeout_s: float = 30.0) -> list:

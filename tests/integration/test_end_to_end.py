@@ -14,9 +14,8 @@ import pytest
 from models.data.eventlog import read_events
 from stream_app.replay.producer import replay, replay_file
 from models.data.events import Event
-from stream_app.sinks.redis import RedisStore
 from stream_app.worker_process import wait_for_events
-from tests.integration.conftest import SAMPLE, consume
+from tests.integration.conftest import SAMPLE, consume, redis_store
 
 pytestmark = pytest.mark.integration
 
@@ -31,9 +30,7 @@ def test_sample_flows_to_redis_results_and_dead_letters(stack, settings, start_w
     malformed_lines = (SAMPLE / "malformed_events.jsonl").read_bytes().splitlines()
 
     async def scenario():
-        store = RedisStore(settings.redis_url, prefix=settings.redis_prefix)
-        await store.start()
-        try:
+        async with redis_store(settings) as store:
             real = await replay_file(str(SAMPLE / "taobao_user_behavior.csv"), "taobao",
                                      bootstrap=stack.bootstrap, topic=settings.events_topic, progress=False)
             bad = await replay_file(str(SAMPLE / "malformed_events.jsonl"), "jsonl",
@@ -44,8 +41,6 @@ def test_sample_flows_to_redis_results_and_dead_letters(stack, settings, start_w
             dlq = await consume(stack.bootstrap, settings.dead_letter_topic, expected=8)
             results = await consume(stack.bootstrap, settings.recommendations_topic, expected=len(per_user))
             return counters, records, dlq, results
-        finally:
-            await store.close()
 
     counters, records, dlq, results = asyncio.run(scenario())
 
@@ -100,9 +95,7 @@ def test_a_users_list_changes_after_their_new_events(stack, settings, start_work
     shopper_next = [Event("shopper", "shoe-1", "click", t0 + 300)]
 
     async def scenario():
-        store = RedisStore(settings.redis_url, prefix=settings.redis_prefix)
-        await store.start()
-        try:
+        async with redis_store(settings) as store:
             kw = dict(bootstrap=stack.bootstrap, topic=settings.events_topic, progress=False)
             await replay(crowd + shopper_first, **kw)
             await wait_for_events(store, len(crowd) + 1, worker)
@@ -112,8 +105,6 @@ def test_a_users_list_changes_after_their_new_events(stack, settings, start_work
             await wait_for_events(store, len(crowd) + 2, worker)
             after = await store.recommendations("shopper")
             return before, after
-        finally:
-            await store.close()
 
     before, after = asyncio.run(scenario())
     assert before["items"] != after["items"]

@@ -15,9 +15,8 @@ from models.cli import main as models_cli
 from models.data.eventlog import read_events
 from stream_app.model_scoring import model_version
 from stream_app.replay.producer import replay_file
-from stream_app.sinks.redis import RedisStore
 from stream_app.worker_process import wait_for_events
-from tests.integration.conftest import SAMPLE
+from tests.integration.conftest import SAMPLE, redis_store
 
 pytestmark = pytest.mark.integration
 SCORERS = ("sequence", "covisitation", "popularity")
@@ -45,15 +44,11 @@ def test_ensemble_recommendations_reach_redis(stack, settings, start_worker, che
     worker = start_worker(settings)
 
     async def scenario():
-        store = RedisStore(settings.redis_url, prefix=settings.redis_prefix)
-        await store.start()
-        try:
+        async with redis_store(settings) as store:
             sent = await replay_file(str(SAMPLE / "taobao_user_behavior.csv"), "taobao",
                                      bootstrap=stack.bootstrap, topic=settings.events_topic, progress=False)
             counters = await wait_for_events(store, sent.sent, worker)
             return counters, {u: await store.recommendations(u) for u in {e.user_id for e in events}}
-        finally:
-            await store.close()
 
     counters, records = asyncio.run(scenario())
     assert counters["processed"] == len(events)

@@ -10,9 +10,8 @@ import pytest
 
 from models.data.eventlog import read_events
 from stream_app.replay.producer import order_for_replay, replay
-from stream_app.sinks.redis import RedisStore
 from stream_app.worker_process import wait_for_events
-from tests.integration.conftest import SAMPLE
+from tests.integration.conftest import SAMPLE, redis_store
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -35,10 +34,8 @@ def test_user_state_survives_a_worker_restart(stack, settings, start_worker, sto
     per_user = {u: len(evs) for u, evs in by_user.items()}
 
     async def scenario():
-        store = RedisStore(settings.redis_url, prefix=settings.redis_prefix)
-        await store.start()
-        kw = dict(bootstrap=stack.bootstrap, topic=settings.events_topic, progress=False)
-        try:
+        async with redis_store(settings) as store:
+            kw = dict(bootstrap=stack.bootstrap, topic=settings.events_topic, progress=False)
             worker = start_worker()
             await replay(first, **kw)
             await wait_for_events(store, len(first), worker, counted=("processed",))
@@ -54,8 +51,6 @@ def test_user_state_survives_a_worker_restart(stack, settings, start_worker, sto
             counters = await store.counters()
             records = {u: await store.recommendations(u) for u in per_user}
             return counters, records, restarted.log()
-        finally:
-            await store.close()
 
     counters, records, log = asyncio.run(scenario())
     # no event lost, none applied twice. Faust is at-least-once: after a crash (and now and
