@@ -109,6 +109,7 @@ async def process_batch(
         out.counters["duplicates"] += dups
         if applied:
             out.states[key] = state
+        if applied or dups:  # a re-delivery after a crash re-scores, so Redis catches up with the state
             touched[user] = state
             newest_ts[user] = max(ev.ts for _, ev in events)
             out.scored_timestamps_ms.extend(kafka_ts[user])

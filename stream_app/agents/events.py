@@ -8,6 +8,7 @@ import faust
 import orjson
 
 from stream_app.pipeline import BatchOutput, Incoming, Recommender, apply_batch_states, process_batch
+from stream_app.agents.acks import hold, release
 from stream_app.metrics import Metrics
 from stream_app.settings import Settings
 from stream_app.sinks.base import Store
@@ -25,6 +26,7 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
     async def score_events(stream: faust.StreamT) -> None:
         await store.start()
         async for events in stream.take_events(settings.max_batch, within=settings.max_wait_s):
+            hold(events)  # no awaits before this: the batch cannot be committed half-done
             batch = [Incoming(e.value, e.message.key, e.message.partition, e.message.offset,
                               e.message.timestamp and int(e.message.timestamp * 1000))
                      for e in events]
@@ -35,6 +37,7 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
             metrics.observe_batch(out.counters, (d.rejection.code for d in out.dead_letters),
                                   len(batch), out.scoring_s)
             metrics.observe_latency(out.scored_timestamps_ms)
+            await release(stream, events)
 
 
 async def emit(out: BatchOutput, topics: Topics) -> None:

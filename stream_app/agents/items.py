@@ -5,6 +5,7 @@ from __future__ import annotations
 import faust
 import orjson
 
+from stream_app.agents.acks import hold, release
 from stream_app.settings import Settings
 from stream_app.sinks.base import Store
 from stream_app.state import ItemActivity, apply_item_activity
@@ -19,6 +20,7 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store, setti
     async def item_stats(stream: faust.StreamT) -> None:
         await store.start()
         async for events in stream.take_events(settings.max_batch, within=settings.max_wait_s):
+            hold(events)
             touched: dict[bytes, dict] = {}
             for e in events:
                 key = e.message.key
@@ -28,3 +30,4 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store, setti
             for key, stats in touched.items():
                 tables.items[key] = stats
             await store.publish_item_stats({k.decode(): v for k, v in touched.items()})
+            await release(stream, events)

@@ -57,9 +57,12 @@ def test_bought_items_are_excluded():
     assert "x" not in items and items[0] == "y"
 
 
-def test_duplicates_are_counted_and_not_rescored():
+def test_duplicates_are_counted_not_applied_and_the_user_is_rescored():
+    """A re-delivery after a crash: state unchanged, but Redis gets the list of that state."""
     store, table = MemoryStore(), {}
     apply_batch_states(table, run([msg(5, "u1", "a")], table, store))
     out = run([msg(5, "u1", "a")], table, store)
     assert out.counters["duplicates"] == 1 and out.counters["processed"] == 0
-    assert out.records == [] and out.states == {}
+    assert out.states == {}
+    (rec,) = out.records
+    assert rec["user_id"] == "u1" and rec["events_seen"] == 1
