@@ -25,7 +25,7 @@ GRACEFUL_STALL = pytest.mark.xfail(
     strict=False,
     reason="open defect: after a graceful stop (SIGTERM) on the embedded broker, the restarted "
            "worker sometimes stops receiving the last few events (8-22 of 4,321 never delivered; "
-           "about 1 run in 4); not seen after SIGKILL. Root cause not found yet.",
+           "3 of about 15 runs); not seen after SIGKILL. Root cause not found yet.",
 )
 
 
