@@ -7,7 +7,6 @@ Run: ``python benchmarks/noop_worker.py`` with the same RECO_* settings.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 
@@ -47,5 +46,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.set_event_loop(asyncio.new_event_loop())
     main()

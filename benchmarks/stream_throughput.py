@@ -44,7 +44,7 @@ from models.cli import main as models_cli  # noqa: E402
 from models.data.eventlog import read_log  # noqa: E402
 from models.data.events import Event  # noqa: E402
 from stream_app.demo import all_topics, demo_settings  # noqa: E402
-from stream_app.embedded import EmbeddedStack, child_env, embedded_stack, terminate  # noqa: E402
+from stream_app.embedded import EmbeddedStack, embedded_stack  # noqa: E402
 from stream_app.kafka_admin import ensure_topics  # noqa: E402
 from stream_app.replay.producer import encode, order_for_replay, replay  # noqa: E402
 from stream_app.settings import Settings  # noqa: E402
@@ -116,21 +116,8 @@ async def counter_rate(store: RedisStore, proc_check, n: int, max_s: float) -> f
 async def worker_rate(stack, settings: Settings, n: int, workdir: Path, noop: bool, max_s: float) -> float:
     store = RedisStore(settings.redis_url, prefix=settings.redis_prefix)
     await store.start()
-    if noop:
-        import subprocess
-        log = open(workdir / f"noop-{settings.app_id}.log", "wb")
-        proc = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "noop_worker.py")],
-                                env=child_env(settings.to_env()), stdout=log, stderr=subprocess.STDOUT)
-
-        def check() -> None:
-            if proc.poll() is not None:
-                raise RuntimeError(f"noop worker died: {(workdir / f'noop-{settings.app_id}.log').read_text()[-2000:]}")
-        try:
-            return await counter_rate(store, check, n, max_s)
-        finally:
-            terminate(proc, 20)
-            await store.close()
-    worker = WorkerProcess.start(settings, workdir / f"worker-{settings.app_id}.log")
+    argv = [sys.executable, str(ROOT / "benchmarks" / "noop_worker.py")] if noop else None
+    worker = WorkerProcess.start(settings, workdir / f"worker-{settings.app_id}.log", argv)
     try:
         return await counter_rate(store, worker.check, n, max_s)
     finally:

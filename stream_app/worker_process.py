@@ -24,11 +24,12 @@ class WorkerProcess:
     log_path: Path
 
     @classmethod
-    def start(cls, settings: Settings, log_path: Path) -> WorkerProcess:
+    def start(cls, settings: Settings, log_path: Path, argv: list[str] | None = None) -> WorkerProcess:
+        """Run ``argv`` (default: ``python -m stream_app worker``) with ``settings`` in its environment."""
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "stream_app", "worker"],
+                argv or [sys.executable, "-m", "stream_app", "worker"],
                 env=child_env(settings.to_env()), stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )

@@ -7,9 +7,9 @@ import logging
 import faust
 import orjson
 
-from stream_app.pipeline import BatchOutput, Incoming, Recommender, apply_batch_states, process_batch
 from stream_app.agents.acks import hold, release
 from stream_app.metrics import Metrics
+from stream_app.pipeline import BatchOutput, Incoming, Recommender, apply_batch_states, process_batch
 from stream_app.settings import Settings
 from stream_app.sinks.base import Store
 from stream_app.tables import Tables
