@@ -58,3 +58,5 @@ def _prepare(scorer: SequenceScorer, device: torch.device, dtype: torch.dtype, c
         return out.float().cpu()
 
     model.score_all = score_all  # type: ignore[method-assign]
+    if compile_:  # the serving blend (models.linear_blend) calls user_vectors with device tensors
+        model.user_vectors = torch.compile(type(model).user_vectors.__get__(model), dynamic=True)  # type: ignore[method-assign]

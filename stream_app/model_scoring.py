@@ -12,8 +12,11 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import torch
+
 from models.ensemble import Ensemble
 from models.heuristic import Scored
+from models.linear_blend import LinearBlend, supports
 from models.serving import ServingConfig, prepare_for_serving
 from stream_app.state import ItemActivity, UserState
 
@@ -31,8 +34,9 @@ class EnsembleRecommender:
     """Scores each micro-batch of users with a checkpointed :class:`Ensemble`."""
 
     def __init__(self, ensemble: Ensemble, *, version: str, k: int = 10,
-                 executor: ThreadPoolExecutor | None = None) -> None:
+                 executor: ThreadPoolExecutor | None = None, device: torch.device | str = "cpu") -> None:
         self.ensemble = ensemble
+        self.blend = LinearBlend(ensemble, device) if supports(ensemble) else None  # else the reference path
         self.model_version = version
         self.k = k
         self.executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="scoring")
@@ -42,8 +46,8 @@ class EnsembleRecommender:
                         serving: ServingConfig = ServingConfig()) -> EnsembleRecommender:
         """Load, then move/cast/compile for serving (see ``models.serving``)."""
         ensemble, meta = Ensemble.load(path)
-        prepare_for_serving(ensemble, serving)
-        return cls(ensemble, version=model_version(meta), k=k)
+        device = prepare_for_serving(ensemble, serving)
+        return cls(ensemble, version=model_version(meta), k=k, device=device)
 
     async def recommend(
         self, users: Mapping[str, UserState], fresh: Mapping[str, ItemActivity]
@@ -57,6 +61,8 @@ class EnsembleRecommender:
 
     def _score(self, histories: list[list[tuple[str, str]]], bought: list[set[str]]) -> list[list[Scored]]:
         """Top-k per user from the whole catalogue, already-bought items removed."""
+        if self.blend is not None:
+            return self.blend.recommend(histories, self.k, exclude=bought)
         return self.ensemble.recommend(histories, self.k, exclude_seen=False, exclude=bought)
 
     def close(self) -> None:

@@ -1,0 +1,213 @@
+"""The serving form of an :class:`Ensemble`: the same blend, exactly, in one matmul per micro-batch.
+
+``Ensemble.recommend`` normalises every scorer over the whole catalogue for every
+user, then blends. For the scorers the stream serves with, most of that work
+has a closed form:
+
+- sequence logits ``h . E_i`` are linear in the item table, so their per-user
+  mean and standard deviation over the catalogue are ``h . mu`` and
+  ``sqrt(h' C h)`` (``mu``, ``C``: the table's mean and covariance, computed
+  once), and the z-scored, weighted logits are one matmul ``(w h / sd) . E_i``
+  minus a per-user constant;
+- popularity is the same for every user: its weighted z-scores are one
+  precomputed vector;
+- co-visitation is sparse: ``log(s / max + floor)`` is ``log(floor)`` except on
+  the few hundred neighbours of the user's recent items, added by one scatter.
+
+So a micro-batch costs one (batch, hidden) x (hidden, items) matmul, a
+broadcast add, a scatter and a top-k, on the model's device; only the top-k
+rows come back. Scores and contributions equal ``Ensemble.recommend`` up to
+float rounding (tested). Any other scorer (text) makes :func:`supports` false:
+serve those through ``Ensemble.recommend``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import torch
+
+from models.ensemble import Ensemble
+from models.heuristic import Scored
+from models.history import History, encode
+from models.scorers.covisitation import CovisitationScorer
+from models.scorers.popularity import PopularityScorer
+from models.scorers.sequence import SequenceScorer
+from models.sequence.batching import pad_right
+
+LINEAR_KINDS = {SequenceScorer: "zscore", PopularityScorer: "zscore", CovisitationScorer: "log_relative"}
+COVIS_FLOOR = 1e-3  # models.ensemble.log_relative's default floor
+
+
+def supports(ensemble: Ensemble) -> bool:
+    """Whether every weighted scorer has a closed form here (at most one of each kind)."""
+    active = [s for n, s in ensemble.scorers.items() if ensemble.weights.get(n, 0.0) != 0.0]
+    kinds = [type(s) for s in active]
+    return bool(active) and all(LINEAR_KINDS.get(k) == s.blend for k, s in zip(kinds, active)) \
+        and len(set(kinds)) == len(kinds)
+
+
+class LinearBlend:
+    """Precomputed serving state of one ensemble version (rebuild it after the ensemble changes)."""
+
+    def __init__(self, ensemble: Ensemble, device: torch.device | str = "cpu") -> None:
+        if not supports(ensemble):
+            raise ValueError("LinearBlend serves sequence, popularity and co-visitation scorers only")
+        self.ensemble = ensemble
+        self.vocab = ensemble.vocab
+        self.device = torch.device(device)
+        self.n_rows = len(self.vocab)
+        self.names = list(ensemble.scorers)
+        self.seq = self.pop = self.covis = None
+        self.w_seq = self.w_pop = self.w_covis = 0.0
+        for name, scorer in ensemble.scorers.items():
+            w = float(ensemble.weights.get(name, 0.0))
+            if w == 0.0:
+                continue
+            if isinstance(scorer, SequenceScorer):
+                self.seq, self.seq_name, self.w_seq = scorer, name, w
+            elif isinstance(scorer, PopularityScorer):
+                self.pop, self.pop_name, self.w_pop = scorer, name, w
+            elif isinstance(scorer, CovisitationScorer):
+                self.covis, self.covis_name, self.w_covis = scorer, name, w
+        self._prepare()
+
+    def _prepare(self) -> None:
+        n = self.n_rows
+        self.base = torch.zeros(n, dtype=torch.float32)  # per-item part common to every user
+        if self.pop is not None:
+            z = _zscores(self.pop.item_scores()[1:n].double())
+            self.pop_z = torch.cat([z.new_zeros(1), z]).float()
+            self.base += self.w_pop * self.pop_z
+        if self.covis is not None:
+            self.base += self.w_covis * math.log(COVIS_FLOOR)
+        self.base[0] = float("-inf")
+        self.base = self.base.to(self.device)
+        if self.seq is not None:
+            table = self.seq.model.items.weight.detach()[:n]
+            body = table[1:].double().cpu()
+            self.mu = body.mean(0)  # (hidden,)
+            centred = body - self.mu
+            self.cov = (centred.T @ centred / body.shape[0])  # (hidden, hidden), population covariance
+            self.table = table.to(self.device)  # the model's own (possibly bf16, on-device) rows
+
+    @torch.inference_mode()
+    def recommend(self, histories: Sequence[History], k: int,
+                  exclude: Sequence[Iterable[str]] | None = None) -> list[list[Scored]]:
+        """Top-``k`` per user with each scorer's contribution; ``exclude``: item ids to remove per user."""
+        if not histories:
+            return []
+        encoded = [encode(self.vocab, h) for h in histories]
+        rows, types = [r for r, _ in encoded], [t for _, t in encoded]
+        batch = len(rows)
+        seq_scale = seq_shift = vectors = None
+        if self.seq is None:
+            total = self.base.expand(batch, -1).clone()  # (batch, n_rows)
+        else:  # the per-user shift is added to the top-k only: it changes no ranking
+            vectors, seq_scale, seq_shift = self._sequence_terms(rows, types)
+            scaled = vectors * seq_scale.to(vectors.dtype)
+            if self.table.dtype == torch.float32:
+                total = torch.addmm(self.base, scaled, self.table.T)  # one pass: base + (w h / sd) . E
+            else:
+                total = (scaled @ self.table.T).float().add_(self.base)
+        covis_idx, covis_val = self._covis_terms(rows) if self.covis is not None else (None, None)
+        if covis_idx is not None and covis_idx.numel():
+            total.view(-1).index_add_(0, covis_idx.to(self.device), (self.w_covis * covis_val).to(self.device))
+        masked = _exclusion_index(self.vocab, exclude, self.n_rows) if exclude is not None else None
+        if masked is not None and masked.numel():
+            total.view(-1)[masked.to(self.device)] = float("-inf")
+        kk = min(k, self.n_rows)
+        top_scores, top_rows = torch.topk(total, kk, dim=1)
+        if seq_shift is not None:
+            top_scores = top_scores + seq_shift
+        top_scores, top_rows = top_scores.cpu(), top_rows.cpu()
+        contrib = self._contributions(top_rows, seq_scale, seq_shift, covis_idx, covis_val, vectors)
+        return self._scored(top_scores, top_rows, contrib)
+
+    def _sequence_terms(self, rows: list[list[int]], types: list[list[int]]):
+        """User vectors on the device, and per-user scale ``w / sd`` and shift ``-w mu.h / sd``."""
+        model = self.seq.model
+        items, kinds, lengths = pad_right(rows, types, self.seq.config.max_len)
+        vectors = model.user_vectors(items.to(self.device), kinds.to(self.device), lengths.to(self.device))
+        vectors = vectors * (lengths > 0).to(self.device, vectors.dtype)[:, None]  # empty history: no signal
+        h = vectors.detach().double().cpu()
+        mean = h @ self.mu  # (batch,)
+        sd = ((h @ self.cov) * h).sum(1).clamp(min=0).sqrt().clamp(min=1e-6)
+        scale = (self.w_seq / sd).float()
+        shift = (-self.w_seq * mean / sd).float()
+        return vectors, scale[:, None].to(self.device), shift[:, None].to(self.device)
+
+    def _covis_terms(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Flat (user * n_rows + row) indices and ``log_relative - log(floor)`` values of the evidence."""
+        flat: list[torch.Tensor] = []
+        vals: list[torch.Tensor] = []
+        recent = self.covis.config.recent_items
+        for b, history in enumerate(rows):
+            seen: list[int] = []
+            for row in reversed(history):
+                if row in seen:
+                    continue
+                seen.append(row)
+                nbr_rows, weights = self.covis._neighbors_of(row)
+                if len(nbr_rows):
+                    flat.append(nbr_rows + b * self.n_rows)
+                    vals.append(weights / len(seen))
+                if len(seen) == recent:
+                    break
+        if not flat:
+            return torch.zeros(0, dtype=torch.long), torch.zeros(0)
+        idx, inverse = torch.unique(torch.cat(flat), return_inverse=True)
+        sums = torch.zeros(len(idx)).index_add_(0, inverse, torch.cat(vals))  # evidence per (user, item)
+        keep = idx % self.n_rows > 0
+        idx, sums = idx[keep], sums[keep]
+        users = idx // self.n_rows
+        top = torch.zeros(len(rows)).scatter_reduce_(0, users, sums, "amax", include_self=True)
+        rel = sums.clamp(min=0) / top[users].clamp(min=1e-12)
+        return idx, torch.log(rel + COVIS_FLOOR) - math.log(COVIS_FLOOR)
+
+    def _contributions(self, top_rows, seq_scale, seq_shift, covis_idx, covis_val, vectors) -> dict[str, torch.Tensor]:
+        """(batch, k) weighted normalised score of each active scorer at the top rows."""
+        out: dict[str, torch.Tensor] = {}
+        if self.seq is not None:
+            picked = self.table[top_rows.to(self.device)]  # (batch, k, hidden)
+            logits = (picked @ vectors.unsqueeze(-1)).squeeze(-1).float()
+            out[self.seq_name] = (logits * seq_scale + seq_shift).cpu()
+        if self.pop is not None:
+            out[self.pop_name] = self.w_pop * self.pop_z[top_rows]
+        if self.covis is not None:
+            flat = top_rows + torch.arange(len(top_rows))[:, None] * self.n_rows
+            extra = torch.zeros_like(flat, dtype=torch.float32)
+            if covis_idx is not None and covis_idx.numel():
+                pos = torch.searchsorted(covis_idx, flat).clamp(max=len(covis_idx) - 1)
+                extra = torch.where(covis_idx[pos] == flat, covis_val[pos], extra)
+            out[self.covis_name] = self.w_covis * (extra + math.log(COVIS_FLOOR))
+        return out
+
+    def _scored(self, top_scores: torch.Tensor, top_rows: torch.Tensor,
+                contrib: dict[str, torch.Tensor]) -> list[list[Scored]]:
+        scores, rows = top_scores.tolist(), top_rows.tolist()
+        parts = {n: c.tolist() for n, c in contrib.items()}
+        zeros = dict.fromkeys(self.names, 0.0)
+        item = self.vocab.item
+        out = []
+        for b, (s_b, r_b) in enumerate(zip(scores, rows)):
+            ranked = sorted(range(len(r_b)), key=lambda j: (-s_b[j], r_b[j]))  # ties: lower row first
+            out.append([
+                Scored(item_id=item(r_b[j]), score=s_b[j],
+                       contributions={**zeros, **{n: p[b][j] for n, p in parts.items()}})
+                for j in ranked if math.isfinite(s_b[j])
+            ])
+        return out
+
+
+def _zscores(x: torch.Tensor) -> torch.Tensor:
+    """Population z-scores of a vector (as ``models.ensemble.standardise`` does per row)."""
+    std, mean = torch.std_mean(x, correction=0)
+    return (x - mean) / std.clamp(min=1e-6)
+
+
+def _exclusion_index(vocab, exclude: Sequence[Iterable[str]], n_rows: int) -> torch.Tensor:
+    """Flat (user * n_rows + row) indices of each user's excluded known items."""
+    flat = [b * n_rows + r for b, items in enumerate(exclude) for r in vocab.rows(list(items)) if r > 0]
+    return torch.as_tensor(flat, dtype=torch.long)

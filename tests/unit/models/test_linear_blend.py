@@ -1,0 +1,85 @@
+"""The serving blend must recommend exactly what the reference ``Ensemble.recommend`` does."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from models.ensemble import Ensemble
+from models.linear_blend import LinearBlend, supports
+from models.pipeline import replay_counts
+from models.scorers import CovisitationScorer, PopularityScorer
+from models.scorers.sequence import SequenceScorer
+from models.scorers.text import TextScorer
+from models.sequence.config import SeqConfig
+from models.vocab import ItemVocab
+
+from models_synthetic import SYNTHETIC_ITEMS, synthetic_events
+
+
+@pytest.fixture(scope="module")
+def ensemble() -> Ensemble:
+    events = synthetic_events(n_users=120)
+    vocab = ItemVocab(SYNTHETIC_ITEMS)
+    scorers = {
+        "sequence": SequenceScorer(vocab, SeqConfig(hidden=32, layers=1, heads=2, max_len=8, dropout=0.0), seed=1),
+        "covisitation": CovisitationScorer(vocab),
+        "popularity": PopularityScorer(vocab),
+    }
+    replay_counts([scorers["covisitation"], scorers["popularity"]], events)
+    return Ensemble(vocab, scorers, {"sequence": 0.5, "covisitation": 0.3, "popularity": 0.2})
+
+
+def _histories() -> list[list[tuple[str, str]]]:
+    items = SYNTHETIC_ITEMS
+    return [
+        [(items[(5 * u + j) % len(items)], "view" if j % 2 else "purchase") for j in range(u % 9)]
+        for u in range(24)
+    ] + [[("never-seen-item", "view")]]  # unknown items only: no evidence from any scorer
+
+
+def test_linear_blend_matches_the_reference_ensemble(ensemble: Ensemble) -> None:
+    histories = _histories()
+    bought = [{h[0][0]} if h else set() for h in histories]
+    want = ensemble.recommend(histories, 10, exclude_seen=False, exclude=bought)
+    got = LinearBlend(ensemble).recommend(histories, 10, exclude=bought)
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert [s.item_id for s in g] == [s.item_id for s in w]
+        for gs, ws in zip(g, w):
+            assert gs.score == pytest.approx(ws.score, abs=1e-4)
+            assert gs.contributions == pytest.approx(ws.contributions, abs=1e-4)
+            assert sum(gs.contributions.values()) == pytest.approx(gs.score, abs=1e-4)
+
+
+def test_excluded_items_never_come_back(ensemble: Ensemble) -> None:
+    histories = _histories()[:5]
+    first = LinearBlend(ensemble).recommend(histories, 10)
+    exclude = [{s.item_id for s in recs[:3]} for recs in first]
+    again = LinearBlend(ensemble).recommend(histories, 10, exclude=exclude)
+    for ex, recs in zip(exclude, again):
+        assert ex.isdisjoint(s.item_id for s in recs) and len(recs) == 10
+
+
+def test_bf16_weights_rank_like_fp32(ensemble: Ensemble) -> None:
+    fp32 = LinearBlend(ensemble).recommend(_histories(), 10)
+    seq = ensemble.scorers["sequence"]
+    assert isinstance(seq, SequenceScorer)
+    original = seq.model
+    try:
+        seq.model = copy.deepcopy(original).to(dtype=torch.bfloat16)
+        bf16 = LinearBlend(ensemble).recommend(_histories(), 10)
+    finally:
+        seq.model = original
+    overlap = sum(len({s.item_id for s in a} & {s.item_id for s in b}) for a, b in zip(fp32, bf16))
+    assert overlap / sum(len(a) for a in fp32) >= 0.9
+
+
+def test_a_text_scorer_is_not_supported(ensemble: Ensemble) -> None:
+    assert supports(ensemble)
+    with_text = Ensemble(ensemble.vocab, {**ensemble.scorers, "text": TextScorer.__new__(TextScorer)})
+    assert not supports(with_text)
+    with pytest.raises(ValueError):
+        LinearBlend(with_text)
