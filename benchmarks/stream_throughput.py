@@ -231,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=500.0, help="offered load for the latency test, events/s")
     p.add_argument("--latency-seconds", type=float, default=20.0)
     p.add_argument("--skip-ablations", action="store_true")
+    p.add_argument("--quick", metavar="DATASET", choices=["beauty", "taobao"],
+                   help="only the micro-batched worker on one data set, once, printed, no JSON (for profiling)")
     p.add_argument("--out", type=Path, default=RESULTS / "stream_throughput.json")
     args = p.parse_args(argv)
 
@@ -241,6 +243,12 @@ def main(argv: list[str] | None = None) -> int:
     datasets = {"beauty": load_beauty(args.beauty_users),
                 "taobao": order_for_replay([e for e in read_log(TAOBAO, "taobao") if isinstance(e, Event)])}
     workdir = Path(tempfile.mkdtemp(prefix="bench-stream-"))
+    if args.quick:
+        with embedded_stack(workdir / "stack") as stack:
+            rate = run_path(stack, workdir, "micro_batched", datasets[args.quick], checkpoints[args.quick],
+                            args.max_seconds)
+        print(f"{args.quick} micro_batched: {rate:,.0f} events/s")
+        return 0
     result: dict = {"command": " ".join(["python", "benchmarks/stream_throughput.py", *sys.argv[1:]]),
                     "machine": {"cpus": 2, "python": platform.python_version()},
                     "datasets": {k: len(v) for k, v in datasets.items()}, "paths": {}}

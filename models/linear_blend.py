@@ -82,6 +82,7 @@ class LinearBlend:
             self.base += self.w_pop * self.pop_z
         if self.covis is not None:
             self.base += self.w_covis * math.log(COVIS_FLOOR)
+            self._covis_csr()
         self.base[0] = float("-inf")
         self.base = self.base.to(self.device)
         if self.seq is not None:
@@ -127,43 +128,89 @@ class LinearBlend:
 
     def _sequence_terms(self, rows: list[list[int]], types: list[list[int]]):
         """User vectors on the device, and per-user scale ``w / sd`` and shift ``-w mu.h / sd``."""
-        model = self.seq.model
-        items, kinds, lengths = pad_right(rows, types, self.seq.config.max_len)
-        vectors = model.user_vectors(items.to(self.device), kinds.to(self.device), lengths.to(self.device))
-        vectors = vectors * (lengths > 0).to(self.device, vectors.dtype)[:, None]  # empty history: no signal
-        h = vectors.detach().double().cpu()
+        vectors = self._user_vectors(rows, types)
+        h = vectors.double().cpu()
         mean = h @ self.mu  # (batch,)
         sd = ((h @ self.cov) * h).sum(1).clamp(min=0).sqrt().clamp(min=1e-6)
         scale = (self.w_seq / sd).float()
         shift = (-self.w_seq * mean / sd).float()
         return vectors, scale[:, None].to(self.device), shift[:, None].to(self.device)
 
+    def _user_vectors(self, rows: list[list[int]], types: list[list[int]]) -> torch.Tensor:
+        """(batch, hidden) transformer states after each user's last item; zero for empty histories.
+
+        Users are grouped by history length (widths 4, 8, 16, ... up to ``max_len``)
+        so a batch costs about the sum of its lengths, not batch x longest.
+        """
+        max_len = self.seq.config.max_len
+        model = self.seq.model
+        groups: dict[int, list[int]] = {}
+        for b, r in enumerate(rows):
+            n = min(len(r), max_len)
+            if n:
+                groups.setdefault(min(max(4, 1 << (n - 1).bit_length()), max_len), []).append(b)
+        dtype = model.items.weight.dtype
+        vectors = torch.zeros((len(rows), model.config.hidden), dtype=dtype, device=self.device)
+        for width, members in groups.items():
+            items, kinds, lengths = pad_right([rows[b] for b in members], [types[b] for b in members], width)
+            if items.shape[1] < width:  # a fixed set of shapes (compiled graphs are reused)
+                pad = width - items.shape[1]
+                items = torch.nn.functional.pad(items, (0, pad))
+                kinds = torch.nn.functional.pad(kinds, (0, pad))
+            out = model.user_vectors(items.to(self.device), kinds.to(self.device), lengths.to(self.device))
+            vectors[torch.as_tensor(members, device=self.device)] = out
+        return vectors
+
+    def _covis_csr(self) -> None:
+        """Every item's top neighbours and relative weights (strongest = 1), as CSR arrays."""
+        tensors, _ = self.covis.state()
+        src, dst, logw = tensors["src"], tensors["dst"], tensors["log_weight"]
+        order = torch.argsort(-logw, stable=True)
+        order = order[torch.argsort(src[order], stable=True)]  # by item, strongest neighbour first
+        src, dst, logw = src[order], dst[order], logw[order]
+        counts = torch.bincount(src, minlength=self.n_rows)[: self.n_rows]
+        ptr = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
+        rank = torch.arange(len(src)) - ptr[src]
+        keep = (rank < self.covis.config.max_neighbors) & (src < self.n_rows) & (dst < self.n_rows)
+        src, dst, logw = src[keep], dst[keep], logw[keep]
+        best = torch.full((self.n_rows,), float("-inf"), dtype=torch.float64).scatter_reduce_(0, src, logw, "amax")
+        self.covis_rel = torch.exp2(logw - best[src]).float()
+        self.covis_dst = dst
+        counts = torch.bincount(src, minlength=self.n_rows)[: self.n_rows]
+        self.covis_ptr = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
+
     def _covis_terms(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Flat (user * n_rows + row) indices and ``log_relative - log(floor)`` values of the evidence."""
-        flat: list[torch.Tensor] = []
-        vals: list[torch.Tensor] = []
+        users: list[int] = []
+        seeds: list[int] = []
+        ranks: list[int] = []
         recent = self.covis.config.recent_items
         for b, history in enumerate(rows):
-            seen: list[int] = []
-            for row in reversed(history):
-                if row in seen:
-                    continue
-                seen.append(row)
-                nbr_rows, weights = self.covis._neighbors_of(row)
-                if len(nbr_rows):
-                    flat.append(nbr_rows + b * self.n_rows)
-                    vals.append(weights / len(seen))
-                if len(seen) == recent:
-                    break
-        if not flat:
+            seen: set[int] = set()
+            for row in reversed(history):  # the user's latest distinct items, weight 1/recency rank
+                if row not in seen:
+                    seen.add(row)
+                    users.append(b)
+                    seeds.append(row)
+                    ranks.append(len(seen))
+                    if len(seen) == recent:
+                        break
+        seed = torch.as_tensor(seeds, dtype=torch.long)
+        counts = self.covis_ptr[seed + 1] - self.covis_ptr[seed]
+        owner = torch.repeat_interleave(torch.arange(len(seeds)), counts)  # seed of each expanded entry
+        if not len(owner):
             return torch.zeros(0, dtype=torch.long), torch.zeros(0)
-        idx, inverse = torch.unique(torch.cat(flat), return_inverse=True)
-        sums = torch.zeros(len(idx)).index_add_(0, inverse, torch.cat(vals))  # evidence per (user, item)
+        first = torch.cumsum(counts, 0) - counts
+        pos = self.covis_ptr[seed][owner] + torch.arange(len(owner)) - first[owner]
+        user = torch.as_tensor(users, dtype=torch.long)[owner]
+        weight = self.covis_rel[pos] / torch.as_tensor(ranks, dtype=torch.float32)[owner]
+        idx, inverse = torch.unique(user * self.n_rows + self.covis_dst[pos], return_inverse=True)
+        sums = torch.zeros(len(idx)).index_add_(0, inverse, weight)  # evidence per (user, item)
         keep = idx % self.n_rows > 0
         idx, sums = idx[keep], sums[keep]
-        users = idx // self.n_rows
-        top = torch.zeros(len(rows)).scatter_reduce_(0, users, sums, "amax", include_self=True)
-        rel = sums.clamp(min=0) / top[users].clamp(min=1e-12)
+        owner_user = idx // self.n_rows
+        top = torch.zeros(len(rows)).scatter_reduce_(0, owner_user, sums, "amax", include_self=True)
+        rel = sums.clamp(min=0) / top[owner_user].clamp(min=1e-12)
         return idx, torch.log(rel + COVIS_FLOOR) - math.log(COVIS_FLOOR)
 
     def _contributions(self, top_rows, seq_scale, seq_shift, covis_idx, covis_val, vectors) -> dict[str, torch.Tensor]:
@@ -187,17 +234,14 @@ class LinearBlend:
     def _scored(self, top_scores: torch.Tensor, top_rows: torch.Tensor,
                 contrib: dict[str, torch.Tensor]) -> list[list[Scored]]:
         scores, rows = top_scores.tolist(), top_rows.tolist()
-        parts = {n: c.tolist() for n, c in contrib.items()}
-        zeros = dict.fromkeys(self.names, 0.0)
-        item = self.vocab.item
+        zeros = torch.zeros(top_rows.shape, dtype=torch.float32)
+        parts = torch.stack([contrib.get(n, zeros).float() for n in self.names], dim=-1).tolist()  # (batch, k, names)
+        names, item = self.names, self.vocab.item
         out = []
-        for b, (s_b, r_b) in enumerate(zip(scores, rows)):
+        for s_b, r_b, p_b in zip(scores, rows, parts):
             ranked = sorted(range(len(r_b)), key=lambda j: (-s_b[j], r_b[j]))  # ties: lower row first
-            out.append([
-                Scored(item_id=item(r_b[j]), score=s_b[j],
-                       contributions={**zeros, **{n: p[b][j] for n, p in parts.items()}})
-                for j in ranked if math.isfinite(s_b[j])
-            ])
+            out.append([Scored(item_id=item(r_b[j]), score=s_b[j], contributions=dict(zip(names, p_b[j])))
+                        for j in ranked if math.isfinite(s_b[j])])
         return out
 
 

@@ -35,6 +35,9 @@ class SeqRec(nn.Module):
                 n_embd=config.hidden,
                 n_layer=config.layers,
                 n_head=config.heads,
+                # GPT-2's own tanh GELU, as one fused torch kernel instead of five
+                # Python-level ops (same function; 3-4x faster on the CPU)
+                activation_function="gelu_pytorch_tanh",
                 resid_pdrop=config.dropout,
                 embd_pdrop=config.dropout,
                 attn_pdrop=config.dropout,
