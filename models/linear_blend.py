@@ -233,16 +233,17 @@ class LinearBlend:
 
     def _scored(self, top_scores: torch.Tensor, top_rows: torch.Tensor,
                 contrib: dict[str, torch.Tensor]) -> list[list[Scored]]:
-        scores, rows = top_scores.tolist(), top_rows.tolist()
+        """Scored items per user, best first, ties by lower row; ``-inf`` (excluded) items dropped."""
+        by_row = torch.argsort(top_rows, dim=1, stable=True)
+        by_score = torch.argsort(-top_scores.gather(1, by_row), dim=1, stable=True)
+        order = by_row.gather(1, by_score)  # (batch, k): score descending, then row ascending
+        scores, rows = top_scores.gather(1, order).tolist(), top_rows.gather(1, order).tolist()
         zeros = torch.zeros(top_rows.shape, dtype=torch.float32)
-        parts = torch.stack([contrib.get(n, zeros).float() for n in self.names], dim=-1).tolist()  # (batch, k, names)
-        names, item = self.names, self.vocab.item
-        out = []
-        for s_b, r_b, p_b in zip(scores, rows, parts):
-            ranked = sorted(range(len(r_b)), key=lambda j: (-s_b[j], r_b[j]))  # ties: lower row first
-            out.append([Scored(item_id=item(r_b[j]), score=s_b[j], contributions=dict(zip(names, p_b[j])))
-                        for j in ranked if math.isfinite(s_b[j])])
-        return out
+        parts = [contrib.get(n, zeros).float().gather(1, order).tolist() for n in self.names]  # names x (batch, k)
+        names, item, neg_inf = self.names, self.vocab.item, float("-inf")
+        return [[Scored(item_id=item(r), score=s, contributions=dict(zip(names, p)))
+                 for r, s, *p in zip(r_b, s_b, *p_b) if s != neg_inf]
+                for r_b, s_b, *p_b in zip(rows, scores, *parts)]
 
 
 def _zscores(x: torch.Tensor) -> torch.Tensor:

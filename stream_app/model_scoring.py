@@ -31,7 +31,13 @@ def model_version(meta: Mapping[str, object]) -> str:
 
 
 class EnsembleRecommender:
-    """Scores each micro-batch of users with a checkpointed :class:`Ensemble`."""
+    """Scores each micro-batch of users with a checkpointed :class:`Ensemble`.
+
+    Its popularity and co-visitation come with the checkpoint and are refreshed by the
+    trainer from training samples, so the stream's item-activity path stays idle.
+    """
+
+    uses_item_activity = False
 
     def __init__(self, ensemble: Ensemble, *, version: str, k: int = 10,
                  executor: ThreadPoolExecutor | None = None, device: torch.device | str = "cpu") -> None:

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from models.data.events import Event
 from models.heuristic import Scored
+from models.online.samples import TrainingSample, sample_from
 from stream_app.records import Rejection, decode_event, recommendation_record
 from stream_app.settings import Settings
 from stream_app.state import ItemActivity, StateConfig, UserState, apply_events
@@ -37,9 +38,10 @@ class DeadLetter:
 
 
 class Recommender(Protocol):
-    """Scores users from their state; later issues plug the ensemble in here."""
+    """Scores users from their state: the baseline (``scoring``) or the ensemble (``model_scoring``)."""
 
     model_version: str
+    uses_item_activity: bool  # whether ``recommend`` reads item statistics kept by the stream
 
     async def recommend(
         self, users: Mapping[str, UserState], fresh: Mapping[str, ItemActivity]
@@ -56,6 +58,7 @@ class BatchOutput:
     activity: dict[str, ItemActivity] = field(default_factory=dict)
     records: list[dict[str, Any]] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    samples: list[TrainingSample] = field(default_factory=list)  # one per applied event, in order per user
     counters: Counter[str] = field(default_factory=Counter)
     scoring_s: float = 0.0
     scored_timestamps_ms: list[int | None] = field(default_factory=list)  # Kafka times of scored events
@@ -100,11 +103,14 @@ async def process_batch(
     out.counters["rejected"] = len(out.dead_letters)
 
     cfg = state_config(settings)
+    activity = out.activity if recommender.uses_item_activity else None
+    applied_events: list[tuple[list[tuple[str, str]], Event]] | None = (
+        [] if settings.emit_training_samples else None)
     touched: dict[str, UserState] = {}
     newest_ts: dict[str, float] = {}
     for user, events in by_user.items():
         key = user.encode()
-        state, applied, dups = apply_events(table.get(key), events, out.activity, cfg)
+        state, applied, dups = apply_events(table.get(key), events, activity, cfg, applied_events)
         out.counters["processed"] += applied
         out.counters["duplicates"] += dups
         if applied:
@@ -114,6 +120,8 @@ async def process_batch(
             newest_ts[user] = max(ev.ts for _, ev in events)
             out.scored_timestamps_ms.extend(kafka_ts[user])
 
+    out.samples = [sample_from(history, ev, recommender.model_version, settings.history_len)
+                   for history, ev in applied_events or ()]
     if touched:
         started = time.perf_counter()
         ranked = await recommender.recommend(touched, out.activity)

@@ -14,6 +14,8 @@ from stream_app.state import ItemActivity, UserState, history_items
 class HeuristicRecommender:
     """Scores a micro-batch of users with one store round trip for item features."""
 
+    uses_item_activity = True  # fresh popularity and co-visitation come from the item-stats agent
+
     def __init__(self, store: Store, settings: Settings, version: int = 1) -> None:
         self.store = store
         self.settings = settings

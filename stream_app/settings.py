@@ -37,6 +37,7 @@ class Settings:
     max_future_skew_s: float = 300.0  # event times further ahead than this are rejected
     history_len: int = 50  # rolling events kept per user
     top_k: int = 10
+    emit_training_samples: bool = True  # one training sample per processed event, for the trainer
 
     popularity_half_life_s: float = 86_400.0
     covis_window: int = 3  # previous items paired with each new one

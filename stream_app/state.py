@@ -65,14 +65,18 @@ class StateConfig:
 def apply_events(
     state: UserState | None,
     events: Iterable[tuple[int, Event]],
-    activity: dict[str, ItemActivity],
+    activity: dict[str, ItemActivity] | None,
     config: StateConfig,
+    applied_events: list[tuple[list[tuple[str, str]], Event]] | None = None,
 ) -> tuple[UserState, int, int]:
     """Apply one user's events (with their source offsets, in order) to their state.
 
     Adds each event's popularity and co-visitation weight into ``activity``
-    (item id -> ItemActivity). Returns (new state, applied, duplicates);
-    an event whose offset is not newer than the state's is a duplicate.
+    (item id -> ItemActivity; None: item statistics are not kept here).
+    Appends ``(history before the event, event)`` per applied event to
+    ``applied_events`` (what training samples are made of). Returns (new state,
+    applied, duplicates); an event whose offset is not newer than the state's
+    is a duplicate.
     """
     st = new_state() if state is None else {**state, "events": list(state["events"]), "bought": list(state["bought"])}
     applied = duplicates = 0
@@ -80,17 +84,10 @@ def apply_events(
         if offset <= st["offset"]:
             duplicates += 1
             continue
-        w = config.event_weights.get(ev.event_type, 1.0)
-        log_w = log_weight(ev.ts, w, config.half_life_s)
-        act = activity.setdefault(ev.item_id, ItemActivity())
-        act.popularity = log2_add(act.popularity, log_w)
-        for prev, pair_w in covisit_pairs(history_items(st), ev.item_id, config.covis_window):
-            pair_log = log_weight(ev.ts, w * pair_w, config.half_life_s)
-            fwd = activity.setdefault(prev, ItemActivity())
-            fwd.neighbors[ev.item_id] = log2_add(fwd.neighbors.get(ev.item_id, float("-inf")), pair_log)
-            # the reverse direction counts half: "bought after" is the stronger signal
-            back = act.neighbors
-            back[prev] = log2_add(back.get(prev, float("-inf")), pair_log - 1.0)
+        if activity is not None:
+            add_activity(activity, history_items(st), ev, config)
+        if applied_events is not None:
+            applied_events.append(([(e[0], e[1]) for e in st["events"][-config.history_len:]], ev))
         st["events"].append([ev.item_id, ev.event_type, ev.ts])
         if ev.event_type == "purchase":
             st["bought"].append(ev.item_id)
@@ -100,6 +97,21 @@ def apply_events(
     del st["events"][: -config.history_len]
     del st["bought"][: -config.history_len]
     return st, applied, duplicates
+
+
+def add_activity(activity: dict[str, ItemActivity], history: list[str], ev: Event, config: StateConfig) -> None:
+    """Add one event's popularity and co-visitation weight (``history``: the user's items before it)."""
+    w = config.event_weights.get(ev.event_type, 1.0)
+    log_w = log_weight(ev.ts, w, config.half_life_s)
+    act = activity.setdefault(ev.item_id, ItemActivity())
+    act.popularity = log2_add(act.popularity, log_w)
+    for prev, pair_w in covisit_pairs(history, ev.item_id, config.covis_window):
+        pair_log = log_weight(ev.ts, w * pair_w, config.half_life_s)
+        fwd = activity.setdefault(prev, ItemActivity())
+        fwd.neighbors[ev.item_id] = log2_add(fwd.neighbors.get(ev.item_id, float("-inf")), pair_log)
+        # the reverse direction counts half: "bought after" is the stronger signal
+        back = act.neighbors
+        back[prev] = log2_add(back.get(prev, float("-inf")), pair_log - 1.0)
 
 
 def apply_item_activity(

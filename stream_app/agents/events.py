@@ -46,6 +46,8 @@ async def emit(out: BatchOutput, topics: Topics) -> None:
         await topics.item_activity.send(key=item.encode(), value=orjson.dumps(act.to_wire()))
     for rec in out.records:
         await topics.recommendations.send(key=rec["user_id"].encode(), value=orjson.dumps(rec))
+    for sample in out.samples:
+        await topics.training_samples.send(key=sample.user_id.encode(), value=orjson.dumps(sample.to_dict()))
     for dl in out.dead_letters:
         msg = dl.message
         log.warning("dead letter %s at partition %d offset %d: %s",
