@@ -7,6 +7,7 @@ import asyncio
 import sys
 
 from models.data.eventlog import FORMATS
+from stream_app.settings import Settings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -14,6 +15,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     sub.add_parser("worker", help="run a stream worker (settings from RECO_* environment variables)")
+    sub.add_parser("trainer", help="run the trainer: fine-tune on training samples, promote to the model store")
+    sub.add_parser("rollback", help="serve the model version that served before the current one, and announce it")
+    sub.add_parser("models", help="list the model store's log (promotions and rollbacks)")
 
     r = sub.add_parser("replay", help="replay a historical event log into the events topic")
     r.add_argument("path", help="the log file")
@@ -41,14 +45,19 @@ def main(argv: list[str] | None = None) -> int:
 
         return models_main(argv)
     args = _parser().parse_args(argv)
-    from stream_app.settings import Settings
-
     settings = Settings.from_env()
     if args.command == "worker":
         from stream_app.worker import run_worker
 
         run_worker(settings)
         return 0
+    if args.command == "trainer":
+        from stream_app.trainer import main as trainer_main
+
+        trainer_main(settings)
+        return 0
+    if args.command in ("rollback", "models"):
+        return _models_command(args.command, settings)
     if args.command == "replay":
         from stream_app.kafka_admin import ensure_topics
         from stream_app.replay.producer import replay_file
@@ -67,3 +76,29 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_demo(users=args.users)
     raise AssertionError(args.command)
+
+
+def _models_command(command: str, settings: Settings) -> int:
+    """``reco models`` prints the store's log; ``reco rollback`` rolls back and announces it."""
+    import json
+
+    from models.model_store import ModelStore
+    from stream_app.model_updates import announce
+
+    if not settings.model_store:
+        print("RECO_MODEL_STORE is not set", file=sys.stderr)
+        return 2
+    store = ModelStore(settings.model_store)
+    if command == "models":
+        for entry in store.log():
+            print(json.dumps(entry))
+        print(f"serving: {store.current()}")
+        return 0
+    try:
+        entry = store.rollback(reason="manual (reco rollback)")
+    except ValueError as exc:
+        print(f"cannot roll back: {exc}", file=sys.stderr)
+        return 1
+    asyncio.run(announce(settings, entry))
+    print(f"rolled back from {entry['from_version']} to {entry['version']}")
+    return 0

@@ -35,7 +35,8 @@ def demo_settings(stack: EmbeddedStack, workdir: Path, **overrides) -> Settings:
 
 def all_topics(settings: Settings) -> list[str]:
     return [settings.events_topic, settings.recommendations_topic, settings.dead_letter_topic,
-            settings.item_activity_topic, settings.alerts_topic, settings.training_samples_topic]
+            settings.item_activity_topic, settings.alerts_topic, settings.training_samples_topic,
+            settings.model_updates_topic]
 
 
 async def _run(stack: EmbeddedStack, workdir: Path, n_users: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -29,6 +30,20 @@ class Metrics:
             registry=r, buckets=LATENCY_BUCKETS)
         self.model_version = Gauge("reco_model_info", "The serving model version (value 1)",
                                    ["version"], registry=r)
+        self.model_swaps = Counter("reco_model_swaps", "Hot swaps to an announced model version", registry=r)
+        self.model_refused = Counter("reco_model_refused", "Announced models refused (corrupt, missing, "
+                                     "cannot score); the serving version stayed", registry=r)
+        self.model_swap_lag_seconds = Gauge(
+            "reco_model_swap_lag_seconds", "From the newest training sample in the serving weights entering "
+            "the samples topic to those weights serving", registry=r)
+        self.alerts = Counter("reco_alerts", "Anomaly alerts published, by detector", ["detector"], registry=r)
+
+    def observe_swap(self, entry: Mapping[str, Any]) -> None:
+        """A hot swap happened between two micro-batches (``entry``: ``ModelSlot.swap``'s result)."""
+        self.model_swaps.inc()
+        if entry.get("swap_lag_s") is not None:
+            self.model_swap_lag_seconds.set(entry["swap_lag_s"])
+        self.set_model_version(str(entry["version"]))
 
     def observe_batch(self, counters: Mapping[str, int], reasons: Iterable[str], size: int,
                       scoring_s: float) -> None:

@@ -48,12 +48,12 @@ class EnsembleRecommender:
         self.executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="scoring")
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, *, k: int = 10,
-                        serving: ServingConfig = ServingConfig()) -> EnsembleRecommender:
+    def from_checkpoint(cls, path: str | Path, *, k: int = 10, serving: ServingConfig = ServingConfig(),
+                        executor: ThreadPoolExecutor | None = None) -> EnsembleRecommender:
         """Load, then move/cast/compile for serving (see ``models.serving``)."""
         ensemble, meta = Ensemble.load(path)
         device = prepare_for_serving(ensemble, serving)
-        return cls(ensemble, version=model_version(meta), k=k, device=device)
+        return cls(ensemble, version=model_version(meta), k=k, device=device, executor=executor)
 
     async def recommend(
         self, users: Mapping[str, UserState], fresh: Mapping[str, ItemActivity]
@@ -62,10 +62,10 @@ class EnsembleRecommender:
         histories = [[(e[0], e[1]) for e in users[u]["events"]] for u in names]
         bought = [set(users[u]["bought"]) for u in names]
         loop = asyncio.get_running_loop()
-        ranked = await loop.run_in_executor(self.executor, self._score, histories, bought)
+        ranked = await loop.run_in_executor(self.executor, self.rank, histories, bought)
         return dict(zip(names, ranked))
 
-    def _score(self, histories: list[list[tuple[str, str]]], bought: list[set[str]]) -> list[list[Scored]]:
+    def rank(self, histories: list[list[tuple[str, str]]], bought: list[set[str]]) -> list[list[Scored]]:
         """Top-k per user from the whole catalogue, already-bought items removed."""
         if self.blend is not None:
             return self.blend.recommend(histories, self.k, exclude=bought)

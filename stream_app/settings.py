@@ -51,6 +51,19 @@ class Settings:
     device: str = "auto"  # auto (cuda when available, else cpu) | cpu | cuda
     model_dtype: str = "fp32"  # fp32 | bf16
     model_compile: bool = False  # torch.compile the sequence model's scoring
+    model_store: str = ""  # directory of versioned checkpoints (models.model_store); empty: no hot swaps
+    model_updates_topic: str = "model-updates"
+
+    # the trainer (stream_app/trainer.py): fine-tunes the serving version on training samples
+    trainer_batch: int = 256  # samples per learning step
+    trainer_lr: float = 5e-4
+    trainer_replay_size: int = 50_000  # past samples kept against forgetting
+    trainer_eval_slice: int = 512  # newest samples held out to compare candidate and serving
+    trainer_promote_every: int = 2_000  # samples learnt between two candidate evaluations
+    trainer_promote_every_s: float = 30.0  # ...or seconds, whichever comes first
+    trainer_promote_tolerance: float = 0.0  # relative NDCG@10 a candidate may lose and still be promoted
+    trainer_rollback_window: int = 2_000  # fresh samples on which a new version is compared with the old
+    trainer_rollback_margin: float = 0.1  # relative NDCG@10 drop of the new version that rolls it back
 
     redis_prefix: str = "reco"
     redis_ttl_s: int = 7 * 86_400

@@ -6,11 +6,11 @@ import faust
 from faust.web import Request, Response, View
 
 from stream_app.metrics import Metrics
-from stream_app.pipeline import Recommender
+from stream_app.model_updates import ModelSlot
 from stream_app.sinks.base import Store
 
 
-def register(app: faust.App, store: Store, metrics: Metrics, recommender: Recommender) -> None:
+def register(app: faust.App, store: Store, metrics: Metrics, slot: ModelSlot) -> None:
     """``GET /recommendations/{user_id}/``, ``GET /health/``, ``GET /metrics/``."""
 
     @app.page("/recommendations/{user_id}/")
@@ -22,7 +22,8 @@ def register(app: faust.App, store: Store, metrics: Metrics, recommender: Recomm
 
     @app.page("/health/")
     async def health(self: View, request: Request) -> Response:
-        return self.json({"status": "ok", "model_version": recommender.model_version,
+        return self.json({"status": "ok", "model_version": slot.model_version,
+                          "last_swap": slot.swaps[-1] if slot.swaps else None,
                           "counters": await store.counters()})
 
     @app.page("/metrics/")

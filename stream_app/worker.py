@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-import faust
+from concurrent.futures import ThreadPoolExecutor
 
-from stream_app import web
+import faust
+import torch
+
+from models.serving import ServingConfig
+
+from stream_app import model_updates, web
 from stream_app.agents import events, items
 from stream_app.app import create_app
 from stream_app.metrics import Metrics
+from stream_app.model_scoring import EnsembleRecommender
+from stream_app.model_updates import ModelSlot, serving_path
 from stream_app.pipeline import Recommender
 from stream_app.scoring import HeuristicRecommender
 from stream_app.settings import Settings
@@ -23,27 +30,32 @@ def build_worker(settings: Settings, *, store: Store | None = None) -> faust.App
     store = store or RedisStore(settings.redis_url, prefix=settings.redis_prefix, ttl_s=settings.redis_ttl_s)
     topics = declare_topics(app, settings)
     tables = declare_tables(app, settings)
-    recommender = make_recommender(settings, store)
     metrics = Metrics()
-    metrics.set_model_version(recommender.model_version)
-    events.register(app, topics, tables, store, recommender, metrics, settings)
+    slot = ModelSlot(make_recommender(settings, store), on_swap=metrics.observe_swap)
+    metrics.set_model_version(slot.model_version)
+    events.register(app, topics, tables, store, slot, metrics, settings)
     items.register(app, topics, tables, store, settings)
-    web.register(app, store, metrics, recommender)
+    if settings.model_store and isinstance(slot.serving, EnsembleRecommender):
+        executor = slot.serving.executor  # every version scores on the one scoring thread
+        model_updates.register(app, settings, slot, metrics,
+                               lambda path, version: load_ensemble(settings, path, executor))
+    web.register(app, store, metrics, slot)
     return app
 
 
 def make_recommender(settings: Settings, store: Store) -> Recommender:
-    """The trained ensemble when a checkpoint is configured, else the baseline."""
-    if not settings.model_path:
+    """The store's serving version, else the configured checkpoint, else the baseline."""
+    path, _ = serving_path(settings)
+    if not path:
         return HeuristicRecommender(store, settings)
-    import torch
-
-    from models.serving import ServingConfig
-    from stream_app.model_scoring import EnsembleRecommender
-
     torch.set_num_threads(settings.torch_threads)
+    return load_ensemble(settings, path)
+
+
+def load_ensemble(settings: Settings, path: str, executor: ThreadPoolExecutor | None = None) -> EnsembleRecommender:
+    """A checkpoint prepared for serving as the settings say (device, dtype, compile)."""
     serving = ServingConfig(device=settings.device, dtype=settings.model_dtype, compile=settings.model_compile)
-    return EnsembleRecommender.from_checkpoint(settings.model_path, k=settings.top_k, serving=serving)
+    return EnsembleRecommender.from_checkpoint(path, k=settings.top_k, serving=serving, executor=executor)
 
 
 def run_worker(settings: Settings) -> None:

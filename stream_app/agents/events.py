@@ -9,7 +9,8 @@ import orjson
 
 from stream_app.agents.acks import hold, release
 from stream_app.metrics import Metrics
-from stream_app.pipeline import BatchOutput, Incoming, Recommender, apply_batch_states, process_batch
+from stream_app.model_updates import ModelSlot
+from stream_app.pipeline import BatchOutput, Incoming, apply_batch_states, process_batch
 from stream_app.settings import Settings
 from stream_app.sinks.base import Store
 from stream_app.tables import Tables
@@ -19,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
-             recommender: Recommender, metrics: Metrics, settings: Settings) -> None:
+             slot: ModelSlot, metrics: Metrics, settings: Settings) -> None:
     """Attach the ``score-events`` agent to ``app``."""
 
     @app.agent(topics.events, name="score-events")
@@ -30,7 +31,11 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
             batch = [Incoming(e.value, e.message.key, e.message.partition, e.message.offset,
                               e.message.timestamp and int(e.message.timestamp * 1000))
                      for e in events]
-            out = await process_batch(batch, tables.users, recommender, settings)
+            recommender = slot.begin_batch()  # one model scores the whole batch; swaps happen in between
+            try:
+                out = await process_batch(batch, tables.users, recommender, settings)
+            finally:
+                slot.end_batch()
             apply_batch_states(tables.users, out)
             await emit(out, topics)
             await store.write_recommendations(out.records, out.counters)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from models.cli import main as models_cli
 from stream_app.demo import all_topics, demo_settings
 from stream_app.embedded import EmbeddedStack, embedded_stack
 from stream_app.kafka_admin import ensure_topics
@@ -21,12 +22,24 @@ from stream_app.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.integration
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
+SCORERS = ("sequence", "covisitation", "popularity")
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
     with embedded_stack(tmp_path_factory.mktemp("stack")) as s:
         yield s
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny ensemble trained on the real Taobao sample (seconds on a CPU)."""
+    out = tmp_path_factory.mktemp("ckpt") / "tiny"
+    code = models_cli(["train", "--log", str(SAMPLE / "taobao_user_behavior.csv"), "--format", "taobao",
+                       "--out", str(out), "--scorers", ",".join(SCORERS), "--epochs", "2", "--hidden", "16",
+                       "--layers", "1", "--heads", "2", "--max-len", "20", "--threads", "1", "--no-progress"])
+    assert code == 0
+    return out
 
 
 @pytest.fixture
@@ -38,6 +51,7 @@ def settings(stack: EmbeddedStack, tmp_path: Path) -> Settings:
         events_topic=f"events-{tag}", recommendations_topic=f"recs-{tag}",
         dead_letter_topic=f"dlq-{tag}", item_activity_topic=f"items-{tag}",
         alerts_topic=f"alerts-{tag}", training_samples_topic=f"samples-{tag}",
+        model_updates_topic=f"models-{tag}",
     )
     asyncio.run(ensure_topics(stack.bootstrap, all_topics(s), s.partitions))
     return s

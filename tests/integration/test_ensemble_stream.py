@@ -11,26 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from models.cli import main as models_cli
 from models.data.eventlog import read_events
 from stream_app.model_scoring import model_version
 from stream_app.replay.producer import replay_file
 from stream_app.worker_process import wait_for_events
-from tests.integration.conftest import SAMPLE, redis_store
+from tests.integration.conftest import SAMPLE, SCORERS, redis_store
 
 pytestmark = pytest.mark.integration
-SCORERS = ("sequence", "covisitation", "popularity")
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny ensemble trained on the real Taobao sample (seconds on a CPU)."""
-    out = tmp_path_factory.mktemp("ckpt") / "tiny"
-    code = models_cli(["train", "--log", str(SAMPLE / "taobao_user_behavior.csv"), "--format", "taobao",
-                       "--out", str(out), "--scorers", ",".join(SCORERS), "--epochs", "2", "--hidden", "16",
-                       "--layers", "1", "--heads", "2", "--max-len", "20", "--threads", "1", "--no-progress"])
-    assert code == 0
-    return out
 
 
 def test_ensemble_recommendations_reach_redis(stack, settings, start_worker, checkpoint):

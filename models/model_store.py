@@ -1,0 +1,116 @@
+"""The model store: versioned ensemble checkpoints in a directory, and which one serves.
+
+Layout under ``root``::
+
+    versions/v0001/      weights.safetensors + meta.json (with the weights' sha256)
+    versions/v0002/
+    log.jsonl            one line per change: {"action": "promote"|"rollback", "version", "ts", ...}
+
+The log is the source of truth. Replaying it gives the serving stack: a
+promotion pushes a version, a rollback pops the current one, so the version
+that served before it serves again. A version directory is written under a
+temporary name and renamed, so a reader never sees half a checkpoint.
+Plain files, no Kafka: the trainer writes, workers and the CLI read, and the
+model-updates topic only announces what the log already says.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from models.checkpoint import CheckpointError
+from models.ensemble import Ensemble
+
+VERSION_RE = re.compile(r"^v(\d{4,})$")
+LOG = "log.jsonl"
+
+
+class ModelStore:
+    """Versioned checkpoints under ``root`` and the log of what serves."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.versions_dir = self.root / "versions"
+
+    # ---- reading --------------------------------------------------------------------
+
+    def log(self) -> list[dict[str, Any]]:
+        """Every promotion and rollback, oldest first."""
+        path = self.root / LOG
+        if not path.is_file():
+            return []
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+    def serving_stack(self) -> list[str]:
+        """Versions in promotion order with rolled-back ones removed; the last one serves."""
+        stack: list[str] = []
+        for entry in self.log():
+            if entry["action"] == "promote":
+                stack.append(entry["version"])
+            elif entry["action"] == "rollback" and stack:
+                stack.pop()
+        return stack
+
+    def current(self) -> str | None:
+        """The serving version, or None for an empty store."""
+        stack = self.serving_stack()
+        return stack[-1] if stack else None
+
+    def path(self, version: str) -> Path:
+        if not VERSION_RE.match(version):
+            raise CheckpointError(f"not a version name: {version!r}")
+        return self.versions_dir / version
+
+    def load(self, version: str) -> tuple[Ensemble, dict[str, Any]]:
+        """The ensemble of ``version``; ``CheckpointError`` when it is missing or corrupt."""
+        path = self.path(version)
+        if not path.is_dir():
+            raise CheckpointError(f"no checkpoint for {version} in {self.versions_dir}")
+        return Ensemble.load(path)
+
+    # ---- writing --------------------------------------------------------------------
+
+    def next_version(self) -> str:
+        numbers = [int(m.group(1)) for p in self._version_dirs() if (m := VERSION_RE.match(p.name))]
+        return f"v{max(numbers, default=0) + 1:04d}"
+
+    def save(self, ensemble: Ensemble, extra: Mapping[str, Any] | None = None) -> str:
+        """Write ``ensemble`` as the next version (not serving yet); returns its name."""
+        version = self.next_version()
+        tmp = self.versions_dir / f".tmp-{version}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        ensemble.save(tmp, extra={**dict(extra or {}), "model_version": version})
+        tmp.rename(self.path(version))
+        return version
+
+    def promote(self, version: str, **info: Any) -> dict[str, Any]:
+        """Make a saved ``version`` serve; returns the log entry (what gets announced)."""
+        if not self.path(version).is_dir():
+            raise CheckpointError(f"cannot promote {version}: not in the store")
+        return self._append({"action": "promote", "version": version, **info})
+
+    def rollback(self, **info: Any) -> dict[str, Any]:
+        """Serve the version that served before the current one; ``ValueError`` if there is none."""
+        stack = self.serving_stack()
+        if len(stack) < 2:
+            raise ValueError(f"nothing to roll back to (serving: {stack or 'nothing'})")
+        return self._append({"action": "rollback", "version": stack[-2], "from_version": stack[-1], **info})
+
+    def _append(self, entry: dict[str, Any]) -> dict[str, Any]:
+        entry = {**entry, "ts": time.time()}
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / LOG, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(entry, allow_nan=False) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        return entry
+
+    def _version_dirs(self) -> list[Path]:
+        return [p for p in self.versions_dir.iterdir() if p.is_dir()] if self.versions_dir.is_dir() else []

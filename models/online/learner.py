@@ -1,0 +1,202 @@
+"""The online learner: fine-tunes a working copy of the ensemble on streamed training samples.
+
+Per batch of samples (``learn``): new items join the vocabulary (every table
+grows to match), co-visitation and popularity ``observe`` each event, and the
+sequence model takes a few Adam steps at a small learning rate on the new
+samples mixed with samples drawn from a replay buffer of past ones (a
+reservoir over everything seen, against forgetting). The loss is the
+cross-entropy of the target over all items given the history (the state after
+the history's last item), weighted by each sample's weight.
+
+Promotion (done by the trainer process): hold out the newest samples before
+learning them, ``evaluate`` the candidate and the serving ensemble on them,
+and serve the candidate only if ``should_promote`` says it is not worse.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from models.ensemble import Ensemble
+from models.evaluation.prequential import is_scored, metrics_at, rank_samples
+from models.history import encode
+from models.online.samples import TrainingSample
+from models.scorers.sequence import SequenceScorer
+from models.sequence.batching import pad_right
+
+
+@dataclass(frozen=True)
+class OnlineConfig:
+    """How the learner fine-tunes, and how candidates are judged."""
+
+    lr: float = 5e-4  # a quarter of the pre-training rate
+    steps_per_batch: int = 1  # Adam steps per ``batch_size`` new samples
+    batch_size: int = 256  # new samples per step (a bigger ``learn`` call takes several)
+    replay_size: int = 50_000  # samples kept in the reservoir
+    replay_fraction: float = 0.5  # share of each step's samples drawn from the reservoir
+    eval_slice: int = 1024  # newest samples held out to compare candidate and serving
+    promote_tolerance: float = 0.0  # relative NDCG@10 drop still promoted (0.02 = 2 %)
+    clip_norm: float = 1.0
+    train_sequence: bool = True  # False: only co-visitation/popularity learn (stats only)
+    observe_stats: bool = True  # False: the counting scorers stay as they are
+    seed: int = 0
+
+
+def should_promote(
+    candidate: dict[str, float], serving: dict[str, float], tolerance: float = 0.0, *, metric: str = "ndcg@10"
+) -> bool:
+    """Promote when the candidate was evaluated on something and is not worse than serving
+    by more than ``tolerance`` (relative: 0.02 allows a 2 % lower ``metric``)."""
+    if candidate.get("n", 0) <= 0:
+        return False
+    return candidate[metric] >= serving[metric] * (1.0 - tolerance)
+
+
+class OnlineLearner:
+    """Owns a working copy of an ensemble and updates it from training samples."""
+
+    def __init__(self, ensemble: Ensemble, config: OnlineConfig = OnlineConfig()) -> None:
+        self.ensemble = copy.deepcopy(ensemble)
+        self.config = config
+        self.seen = 0  # samples learnt from
+        self._rng = random.Random(config.seed)
+        self._replay: list[TrainingSample] = []
+        self._replay_seen = 0
+        seq = [s for s in self.ensemble.scorers.values() if isinstance(s, SequenceScorer)]
+        self._sequence: SequenceScorer | None = seq[0] if seq else None
+        self._optimizer: torch.optim.Adam | None = None
+        self._item_table: torch.Tensor | None = None
+
+    # ---- public API -------------------------------------------------------------------
+
+    @property
+    def replay_count(self) -> int:
+        """Samples held in the replay reservoir (at most ``config.replay_size``)."""
+        return len(self._replay)
+
+    def learn(self, samples: Sequence[TrainingSample]) -> dict[str, Any]:
+        """Learn from a batch of samples (time order); returns counts, mean loss and seconds."""
+        start = time.perf_counter()
+        vocab = self.ensemble.vocab
+        before = vocab.n_items
+        for s in samples:
+            vocab.add_all(s.items)
+            vocab.add(s.target)
+        if self.config.observe_stats:
+            for s in samples:
+                history = s.history
+                for scorer in self.ensemble.scorers.values():
+                    if not isinstance(scorer, SequenceScorer):
+                        scorer.observe(history, s.target, s.event_type, s.ts)
+        losses: list[float] = []
+        if self.config.train_sequence and self._sequence is not None:
+            losses = self._fit(samples)
+        self.remember(samples)
+        self.seen += len(samples)
+        return {
+            "samples": len(samples),
+            "new_items": vocab.n_items - before,
+            "steps": len(losses),
+            "loss": sum(losses) / len(losses) if losses else None,
+            "seconds": time.perf_counter() - start,
+        }
+
+    def remember(self, samples: Sequence[TrainingSample]) -> None:
+        """Add samples to the replay reservoir only (e.g. the pre-training log, to seed it).
+
+        Samples with an empty history are skipped: the sequence model has nothing to read.
+        """
+        for s in samples:
+            if not s.items:
+                continue
+            self._replay_seen += 1
+            if len(self._replay) < self.config.replay_size:
+                self._replay.append(s)
+            else:
+                j = self._rng.randrange(self._replay_seen)
+                if j < self.config.replay_size:
+                    self._replay[j] = s
+
+    @staticmethod
+    def evaluate(ensemble: Ensemble, samples: Sequence[TrainingSample], k: int = 10) -> dict[str, float]:
+        """NDCG@k, HR@k and count over the samples whose target is not already in their history."""
+        scored = [s for s in samples if is_scored(s)]
+        return metrics_at(rank_samples(ensemble, scored), k)
+
+    def candidate(self) -> Ensemble:
+        """A deep copy of the working ensemble, safe to serve or save while learning goes on."""
+        if self._sequence is not None:
+            self._sequence.model.eval()
+        return copy.deepcopy(self.ensemble)
+
+    # ---- the sequence model's steps ------------------------------------------------------
+
+    def _fit(self, samples: Sequence[TrainingSample]) -> list[float]:
+        assert self._sequence is not None
+        cfg = self.config
+        fresh = [s for s in samples if s.items]  # an empty history gives the model nothing to read
+        losses = []
+        for start in range(0, len(fresh), cfg.batch_size):
+            chunk = fresh[start : start + cfg.batch_size]
+            n_replay = round(len(chunk) * cfg.replay_fraction / max(1e-9, 1.0 - cfg.replay_fraction))
+            for _ in range(cfg.steps_per_batch):
+                replay = self._draw(n_replay)
+                losses.append(self._step(chunk + replay))
+        return losses
+
+    def _draw(self, n: int) -> list[TrainingSample]:
+        if not self._replay or n <= 0:
+            return []
+        return self._rng.sample(self._replay, min(n, len(self._replay)))
+
+    def _step(self, batch: Sequence[TrainingSample]) -> float:
+        """One weighted cross-entropy step of the sequence model on ``batch``."""
+        assert self._sequence is not None
+        scorer, vocab = self._sequence, self.ensemble.vocab
+        model = scorer.model
+        model.ensure_rows(vocab.capacity)
+        optimizer = self._optimizer_for(model)
+        encoded = [encode(vocab, s.history) for s in batch]
+        items, types, lengths = pad_right([r for r, _ in encoded], [t for _, t in encoded], scorer.config.max_len)
+        targets = torch.as_tensor([vocab.row(s.target) for s in batch], dtype=torch.long)
+        weights = torch.as_tensor([s.weight for s in batch], dtype=torch.float32)
+        model.train()
+        hidden = model.hidden_states(items, types)  # (batch, seq_len, hidden)
+        last = hidden[torch.arange(len(batch)), (lengths - 1).clamp(min=0)]  # (batch, hidden)
+        logits = last @ model.items.weight[1 : len(vocab)].T  # (batch, n_items)
+        ce = torch.nn.functional.cross_entropy(logits.float(), targets - 1, reduction="none")  # (batch,)
+        loss = (weights * ce).sum() / weights.sum().clamp(min=1e-12)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.clip_norm)
+        optimizer.step()
+        model.eval()
+        return float(loss.detach())
+
+    def _optimizer_for(self, model: torch.nn.Module) -> torch.optim.Adam:
+        """The Adam optimizer, rebuilt (moments kept, new item rows zero) when the item table grew."""
+        table = model.items.weight  # type: ignore[union-attr]
+        if self._optimizer is not None and table is self._item_table:
+            return self._optimizer
+        old, old_table = self._optimizer, self._item_table
+        self._optimizer = torch.optim.Adam(model.parameters(), lr=self.config.lr)
+        self._item_table = table
+        if old is not None:
+            for p in model.parameters():
+                if p in old.state:
+                    self._optimizer.state[p] = old.state[p]
+            state = old.state.get(old_table) if old_table is not None else None
+            if state:
+                grown = dict(state)
+                for key in ("exp_avg", "exp_avg_sq"):
+                    pad = torch.zeros((table.shape[0] - state[key].shape[0], *state[key].shape[1:]))
+                    grown[key] = torch.cat([state[key], pad.to(state[key].dtype)])
+                self._optimizer.state[table] = grown
+        return self._optimizer

@@ -1,0 +1,177 @@
+"""The trainer's decisions: learn, hold out, evaluate, promote, and roll back, on plain sample lists.
+
+``OnlineTrainer.on_samples`` is everything the trainer process does with a
+batch of samples read from the training-samples topic; it returns the model
+store entries (promotions, rollbacks) the process then announces. No Kafka
+here, so tests and benchmarks drive it directly.
+
+- The newest ``eval_slice`` samples are held out: not learnt yet, so a
+  candidate and the serving version are compared on samples neither has seen.
+  Samples leave the hold-out (oldest first) to be learnt as new ones arrive.
+- Every ``promote_every`` learnt samples (or ``promote_every_s`` seconds) the
+  learner's candidate is evaluated against the serving version on the
+  hold-out and promoted only if it is not worse (``should_promote``).
+- After a promotion the new version is on probation: on the next
+  ``rollback_window`` fresh samples (scored before anything learns them) both
+  it and the version it replaced are ranked; if the new one's NDCG@10 is
+  lower by more than ``rollback_margin`` (relative), the store rolls back and
+  learning restarts from the old weights.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from models.checkpoint import CheckpointError
+from models.ensemble import Ensemble
+from models.evaluation.prequential import is_scored, metrics_at, rank_samples
+from models.model_store import ModelStore
+from models.online.learner import OnlineConfig, OnlineLearner, should_promote
+from models.online.samples import TrainingSample
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    """When to evaluate, promote and roll back (see the module docstring)."""
+
+    eval_slice: int = 512
+    promote_every: int = 2_000
+    promote_every_s: float = 30.0
+    promote_tolerance: float = 0.0
+    rollback_window: int = 2_000
+    rollback_margin: float = 0.1
+
+
+@dataclass
+class Probation:
+    """A freshly promoted version, compared with the one it replaced on fresh samples."""
+
+    previous: Ensemble
+    previous_version: str
+    new_ranks: list[np.ndarray] = field(default_factory=list)
+    old_ranks: list[np.ndarray] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return sum(len(r) for r in self.new_ranks)
+
+
+def ensure_base(store: ModelStore, model_path: str) -> dict[str, Any] | None:
+    """Put the pre-trained checkpoint in an empty store as its first serving version."""
+    if store.current() is not None:
+        return None
+    if not model_path:
+        raise ValueError("the model store is empty and no model_path is set to start from")
+    ensemble, meta = Ensemble.load(model_path)
+    version = store.save(ensemble, extra={"source": str(model_path), "metrics": meta.get("metrics", {})})
+    return store.promote(version, reason="pre-trained base", source=str(model_path))
+
+
+class OnlineTrainer:
+    """Fine-tunes the store's serving version on samples and decides what serves next."""
+
+    def __init__(self, store: ModelStore, learner_config: OnlineConfig = OnlineConfig(),
+                 config: TrainerConfig = TrainerConfig(), clock: Callable[[], float] = time.time) -> None:
+        version = store.current()
+        if version is None:
+            raise ValueError(f"model store {store.root} has no serving version (see ensure_base)")
+        self.store, self.learner_config, self.config, self.clock = store, learner_config, config, clock
+        self.serving, _ = store.load(version)
+        self.serving_version = version
+        self.learner = OnlineLearner(self.serving, learner_config)
+        self.holdout: deque[tuple[TrainingSample, int]] = deque()
+        self.since_eval = 0
+        self.last_eval = clock()
+        self.newest_learnt_ms: int | None = None
+        self.probation: Probation | None = None
+        self.evaluations: list[dict[str, Any]] = []
+
+    def on_samples(self, samples: Sequence[TrainingSample], kafka_ms: Sequence[int] | None = None
+                   ) -> list[dict[str, Any]]:
+        """Take a batch of samples (``kafka_ms``: when each entered the topic); returns store entries."""
+        self._follow_store()
+        entries: list[dict[str, Any]] = []
+        if self.probation is not None and samples:
+            entries += self._check_probation(samples)
+        times = kafka_ms if kafka_ms is not None else [s.ts_ms for s in samples]
+        self.holdout.extend(zip(samples, times))
+        overflow = len(self.holdout) - self.config.eval_slice
+        if overflow > 0:
+            learn = [self.holdout.popleft() for _ in range(overflow)]
+            self.learner.learn([s for s, _ in learn])
+            newest = max(t for _, t in learn)
+            self.newest_learnt_ms = max(newest, self.newest_learnt_ms or newest)
+            self.since_eval += overflow
+        due = self.since_eval >= self.config.promote_every or (
+            self.since_eval > 0 and self.clock() - self.last_eval >= self.config.promote_every_s)
+        if due:
+            entries += self._evaluate()
+        return entries
+
+    def _follow_store(self) -> None:
+        """Start over from the store's serving version if someone else changed it (``reco rollback``)."""
+        current = self.store.current()
+        if current is None or current == self.serving_version:
+            return
+        try:
+            serving, _ = self.store.load(current)
+        except (CheckpointError, OSError) as exc:
+            log.error("the store serves %s, which cannot be loaded (%s): still learning from %s",
+                      current, exc, self.serving_version)
+            return
+        log.warning("the store now serves %s (was %s): learning restarts from it", current, self.serving_version)
+        self.serving = serving
+        self.serving_version, self.probation = current, None
+        self.learner = OnlineLearner(self.serving, self.learner_config)
+
+    def _evaluate(self) -> list[dict[str, Any]]:
+        held = [s for s, _ in self.holdout]
+        candidate = self.learner.candidate()
+        cand_m = OnlineLearner.evaluate(candidate, held)
+        serv_m = OnlineLearner.evaluate(self.serving, held)
+        self.since_eval, self.last_eval = 0, self.clock()
+        promote = should_promote(cand_m, serv_m, self.config.promote_tolerance)
+        self.evaluations.append({"candidate": cand_m, "serving": serv_m, "promoted": promote,
+                                 "learnt": self.learner.seen})
+        if not promote:
+            log.info("candidate not promoted: ndcg@10 %.4f vs serving %s %.4f on %d held-out samples",
+                     cand_m["ndcg@10"], self.serving_version, serv_m["ndcg@10"], cand_m["n"])
+            return []
+        metrics = {"candidate": cand_m, "serving": serv_m}
+        version = self.store.save(candidate, extra={"metrics": metrics, "previous": self.serving_version,
+                                                    "learnt_samples": self.learner.seen})
+        entry = self.store.promote(version, previous=self.serving_version, metrics=metrics,
+                                   newest_sample_ms=self.newest_learnt_ms)
+        self.probation = Probation(self.serving, self.serving_version)
+        self.serving, self.serving_version = candidate, version
+        return [entry]
+
+    def _check_probation(self, samples: Sequence[TrainingSample]) -> list[dict[str, Any]]:
+        p = self.probation
+        assert p is not None
+        scored = [s for s in samples if is_scored(s)]
+        p.new_ranks.append(rank_samples(self.serving, scored))
+        p.old_ranks.append(rank_samples(p.previous, scored))
+        if p.n < self.config.rollback_window:
+            return []
+        self.probation = None
+        new = metrics_at(np.concatenate(p.new_ranks))
+        old = metrics_at(np.concatenate(p.old_ranks))
+        if new["ndcg@10"] >= old["ndcg@10"] * (1.0 - self.config.rollback_margin):
+            return []
+        log.warning("rolling back %s: ndcg@10 %.4f vs %.4f of %s on %d fresh samples",
+                    self.serving_version, new["ndcg@10"], old["ndcg@10"], p.previous_version, new["n"])
+        entry = self.store.rollback(reason="online metric below the previous version",
+                                    metrics={"new": new, "old": old})
+        self.serving, self.serving_version = p.previous, p.previous_version
+        self.learner = OnlineLearner(p.previous, self.learner_config)
+        return [entry]

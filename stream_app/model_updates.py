@@ -1,0 +1,155 @@
+"""Model updates: announcements on the model-updates topic, and workers following them.
+
+The trainer (and ``reco rollback``) write to the model store first, then
+announce the store's log entry on the model-updates topic. Every worker reads
+that topic in full, without a consumer group (each worker must see every
+announcement), loads the announced version in a loader thread, checks it,
+and stages it in its :class:`ModelSlot`; the scoring agent swaps at the start
+of its next micro-batch. A checkpoint that is missing, corrupt or cannot
+score is refused and logged; the serving version stays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faust
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from models.model_store import ModelStore
+from stream_app.metrics import Metrics
+from stream_app.model_scoring import EnsembleRecommender
+from stream_app.pipeline import Recommender
+from stream_app.settings import Settings
+from stream_app.tansu_compat import bootstrap_from_url
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelSlot:
+    """The recommender that serves, and the one staged to replace it between two micro-batches.
+
+    The scoring agent brackets each batch with ``begin_batch``/``end_batch``; a
+    model staged during a batch serves from the next one, a model staged while
+    the agent is idle serves at once.
+    """
+
+    serving: Recommender
+    on_swap: Callable[[dict[str, Any]], None] | None = None
+    staged: tuple[Recommender, dict[str, Any]] | None = None
+    in_batch: bool = False
+    swaps: list[dict[str, Any]] = field(default_factory=list)  # what each swap announced, plus its lag
+
+    @property
+    def model_version(self) -> str:
+        return self.serving.model_version
+
+    def stage(self, recommender: Recommender, entry: dict[str, Any]) -> None:
+        self.staged = (recommender, entry)
+        if not self.in_batch:
+            self.swap()
+
+    def begin_batch(self) -> Recommender:
+        """Swap to a staged model, if any; the returned recommender scores the whole batch."""
+        self.swap()
+        self.in_batch = True
+        return self.serving
+
+    def end_batch(self) -> None:
+        self.in_batch = False
+
+    def swap(self, now: float | None = None) -> dict[str, Any] | None:
+        """Serve the staged recommender; returns its announcement with the swap time and lag."""
+        if self.staged is None:
+            return None
+        self.serving, entry = self.staged
+        self.staged = None
+        now = time.time() if now is None else now
+        newest = entry.get("newest_sample_ms")
+        done = {**entry, "swapped_at": now, "swap_lag_s": now - newest / 1000.0 if newest else None}
+        self.swaps.append(done)
+        log.info("now serving model %s (%s), swap lag %s s", done["version"], done.get("action"), done["swap_lag_s"])
+        if self.on_swap is not None:
+            self.on_swap(done)
+        return done
+
+
+def serving_path(settings: Settings) -> tuple[str, str | None]:
+    """The checkpoint a worker starts from: the store's serving version, else ``model_path``."""
+    if settings.model_store:
+        current = ModelStore(settings.model_store).current()
+        if current is not None:
+            return str(ModelStore(settings.model_store).path(current)), current
+    return settings.model_path, None
+
+
+def check_scores(recommender: EnsembleRecommender) -> None:
+    """Refuse a model that cannot score: it must rank finite scores for an empty history."""
+    ranked = recommender.rank([[]], [set()])
+    if not ranked or not ranked[0] or not all(math.isfinite(s.score) for s in ranked[0]):
+        raise ValueError("the model gives no finite scores for an empty history")
+
+
+async def announce(settings: Settings, entry: dict[str, Any]) -> None:
+    """Publish a model-store log entry on the model-updates topic."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_from_url(settings.kafka_url))
+    await producer.start()
+    try:
+        await producer.send_and_wait(settings.model_updates_topic, orjson.dumps(entry), key=b"model")
+    finally:
+        await producer.stop()
+
+
+def register(app: faust.App, settings: Settings, slot: ModelSlot, metrics: Metrics, load) -> None:
+    """Follow the model-updates topic; ``load(path, version)`` builds a recommender (in a thread)."""
+    loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
+
+    @app.task
+    async def follow_model_updates() -> None:
+        consumer = AIOKafkaConsumer(settings.model_updates_topic, bootstrap_servers=bootstrap_from_url(
+            settings.kafka_url), group_id=None, auto_offset_reset="earliest", enable_auto_commit=False)
+        await consumer.start()
+        try:
+            async for msg in consumer:
+                await _on_announcement(msg.value, settings, slot, metrics, load, loader)
+        finally:
+            await consumer.stop()
+
+
+async def _on_announcement(value: bytes, settings: Settings, slot: ModelSlot, metrics: Metrics,
+                           load, loader: ThreadPoolExecutor) -> None:
+    try:
+        entry = orjson.loads(value)
+        version = str(entry["version"])
+    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        log.error("model update refused: unreadable announcement %r (%s)", value[:200], exc)
+        metrics.model_refused.inc()
+        return
+    target = slot.staged[0].model_version if slot.staged else slot.model_version
+    if version == target:
+        return  # already serving (e.g. the version this worker started from)
+    try:
+        path = ModelStore(settings.model_store).path(version)
+        recommender = await asyncio.get_running_loop().run_in_executor(loader, _load_checked, load, path, version)
+    except Exception as exc:  # noqa: BLE001 - any failure to load refuses the model, the worker goes on
+        log.error("model update to %s refused, %s keeps serving: %s", version, slot.model_version, exc)
+        metrics.model_refused.inc()
+        return
+    slot.stage(recommender, entry)
+    log.info("model %s staged (%s), swapping at the next micro-batch", version, entry.get("action"))
+
+
+def _load_checked(load, path: Path, version: str) -> EnsembleRecommender:
+    recommender = load(str(path), version)
+    check_scores(recommender)
+    return recommender

@@ -1,0 +1,108 @@
+"""Learning while serving: samples -> trainer -> promoted version -> workers swap mid-stream; refusals; rollback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from models.data.eventlog import read_events
+from models.model_store import ModelStore
+from stream_app.embedded import child_env
+from stream_app.model_updates import announce
+from stream_app.replay.producer import order_for_replay, replay
+from stream_app.worker_process import WorkerProcess, wait_for_events
+from tests.integration.conftest import SAMPLE, consume, redis_store
+
+pytestmark = pytest.mark.integration
+
+
+def health(settings) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{settings.web_port}/health/", timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+async def wait_until(check, what: str, procs, timeout_s: float = 90.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for p in procs:
+            p.check()
+        result = check()
+        if result:
+            return result
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}\n" + "\n".join(p.log()[-2000:] for p in procs))
+
+
+def test_trainer_promotes_and_worker_swaps_mid_stream(stack, settings, start_worker, checkpoint, tmp_path):
+    store_dir = tmp_path / "model-store"
+    settings = replace(settings, model_path=str(checkpoint), model_store=str(store_dir),
+                       trainer_promote_every=400, trainer_eval_slice=100, trainer_promote_every_s=1e9,
+                       trainer_promote_tolerance=1.0,  # this test checks the mechanics, not the gain
+                       trainer_rollback_window=10**9, log_level="info")
+    store = ModelStore(store_dir)
+    events = order_for_replay(read_events(SAMPLE / "taobao_user_behavior.csv", "taobao"))
+    first, second = events[: len(events) // 2], events[len(events) // 2:]
+    trainer = WorkerProcess.start(settings, tmp_path / "trainer.log", [sys.executable, "-m", "stream_app", "trainer"])
+    try:
+        asyncio.run(_scenario(stack, settings, start_worker, store, trainer, first, second, tmp_path))
+    finally:
+        trainer.stop()
+
+
+async def _scenario(stack, settings, start_worker, store, trainer, first, second, tmp_path):
+    await wait_until(lambda: store.current(), "the base version in the store", [trainer])
+    base = store.current()
+    worker = start_worker(settings)
+    async with redis_store(settings) as redis:
+        await replay(first, bootstrap=stack.bootstrap, topic=settings.events_topic, progress=False)
+        await wait_for_events(redis, len(first), worker)
+        promoted = await wait_until(lambda: store.current() != base and store.current(), "a promotion",
+                                    [trainer, worker])
+        # events keep flowing while the worker swaps
+        sending = asyncio.create_task(replay(second, bootstrap=stack.bootstrap, topic=settings.events_topic,
+                                             progress=False))
+        await wait_until(lambda: health(settings)["model_version"] != base, "the worker's swap", [worker])
+        await sending
+        counters = await wait_for_events(redis, len(first) + len(second), worker)
+        assert counters["events_in"] == counters["processed"] == len(first) + len(second)
+        late_user = second[-1].user_id
+        late_version = (await redis.recommendations(late_user))["model_version"]
+        assert late_version != base and late_version in store.serving_stack()  # (the trainer may be further on)
+        swap = health(settings)["last_swap"]
+        assert swap["version"] in store.serving_stack() and 0 <= swap["swap_lag_s"] < 60
+
+        samples = await consume(stack.bootstrap, settings.training_samples_topic, len(first) + len(second))
+        assert len(samples) == len(first) + len(second)  # one sample per processed event, none twice
+        served_by = {json.loads(m.value)["model_version"] for m in samples}
+        assert served_by >= {base, promoted}  # versions changed mid-stream, and samples say which served
+
+        trainer.stop()  # from here on the store changes only by this test's hand
+        serving = store.current()
+        await wait_until(lambda: health(settings)["model_version"] == serving, "the latest version", [worker])
+
+        # a corrupt checkpoint is refused; the serving version stays
+        bad = store.versions_dir / "v0099"
+        shutil.copytree(store.path(serving), bad)
+        (bad / "weights.safetensors").write_bytes(b"not weights")
+        await announce(settings, {"action": "promote", "version": "v0099"})
+        await wait_until(lambda: "refused" in worker.log(), "the refusal in the worker log", [worker])
+        assert health(settings)["model_version"] == serving
+
+        # rollback is one command
+        env = child_env(settings.to_env())
+        out = subprocess.run([sys.executable, "-m", "stream_app", "rollback"], env=env, capture_output=True,
+                             text=True, timeout=60, cwd=os.getcwd())
+        assert out.returncode == 0, out.stderr
+        previous = store.current()
+        assert previous != serving and f"rolled back from {serving} to {previous}" in out.stdout
+        await wait_until(lambda: health(settings)["model_version"] == previous, "the rollback swap", [worker])

@@ -1,0 +1,51 @@
+"""The model store: versions written whole, promotions and rollbacks replayed from its log."""
+
+from __future__ import annotations
+
+import pytest
+
+from models.checkpoint import CheckpointError
+from models.ensemble import Ensemble
+from models.model_store import ModelStore
+from models.scorers import PopularityScorer
+from models.vocab import ItemVocab
+
+
+def tiny_ensemble(items=("a", "b", "c")) -> Ensemble:
+    """Synthetic: popularity over three items."""
+    vocab = ItemVocab(list(items))
+    pop = PopularityScorer(vocab)
+    pop.observe([], items[0], "purchase", 1_700_000_000.0)
+    return Ensemble(vocab, {"popularity": pop})
+
+
+def test_promote_and_rollback_follow_the_log(tmp_path) -> None:
+    store = ModelStore(tmp_path)
+    assert store.current() is None
+    v1 = store.save(tiny_ensemble())
+    v2 = store.save(tiny_ensemble(("a", "b", "c", "d")))
+    assert (v1, v2) == ("v0001", "v0002") and store.current() is None  # saved is not serving
+    store.promote(v1)
+    store.promote(v2)
+    assert store.current() == v2
+    entry = store.rollback(reason="test")
+    assert entry["version"] == v1 and entry["from_version"] == v2 and store.current() == v1
+    with pytest.raises(ValueError):
+        store.rollback()
+    ensemble, meta = store.load(store.current())
+    assert meta["model_version"] == v1 and ensemble.vocab.n_items == 3
+    assert [e["action"] for e in ModelStore(tmp_path).log()] == ["promote", "promote", "rollback"]
+
+
+def test_corrupt_or_missing_versions_are_refused(tmp_path) -> None:
+    store = ModelStore(tmp_path)
+    v1 = store.save(tiny_ensemble())
+    (store.path(v1) / "weights.safetensors").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError):
+        store.load(v1)
+    with pytest.raises(CheckpointError):
+        store.load("v0042")
+    with pytest.raises(CheckpointError):
+        store.promote("v0042")
+    with pytest.raises(CheckpointError):
+        store.path("../elsewhere")
