@@ -71,8 +71,8 @@ def fresh_settings(stack: EmbeddedStack, workdir: Path, **overrides) -> Settings
         stack, workdir / tag, app_id=f"bench-{tag}", redis_prefix=f"bench-{tag}",
         events_topic=f"events-{tag}", recommendations_topic=f"recs-{tag}", dead_letter_topic=f"dlq-{tag}",
         item_activity_topic=f"items-{tag}", alerts_topic=f"alerts-{tag}",
-        training_samples_topic=f"samples-{tag}", model_updates_topic=f"models-{tag}", log_level="error",
-        **overrides)
+        training_samples_topic=f"samples-{tag}", model_updates_topic=f"models-{tag}",
+        **{"log_level": "error", **overrides})
 
 
 async def produce_backlog(stack: EmbeddedStack, settings: Settings, events: list[Event]) -> None:

@@ -1,0 +1,117 @@
+"""Swap lag: from a training sample entering the topic to weights that include it serving traffic.
+
+On the embedded broker and Redis, one worker and one trainer process run the
+real learning loop while Amazon Beauty events (the first users' sequences, a
+purchase stream) are offered at a fixed rate. The trainer fine-tunes the
+hidden-64 checkpoint over the full Beauty catalogue and evaluates a candidate
+every ``--promote-every`` samples (or ``--promote-every-s`` seconds). For each
+version the worker swaps to, the lag is the swap time minus the Kafka
+timestamp of the newest training sample learnt into that version (both clocks
+are this machine's). The worker logs each swap; this script reads the log.
+
+    python benchmarks/swap_lag.py --checkpoint runs/beauty-h64
+
+``--tolerance`` is the relative NDCG@10 loss a candidate may show on the
+held-out slice and still be promoted (default 0: only a candidate that is not
+worse is promoted, as in production); the lag only exists for promoted versions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.stream_throughput import fresh_settings, load_beauty, paced_produce  # noqa: E402
+from models.model_store import ModelStore  # noqa: E402
+from stream_app.embedded import embedded_stack  # noqa: E402
+from stream_app.kafka_admin import ensure_topics  # noqa: E402
+from stream_app.demo import all_topics  # noqa: E402
+from stream_app.sinks.redis import RedisStore  # noqa: E402
+from stream_app.worker_process import WorkerProcess  # noqa: E402
+
+SWAP_LINE = re.compile(r"now serving model (v\d+) \((\w+)\), swap lag ([0-9.]+) s")
+
+
+def swaps_in(log_text: str) -> list[dict]:
+    return [{"version": v, "action": a, "swap_lag_s": float(lag)} for v, a, lag in SWAP_LINE.findall(log_text)]
+
+
+async def scenario(args, stack, workdir: Path) -> dict:
+    settings = fresh_settings(
+        stack, workdir, model_path=str(args.checkpoint), model_store=str(workdir / "store"), log_level="info",
+        trainer_promote_every=args.promote_every, trainer_promote_every_s=args.promote_every_s,
+        trainer_eval_slice=args.eval_slice, trainer_promote_tolerance=args.tolerance)
+    await ensure_topics(stack.bootstrap, all_topics(settings), settings.partitions)
+    events = load_beauty(args.users)[: int(args.rate * args.seconds)]
+    trainer = WorkerProcess.start(settings, workdir / "trainer.log", [sys.executable, "-m", "stream_app", "trainer"])
+    store = ModelStore(settings.model_store)
+    while store.current() is None:
+        trainer.check()
+        await asyncio.sleep(0.2)
+    worker = WorkerProcess.start(settings, workdir / "worker.log")
+    redis = RedisStore(settings.redis_url, prefix=settings.redis_prefix)
+    await redis.start()
+    try:
+        await asyncio.sleep(8.0)  # worker start-up (model load, group join)
+        worker.check()
+        offered = await paced_produce(stack, settings.events_topic, events, args.rate)
+        deadline = time.monotonic() + args.drain_s
+        while time.monotonic() < deadline:  # let the trainer catch up and the last promotion land
+            worker.check()
+            trainer.check()
+            await asyncio.sleep(0.5)
+        counters = await redis.counters()
+    finally:
+        worker.stop()
+        trainer.stop()
+        await redis.close()
+    swaps = [s for s in swaps_in(worker.log()) if s["action"] == "promote"]
+    lags = [s["swap_lag_s"] for s in swaps]
+    return {
+        "offered_events_per_s": offered, "events": len(events), "counters": counters,
+        "promotions": [e for e in store.log() if e["action"] == "promote"][1:],  # the first one is the base
+        "candidates_not_promoted": trainer.log().count("candidate not promoted"),
+        "swaps": swaps,
+        "swap_lag_s": {"p50": statistics.median(lags), "max": max(lags), "n": len(lags)} if lags else None,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", type=Path, default=ROOT / "runs" / "beauty-h64")
+    p.add_argument("--users", type=int, default=2500)
+    p.add_argument("--rate", type=float, default=300.0, help="offered events/s")
+    p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--drain-s", type=float, default=20.0)
+    p.add_argument("--promote-every", type=int, default=1000)
+    p.add_argument("--promote-every-s", type=float, default=3.0)
+    p.add_argument("--eval-slice", type=int, default=256)
+    p.add_argument("--tolerance", type=float, default=0.0)
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "swap_lag.json")
+    args = p.parse_args(argv)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-swap-"))
+    with embedded_stack(workdir / "stack") as stack:
+        result = asyncio.run(scenario(args, stack, workdir))
+    result = {"command": " ".join(["python", "benchmarks/swap_lag.py", *sys.argv[1:]]), **result}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"{'version':8s} {'swap lag s':>10s}")
+    for s in result["swaps"]:
+        print(f"{s['version']:8s} {s['swap_lag_s']:10.2f}")
+    print(f"promotions {len(result['promotions'])}, swaps {len(result['swaps'])}, lag {result['swap_lag_s']}")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
