@@ -32,7 +32,7 @@ class Settings:
     replication_factor: int = 1
 
     max_batch: int = 256  # stream.take() batch size
-    max_wait_s: float = 0.05  # stream.take() within=
+    max_wait_s: float = 0.02  # stream.take() within=: the most a lone event waits for company
     max_event_bytes: int = 4096
     max_future_skew_s: float = 300.0  # event times further ahead than this are rejected
     history_len: int = 50  # rolling events kept per user
