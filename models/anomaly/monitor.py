@@ -1,0 +1,154 @@
+"""All detectors over one event stream: dedupes alerts and keeps quarantines.
+
+``AnomalyMonitor.observe(event)`` runs, in order: the user detectors, the
+learned detector (told whether the user is flagged, so it does not learn from
+that window), then the item-keyed shilling detector with the user's context
+(new or flagged users are its suspects). A shilling alert also names its
+suspect users (detector ``shilling_member``), and so does every later suspect
+who touches the item while it is quarantined. Each alert is emitted once per
+key (entity, detector, window) and quarantines its entity until
+``expires_ts`` (``QuarantinePolicy``).
+
+Stream state beyond the detectors' own (all JSON-able, keyed as shown):
+``first_seen`` (user -> ts), ``quarantine`` ("user:<id>"/"item:<id>" -> expiry
+ts), ``shilling_alerts`` (item -> its latest shilling alert; ``Alert.to_dict``
+in a table) and ``emitted`` (alert key -> window end, forgotten
+``dedupe_horizon_s`` later). Once an hour of event time the monitor also drops
+detector states idle past their window (``Detector.expire``), as Faust's
+windowed tables expire theirs; that keeps memory to the active entities.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from models.anomaly.alerts import Alert, AlertKey, QuarantinePolicy
+from models.anomaly.base import Detector, UserContext
+from models.anomaly.detectors import (
+    CartBurst,
+    CartBurstConfig,
+    DistinctItems,
+    DistinctItemsConfig,
+    PriceJump,
+    PriceJumpConfig,
+    RateBurst,
+    RateBurstConfig,
+    RegularTiming,
+    RegularTimingConfig,
+    Shilling,
+    ShillingConfig,
+)
+from models.anomaly.learned import RobustZ, RobustZConfig
+from models.data.events import Event
+
+MEMBER_DETECTOR = "shilling_member"
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """Every detector's thresholds, the quarantine policy and the monitor's own settings."""
+
+    rate_burst: RateBurstConfig = field(default_factory=RateBurstConfig)
+    regular_timing: RegularTimingConfig = field(default_factory=RegularTimingConfig)
+    distinct_items: DistinctItemsConfig = field(default_factory=DistinctItemsConfig)
+    cart_burst: CartBurstConfig = field(default_factory=CartBurstConfig)
+    price_jump: PriceJumpConfig = field(default_factory=PriceJumpConfig)
+    shilling: ShillingConfig = field(default_factory=ShillingConfig)
+    robust_z: RobustZConfig = field(default_factory=RobustZConfig)
+    quarantine: QuarantinePolicy = field(default_factory=QuarantinePolicy)
+    member_severity: str = "medium"  # of the alerts on the users behind a shilling alert
+    dedupe_horizon_s: float = 2 * 86_400.0  # emitted keys are forgotten this long after their window ends
+
+
+def _key(entity_type: str, entity_id: str) -> str:
+    return f"{entity_type}:{entity_id}"
+
+
+class AnomalyMonitor:
+    """Runs every detector on each event, in event-time order, and returns the new alerts."""
+
+    def __init__(self, config: MonitorConfig | None = None) -> None:
+        self.config = config = config or MonitorConfig()
+        self.user_detectors: list[Detector] = [
+            RateBurst(config.rate_burst),
+            RegularTiming(config.regular_timing),
+            DistinctItems(config.distinct_items),
+            CartBurst(config.cart_burst),
+            PriceJump(config.price_jump),
+        ]
+        self.learned = RobustZ(config.robust_z)
+        self.shilling = Shilling(config.shilling)
+        self.first_seen: dict[str, float] = {}
+        self.quarantine: dict[str, float] = {}
+        self.shilling_alerts: dict[str, Alert] = {}
+        self.emitted: dict[AlertKey, float] = {}
+        self._next_prune = float("-inf")
+
+    def observe(self, event: Event) -> list[Alert]:
+        """The alerts this event raises (each key at most once over the stream's life)."""
+        first = self.first_seen.setdefault(event.user_id, event.ts)
+        raised: list[Alert] = []
+        for detector in self.user_detectors:
+            raised += detector.observe(event)
+        flagged = bool(raised) or self.is_quarantined(event.user_id, event.ts)
+        raised += self.learned.observe(event, UserContext(first, flagged))
+        context = UserContext(first, flagged or bool(raised))
+        item_alerts = self.shilling.observe(event, context)
+        raised += item_alerts + self._member_alerts(event, context, item_alerts)
+        return self._emit(raised, event.ts)
+
+    def is_quarantined(self, user_id: str, ts: float) -> bool:
+        """Whether an alert on the user is still in force at ``ts``."""
+        return self.quarantine.get(_key("user", user_id), float("-inf")) > ts
+
+    def is_item_quarantined(self, item_id: str, ts: float) -> bool:
+        """Whether an alert on the item is still in force at ``ts``."""
+        return self.quarantine.get(_key("item", item_id), float("-inf")) > ts
+
+    def _member_alerts(self, event: Event, context: UserContext, item_alerts: list[Alert]) -> list[Alert]:
+        """Alerts on a shilling alert's suspects, and on a suspect touching an item quarantined for shilling.
+
+        Users already quarantined are skipped: they are alerted already.
+        """
+        out = []
+        for item_alert in item_alerts:
+            self.shilling_alerts[item_alert.entity_id] = item_alert
+            suspects = [u for u in item_alert.evidence["suspects"] if not self.is_quarantined(u, event.ts)]
+            out += [self._member(user, item_alert, event) for user in suspects]
+        active = self.shilling_alerts.get(event.item_id)
+        if (not item_alerts and active is not None and self.is_item_quarantined(event.item_id, event.ts)
+                and self.shilling.is_suspect(event, context) and not self.is_quarantined(event.user_id, event.ts)):
+            out.append(self._member(event.user_id, active, event))
+        return out
+
+    def _member(self, user_id: str, item_alert: Alert, event: Event) -> Alert:
+        examples = [e for e in item_alert.evidence.get("examples", []) if e["user_id"] == user_id]
+        return Alert(
+            entity_type="user", entity_id=user_id, detector=MEMBER_DETECTOR, severity=self.config.member_severity,
+            score=item_alert.score, window_start=item_alert.window_start, window_end=item_alert.window_end,
+            event_ts=event.ts, evidence={"item_id": item_alert.entity_id, "examples": examples}, expires_ts=event.ts,
+        )
+
+    def _emit(self, raised: list[Alert], ts: float) -> list[Alert]:
+        """New keys only, with their quarantine expiry; quarantines extended."""
+        out = []
+        for alert in raised:
+            if alert.key in self.emitted:
+                continue
+            alert = self.config.quarantine.expiry(alert)
+            self.emitted[alert.key] = alert.window_end
+            entity = _key(alert.entity_type, alert.entity_id)
+            self.quarantine[entity] = max(self.quarantine.get(entity, float("-inf")), alert.expires_ts)
+            out.append(alert)
+        if ts >= self._next_prune:
+            self._prune(ts)
+        return out
+
+    def _prune(self, ts: float) -> None:
+        """Forget idle detector states, and dedupe keys and quarantines long past (once an hour of event time)."""
+        for detector in [*self.user_detectors, self.learned, self.shilling]:
+            detector.expire(ts)
+        horizon = ts - self.config.dedupe_horizon_s
+        self.emitted = {k: end for k, end in self.emitted.items() if end >= horizon}
+        self.quarantine = {k: until for k, until in self.quarantine.items() if until >= horizon}
+        self._next_prune = ts + 3600.0

@@ -1,0 +1,78 @@
+"""The monitor: every detector on one stream, one alert per key, quarantines that expire."""
+
+from __future__ import annotations
+
+from models.anomaly.alerts import Alert, QuarantinePolicy
+from models.anomaly.monitor import AnomalyMonitor, MonitorConfig
+from models.data.events import Event
+
+T0 = 1_700_000_400.0
+DAY = 86_400.0
+
+
+def observe_all(monitor: AnomalyMonitor, events: list[Event]) -> list[Alert]:
+    return [a for e in sorted(events, key=lambda e: e.ts) for a in monitor.observe(e)]
+
+
+def clicks(user: str, start: float, n: int, gap: float, item: str = "i1") -> list[Event]:
+    return [Event(user, item, "click", T0 + start + k * gap) for k in range(n)]
+
+
+def test_a_click_bot_is_alerted_once_per_window_and_quarantined_until_expiry() -> None:
+    monitor = AnomalyMonitor(MonitorConfig(quarantine=QuarantinePolicy(medium_s=3600.0)))
+    shopper = [Event("shopper", f"s{k}", "view", T0 + k * 40.0 + (k % 3) * 15.0) for k in range(30)]  # irregular
+    alerts = observe_all(monitor, clicks("bot", 0.0, 300, 0.5) + shopper)  # 2 clicks a second for 150 s
+    rate = [a for a in alerts if a.detector == "rate_burst"]
+    assert [a.window_start for a in rate] == [T0, T0 + 60, T0 + 120]
+    assert {a.entity_id for a in alerts} == {"bot"}
+    assert len({a.key for a in alerts}) == len(alerts)
+    first = rate[0]
+    assert first.expires_ts == first.event_ts + 3600.0
+    until = max(a.expires_ts for a in alerts)  # the clockwork clicks also raise regular_timing (high: 24 h)
+    assert until == max(a.event_ts for a in alerts if a.severity == "high") + 24 * 3600.0
+    assert monitor.is_quarantined("bot", first.event_ts + 10.0)
+    assert monitor.is_quarantined("bot", until - 1.0)
+    assert not monitor.is_quarantined("bot", until + 1.0)
+    assert not monitor.is_quarantined("shopper", T0 + 100.0)
+
+
+def test_a_redelivered_burst_raises_nothing_new() -> None:
+    monitor = AnomalyMonitor()
+    burst = clicks("bot", 0.0, 40, 1.0)
+    assert len(observe_all(monitor, burst)) >= 1
+    for detector in monitor.user_detectors:  # state lost and events delivered again (at least once)
+        detector.states.clear()
+    assert observe_all(monitor, burst) == []
+
+
+def test_a_shilling_campaign_alerts_the_item_and_its_fake_accounts() -> None:
+    monitor = AnomalyMonitor()
+    regular = [Event("regular", "target", "view", T0 - 10 * DAY)]  # an established shopper
+    fakes = [Event(f"fake{n}", "target", "add_to_cart", T0 + n * 150.0) for n in range(12)]
+    alerts = observe_all(monitor, regular + fakes)
+    item = [a for a in alerts if a.entity_type == "item"]
+    assert [(a.entity_id, a.detector) for a in item] == [("target", "shilling")]
+    members = {a.entity_id for a in alerts if a.detector == "shilling_member"}
+    assert members == {f"fake{n}" for n in range(12)}  # the first 10 named by the item alert, then each later one
+    assert monitor.is_item_quarantined("target", T0 + 2000.0)
+    late = [Event("fake-late", "target", "view", T0 + 3000.0), Event("regular", "target", "view", T0 + 3001.0)]
+    assert [(a.entity_id, a.detector) for a in observe_all(monitor, late)] == [("fake-late", "shilling_member")]
+
+
+def test_flagged_users_feed_the_shilling_detector() -> None:
+    monitor = AnomalyMonitor()
+    users = [f"u{n}" for n in range(10)]
+    history = [Event(u, f"old{n}", "view", T0 - 30 * DAY + n * DAY) for n, u in enumerate(users)]  # established
+    bursts = [e for n, u in enumerate(users) for e in clicks(u, n * 100.0, 25, 0.5, item="other")]
+    pushes = [Event(u, "pushed", "add_to_cart", T0 + 1200.0 + n * 60.0) for n, u in enumerate(users)]
+    alerts = observe_all(monitor, history + bursts + pushes)
+    assert all(monitor.is_quarantined(u, T0 + 1200.0) for u in users)
+    assert ("item", "pushed", "shilling") in {(a.entity_type, a.entity_id, a.detector) for a in alerts}
+
+
+def test_established_users_on_a_popular_item_raise_nothing() -> None:
+    monitor = AnomalyMonitor()
+    users = [f"u{n}" for n in range(40)]
+    history = [Event(u, f"old{n}", "view", T0 - 30 * DAY + n * DAY / 2) for n, u in enumerate(users)]
+    views = [Event(u, "hit", "view", T0 + n * 30.0) for n, u in enumerate(users)]
+    assert observe_all(monitor, history + views) == []
