@@ -14,6 +14,8 @@ from typing import Any, Protocol
 
 from models.data.events import Event
 from models.heuristic import Scored
+from models.anomaly.alerts import Alert
+from models.anomaly.monitor import AnomalyMonitor
 from models.online.samples import TrainingSample, sample_from
 from stream_app.records import Rejection, decode_event, recommendation_record
 from stream_app.settings import Settings
@@ -59,6 +61,7 @@ class BatchOutput:
     records: list[dict[str, Any]] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     samples: list[TrainingSample] = field(default_factory=list)  # one per applied event, in order per user
+    alerts: list[Alert] = field(default_factory=list)  # anomaly alerts this batch raised
     counters: Counter[str] = field(default_factory=Counter)
     scoring_s: float = 0.0
     scored_timestamps_ms: list[int | None] = field(default_factory=list)  # Kafka times of scored events
@@ -78,12 +81,14 @@ async def process_batch(
     recommender: Recommender,
     settings: Settings,
     *,
+    monitor: AnomalyMonitor | None = None,
     clock: Callable[[], float] = time.time,
 ) -> BatchOutput:
-    """Validate, apply each user's events in order, then score every touched user once.
+    """Validate, run the anomaly detectors, apply each user's events in order, then score every touched user once.
 
     ``table`` is read, never written: the caller stores ``out.states``.
-    Counters satisfy events_in == processed + rejected + duplicates.
+    Counters satisfy events_in == processed + rejected + duplicates; ``quarantined``
+    counts processed events kept out of learning (users or items under an alert).
     """
     out = BatchOutput()
     now = clock()
@@ -99,8 +104,17 @@ async def process_batch(
         else:
             by_user[ev.user_id].append((msg.offset, ev))
             kafka_ts[ev.user_id].append(msg.timestamp_ms)
+            if monitor is not None:
+                out.alerts += monitor.observe(ev)
     out.counters["events_in"] = len(batch)
     out.counters["rejected"] = len(out.dead_letters)
+
+    def out_of_quarantine(ev: Event) -> bool:
+        assert monitor is not None
+        if monitor.is_quarantined(ev.user_id, ev.ts) or monitor.is_item_quarantined(ev.item_id, ev.ts):
+            out.counters["quarantined"] += 1
+            return False
+        return True
 
     cfg = state_config(settings)
     activity = out.activity if recommender.uses_item_activity else None
@@ -110,7 +124,8 @@ async def process_batch(
     newest_ts: dict[str, float] = {}
     for user, events in by_user.items():
         key = user.encode()
-        state, applied, dups = apply_events(table.get(key), events, activity, cfg, applied_events)
+        state, applied, dups = apply_events(table.get(key), events, activity, cfg, applied_events,
+                                            learn_from=None if monitor is None else out_of_quarantine)
         out.counters["processed"] += applied
         out.counters["duplicates"] += dups
         if applied:

@@ -38,6 +38,9 @@ class Settings:
     history_len: int = 50  # rolling events kept per user
     top_k: int = 10
     emit_training_samples: bool = True  # one training sample per processed event, for the trainer
+    sample_holdback_s: float = 1.0  # training samples wait this long, so a late alert can still stop them
+    anomaly_detection: bool = True  # fraud/anomaly detectors -> alerts topic, quarantine from learning
+    anomaly_config: str = ""  # JSON file overriding detector thresholds: {"rate_burst": {"max_events": 60}, ...}
 
     popularity_half_life_s: float = 86_400.0
     covis_window: int = 3  # previous items paired with each new one

@@ -14,7 +14,7 @@ A user lives on one partition, so ``offset`` makes re-delivered events
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +68,7 @@ def apply_events(
     activity: dict[str, ItemActivity] | None,
     config: StateConfig,
     applied_events: list[tuple[list[tuple[str, str]], Event]] | None = None,
+    learn_from: Callable[[Event], bool] | None = None,
 ) -> tuple[UserState, int, int]:
     """Apply one user's events (with their source offsets, in order) to their state.
 
@@ -76,7 +77,8 @@ def apply_events(
     Appends ``(history before the event, event)`` per applied event to
     ``applied_events`` (what training samples are made of). Returns (new state,
     applied, duplicates); an event whose offset is not newer than the state's
-    is a duplicate.
+    is a duplicate. Events ``learn_from`` rejects (quarantined traffic) still
+    update the user's state but add no activity and no training sample.
     """
     st = new_state() if state is None else {**state, "events": list(state["events"]), "bought": list(state["bought"])}
     applied = duplicates = 0
@@ -84,9 +86,10 @@ def apply_events(
         if offset <= st["offset"]:
             duplicates += 1
             continue
-        if activity is not None:
+        learn = learn_from is None or learn_from(ev)
+        if activity is not None and learn:
             add_activity(activity, history_items(st), ev, config)
-        if applied_events is not None:
+        if applied_events is not None and learn:
             applied_events.append(([(e[0], e[1]) for e in st["events"][-config.history_len:]], ev))
         st["events"].append([ev.item_id, ev.event_type, ev.ts])
         if ev.event_type == "purchase":

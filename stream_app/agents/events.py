@@ -8,6 +8,9 @@ import faust
 import orjson
 
 from stream_app.agents.acks import hold, release
+from models.online.samples import TrainingSample
+from stream_app.anomaly import make_monitor
+from stream_app.holdback import Holdback
 from stream_app.metrics import Metrics
 from stream_app.model_updates import ModelSlot
 from stream_app.pipeline import BatchOutput, Incoming, apply_batch_states, process_batch
@@ -23,6 +26,25 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
              slot: ModelSlot, metrics: Metrics, settings: Settings) -> None:
     """Attach the ``score-events`` agent to ``app``."""
 
+    monitor = make_monitor(settings)  # worker-local: sees the users of this worker's partitions
+    holdback = Holdback(settings.sample_holdback_s)
+
+    def trainable(sample: TrainingSample) -> bool:
+        return monitor is None or not (monitor.is_quarantined(sample.user_id, sample.ts)
+                                       or monitor.is_item_quarantined(sample.target, sample.ts))
+
+    async def send_due_samples() -> None:
+        samples, dropped = holdback.release(trainable)
+        for sample in samples:
+            await topics.training_samples.send(key=sample.user_id.encode(), value=orjson.dumps(sample.to_dict()))
+        if dropped:
+            await store.add_counters({"samples_dropped": dropped})
+
+    @app.timer(interval=0.25)
+    async def release_held_samples() -> None:
+        if len(holdback):
+            await send_due_samples()
+
     @app.agent(topics.events, name="score-events")
     async def score_events(stream: faust.StreamT) -> None:
         await store.start()
@@ -33,26 +55,30 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
                      for e in events]
             recommender = slot.begin_batch()  # one model scores the whole batch; swaps happen in between
             try:
-                out = await process_batch(batch, tables.users, recommender, settings)
+                out = await process_batch(batch, tables.users, recommender, settings, monitor=monitor)
             finally:
                 slot.end_batch()
             apply_batch_states(tables.users, out)
+            holdback.add(out.samples)
             await emit(out, topics)
+            await send_due_samples()
             await store.write_recommendations(out.records, out.counters)
             metrics.observe_batch(out.counters, (d.rejection.code for d in out.dead_letters),
                                   len(batch), out.scoring_s)
             metrics.observe_latency(out.scored_timestamps_ms)
+            for alert in out.alerts:
+                metrics.alerts.labels(alert.detector).inc()
             await release(stream, events)
 
 
 async def emit(out: BatchOutput, topics: Topics) -> None:
-    """Send a batch's item activity, recommendations and dead letters."""
+    """Send a batch's item activity, recommendations, alerts and dead letters (samples go via the holdback)."""
     for item, act in out.activity.items():
         await topics.item_activity.send(key=item.encode(), value=orjson.dumps(act.to_wire()))
     for rec in out.records:
         await topics.recommendations.send(key=rec["user_id"].encode(), value=orjson.dumps(rec))
-    for sample in out.samples:
-        await topics.training_samples.send(key=sample.user_id.encode(), value=orjson.dumps(sample.to_dict()))
+    for alert in out.alerts:
+        await topics.alerts.send(key=alert.entity_id.encode(), value=orjson.dumps(alert.to_dict()))
     for dl in out.dead_letters:
         msg = dl.message
         log.warning("dead letter %s at partition %d offset %d: %s",

@@ -1,0 +1,33 @@
+"""The worker's anomaly monitor, configured from settings (thresholds from an optional JSON file)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from models.anomaly.monitor import AnomalyMonitor, MonitorConfig
+from stream_app.settings import Settings
+
+
+def with_overrides(config: Any, overrides: dict[str, Any]) -> Any:
+    """``config`` (a frozen dataclass, nested) with ``overrides`` applied; unknown names are errors."""
+    known = {f.name: getattr(config, f.name) for f in fields(config)}
+    changes = {}
+    for name, value in overrides.items():
+        if name not in known:
+            raise ValueError(f"unknown setting {name!r} in {type(config).__name__}; known: {sorted(known)}")
+        current = known[name]
+        changes[name] = with_overrides(current, value) if is_dataclass(current) else type(current)(value)
+    return replace(config, **changes)
+
+
+def make_monitor(settings: Settings) -> AnomalyMonitor | None:
+    """The monitor the settings ask for, or None when anomaly detection is off."""
+    if not settings.anomaly_detection:
+        return None
+    config = MonitorConfig()
+    if settings.anomaly_config:
+        config = with_overrides(config, json.loads(Path(settings.anomaly_config).read_text()))
+    return AnomalyMonitor(config)

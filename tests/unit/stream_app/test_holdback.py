@@ -1,0 +1,24 @@
+"""Held samples leave in order once their time is up, minus the ones a late alert quarantined."""
+
+from __future__ import annotations
+
+from models.online.samples import TrainingSample
+from stream_app.holdback import Holdback
+
+
+def sample(user: str, n: int) -> TrainingSample:
+    return TrainingSample(user, [], [], f"item{n}", "view", 1.0, n, "v1")
+
+
+def test_release_waits_for_the_delay_and_drops_quarantined_users() -> None:
+    now = [100.0]
+    hold = Holdback(1.0, clock=lambda: now[0])
+    hold.add([sample("human", 1), sample("bot", 2)])
+    now[0] = 100.5
+    hold.add([sample("human", 3)])
+    assert hold.release(lambda s: True) == ([], 0)  # nothing is due yet
+    now[0] = 101.0
+    released, dropped = hold.release(lambda s: s.user_id != "bot")  # the alert came in the meantime
+    assert [s.target for s in released] == ["item1"] and dropped == 1 and len(hold) == 1
+    now[0] = 102.0
+    assert [s.target for s in hold.release(lambda s: True)[0]] == ["item3"]
