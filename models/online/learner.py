@@ -8,9 +8,22 @@ reservoir over everything seen, against forgetting). The loss is the
 cross-entropy of the target over all items given the history (the state after
 the history's last item), weighted by each sample's weight.
 
-Promotion (done by the trainer process): hold out the newest samples before
-learning them, ``evaluate`` the candidate and the serving ensemble on them,
-and serve the candidate only if ``should_promote`` says it is not worse.
+Promotion (done by the trainer process): before learning the newest samples
+(``config.eval_slice`` of them), ``judge`` the working copy against the serving
+ensemble on them; serve ``candidate()`` only if ``should_promote`` says it is
+not worse. For example::
+
+    serving, _ = Ensemble.load(path)
+    learner = OnlineLearner(serving, OnlineConfig())
+    pending: list[TrainingSample] = []
+    for batch in batches_of_samples:
+        pending += batch
+        if len(pending) >= learner.config.eval_slice:
+            if learner.judge(pending, serving)["promote"]:
+                serving = learner.candidate()  # exactly what was judged
+                serving.save(new_path)  # the workers swap it in
+            learner.learn(pending)
+            pending = []
 """
 
 from __future__ import annotations
@@ -129,6 +142,21 @@ class OnlineLearner:
         """NDCG@k, HR@k and count over the samples whose target is not already in their history."""
         scored = [s for s in samples if is_scored(s)]
         return metrics_at(rank_samples(ensemble, scored), k)
+
+    def judge(self, samples: Sequence[TrainingSample], serving: Ensemble) -> dict[str, Any]:
+        """Compare the working copy with ``serving`` on ``samples`` neither has learnt from yet.
+
+        Returns both metrics and whether to promote (``should_promote`` with the
+        configured tolerance). On a promotion publish ``candidate()``; then
+        ``learn`` the samples.
+        """
+        working = self.evaluate(self.ensemble, samples)
+        current = self.evaluate(serving, samples)
+        return {
+            "candidate": working,
+            "serving": current,
+            "promote": should_promote(working, current, self.config.promote_tolerance),
+        }
 
     def candidate(self) -> Ensemble:
         """A deep copy of the working ensemble, safe to serve or save while learning goes on."""

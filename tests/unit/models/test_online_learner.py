@@ -117,6 +117,17 @@ def test_evaluate_scores_only_samples_that_can_be_hits() -> None:
     assert result["n"] == 2 and 0.0 <= result["hr@10"] <= 0.5
 
 
+def test_judge_promotes_only_a_candidate_that_is_not_worse() -> None:
+    original = synthetic_ensemble(sequence_only=True)
+    pattern = [sample(["synthetic-item-5", "synthetic-item-6"], "synthetic-item-30", n) for n in range(16)]
+    learner = OnlineLearner(original, FAST)
+    learner.learn(pattern)
+    verdict = learner.judge(pattern, original)
+    assert verdict["promote"] and verdict["candidate"]["ndcg@10"] > verdict["serving"]["ndcg@10"]
+    untrained = OnlineLearner(original, FAST)
+    assert not untrained.judge(pattern, learner.candidate())["promote"]
+
+
 @pytest.mark.parametrize(
     ("candidate", "serving", "tolerance", "expected"),
     [
