@@ -62,6 +62,7 @@ class BatchOutput:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     samples: list[TrainingSample] = field(default_factory=list)  # one per applied event, in order per user
     alerts: list[Alert] = field(default_factory=list)  # anomaly alerts this batch raised
+    monitor_states: dict[bytes, dict[str, Any]] = field(default_factory=dict)  # the monitor's snapshot per user
     counters: Counter[str] = field(default_factory=Counter)
     scoring_s: float = 0.0
     scored_timestamps_ms: list[int | None] = field(default_factory=list)  # Kafka times of scored events
@@ -82,11 +83,15 @@ async def process_batch(
     settings: Settings,
     *,
     monitor: AnomalyMonitor | None = None,
+    monitor_table: Mapping[bytes, dict[str, Any]] | None = None,
     clock: Callable[[], float] = time.time,
 ) -> BatchOutput:
     """Validate, run the anomaly detectors, apply each user's events in order, then score every touched user once.
 
-    ``table`` is read, never written: the caller stores ``out.states``.
+    ``table`` is read, never written: the caller stores ``out.states``. The
+    monitor restores a user it does not hold from ``monitor_table`` (its
+    snapshots, which the caller stores from ``out.monitor_states``) and never
+    observes a re-delivered event twice.
     Counters satisfy events_in == processed + rejected + duplicates; ``quarantined``
     counts processed events kept out of learning (users or items under an alert).
     """
@@ -104,8 +109,13 @@ async def process_batch(
         else:
             by_user[ev.user_id].append((msg.offset, ev))
             kafka_ts[ev.user_id].append(msg.timestamp_ms)
-            if monitor is not None:
+            if monitor is not None and msg.offset > applied_offset(table, ev.user_id):  # not a re-delivery
+                if not monitor.knows(ev.user_id) and monitor_table is not None:
+                    snapshot = monitor_table.get(ev.user_id.encode())
+                    if snapshot:
+                        monitor.restore_user(ev.user_id, snapshot)
                 out.alerts += monitor.observe(ev)
+                out.monitor_states[ev.user_id.encode()] = {}
     out.counters["events_in"] = len(batch)
     out.counters["rejected"] = len(out.dead_letters)
 
@@ -135,6 +145,8 @@ async def process_batch(
             newest_ts[user] = max(ev.ts for _, ev in events)
             out.scored_timestamps_ms.extend(kafka_ts[user])
 
+    for key in out.monitor_states:
+        out.monitor_states[key] = monitor.user_snapshot(key.decode())  # type: ignore[union-attr]
     out.samples = [sample_from(history, ev, recommender.model_version, settings.history_len)
                    for history, ev in applied_events or ()]
     if touched:
@@ -160,6 +172,12 @@ def _item_json(s: Scored) -> dict[str, Any]:
     if s.because_of is not None:
         d["because_of"] = s.because_of
     return d
+
+
+def applied_offset(table: Mapping[bytes, UserState], user_id: str) -> int:
+    """The source offset of the user's newest applied event (-1 for a new user)."""
+    state = table.get(user_id.encode())
+    return -1 if state is None else int(state["offset"])
 
 
 def apply_batch_states(table: MutableMapping[bytes, UserState], out: BatchOutput) -> None:

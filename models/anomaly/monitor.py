@@ -16,11 +16,16 @@ in a table) and ``emitted`` (alert key -> window end, forgotten
 ``dedupe_horizon_s`` later). Once an hour of event time the monitor also drops
 detector states idle past their window (``Detector.expire``), as Faust's
 windowed tables expire theirs; that keeps memory to the active entities.
+
+On the stream, ``user_snapshot``/``restore_user`` move one user's part of all
+this to and from a changelog-backed table keyed by user, so a restarted worker
+(or one that takes over a partition) carries on where the old one stopped.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from models.anomaly.alerts import Alert, AlertKey, QuarantinePolicy
 from models.anomaly.base import Detector, UserContext
@@ -58,6 +63,7 @@ class MonitorConfig:
     quarantine: QuarantinePolicy = field(default_factory=QuarantinePolicy)
     member_severity: str = "medium"  # of the alerts on the users behind a shilling alert
     dedupe_horizon_s: float = 2 * 86_400.0  # emitted keys are forgotten this long after their window ends
+    forget_idle_users: bool = False  # drop idle users' first-seen times from memory (the stream keeps them in a table)
 
 
 def _key(entity_type: str, entity_id: str) -> str:
@@ -105,6 +111,33 @@ class AnomalyMonitor:
         """Whether an alert on the item is still in force at ``ts``."""
         return self.quarantine.get(_key("item", item_id), float("-inf")) > ts
 
+    def knows(self, user_id: str) -> bool:
+        """Whether the monitor holds this user's state in memory."""
+        return user_id in self.first_seen
+
+    def user_snapshot(self, user_id: str) -> dict[str, Any]:
+        """Everything the monitor keeps about one user, JSON-able: the stream stores it in a table keyed by user."""
+        return {
+            "first_seen": self.first_seen.get(user_id),
+            "quarantine": self.quarantine.get(_key("user", user_id)),
+            "states": {d.name: d.states[user_id] for d in [*self.user_detectors, self.learned] if user_id in d.states},
+            "emitted": [[*key, end] for key, end in self.emitted.items() if key[:2] == ("user", user_id)],
+        }
+
+    def restore_user(self, user_id: str, snapshot: dict[str, Any]) -> None:
+        """Bring back a user's ``user_snapshot`` (after a restart, or a partition moving to this worker)."""
+        if snapshot.get("first_seen") is not None:
+            self.first_seen.setdefault(user_id, float(snapshot["first_seen"]))
+        if snapshot.get("quarantine") is not None:
+            entity = _key("user", user_id)
+            self.quarantine[entity] = max(self.quarantine.get(entity, float("-inf")), float(snapshot["quarantine"]))
+        states = snapshot.get("states") or {}
+        for detector in [*self.user_detectors, self.learned]:
+            if detector.name in states:
+                detector.states.setdefault(user_id, states[detector.name])
+        for entity_type, entity_id, detector_name, window_start, end in snapshot.get("emitted") or []:
+            self.emitted.setdefault((entity_type, entity_id, detector_name, float(window_start)), float(end))
+
     def _member_alerts(self, event: Event, context: UserContext, item_alerts: list[Alert]) -> list[Alert]:
         """Alerts on a shilling alert's suspects, and on a suspect touching an item quarantined for shilling.
 
@@ -151,4 +184,8 @@ class AnomalyMonitor:
         horizon = ts - self.config.dedupe_horizon_s
         self.emitted = {k: end for k, end in self.emitted.items() if end >= horizon}
         self.quarantine = {k: until for k, until in self.quarantine.items() if until >= horizon}
+        if self.config.forget_idle_users:
+            active = {u for d in [*self.user_detectors, self.learned] for u in d.states}
+            active |= {k.split(":", 1)[1] for k in self.quarantine if k.startswith("user:")}
+            self.first_seen = {u: t for u, t in self.first_seen.items() if u in active}
         self._next_prune = ts + 3600.0

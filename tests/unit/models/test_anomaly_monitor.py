@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import orjson
+
 from models.anomaly.alerts import Alert, QuarantinePolicy
 from models.anomaly.monitor import AnomalyMonitor, MonitorConfig
 from models.data.events import Event
@@ -76,3 +78,24 @@ def test_established_users_on_a_popular_item_raise_nothing() -> None:
     history = [Event(u, f"old{n}", "view", T0 - 30 * DAY + n * DAY / 2) for n, u in enumerate(users)]
     views = [Event(u, "hit", "view", T0 + n * 30.0) for n, u in enumerate(users)]
     assert observe_all(monitor, history + views) == []
+
+
+def test_a_user_snapshot_restored_in_a_new_monitor_carries_on_detection() -> None:
+    """What a restarted worker does: the bot's half-seen burst is completed, not restarted, and not re-alerted."""
+    times = [T0 + 1.75 * (k // 2) * 2 + (0.5 if k % 2 else 0.0) for k in range(25)]  # irregular: gaps 0.5 s, 3 s
+    burst = [Event("bot", f"i{k}", "click", ts) for k, ts in enumerate(times)]  # 25 clicks within 42 s
+    first_half, second_half = burst[:15], burst[15:]
+    old = AnomalyMonitor()
+    assert observe_all(old, first_half) == []  # 15 clicks in a minute: under the 20 of rate_burst
+    snapshot = orjson.loads(orjson.dumps(old.user_snapshot("bot")))  # through a table's JSON codec
+    restored = AnomalyMonitor()
+    restored.restore_user("bot", snapshot)
+    assert restored.knows("bot") and not AnomalyMonitor().knows("bot")
+    alerts = observe_all(restored, second_half)
+    assert [a.detector for a in alerts if a.detector == "rate_burst"] == ["rate_burst"]
+    fresh = AnomalyMonitor()  # without the snapshot the same 10 clicks look harmless
+    assert [a for a in observe_all(fresh, second_half) if a.detector == "rate_burst"] == []
+    again = AnomalyMonitor()  # the alert's key and quarantine travel too
+    again.restore_user("bot", orjson.loads(orjson.dumps(restored.user_snapshot("bot"))))
+    assert again.is_quarantined("bot", second_half[-1].ts)
+    assert [a for a in observe_all(again, second_half[-3:]) if a.detector == "rate_burst"] == []
