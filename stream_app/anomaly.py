@@ -27,7 +27,7 @@ def make_monitor(settings: Settings) -> AnomalyMonitor | None:
     """The monitor the settings ask for, or None when anomaly detection is off."""
     if not settings.anomaly_detection:
         return None
-    config = MonitorConfig(forget_idle_users=True)  # the anomaly-users table remembers them
+    config = MonitorConfig(forget_idle_users=True)  # user states keep their snapshots
     if settings.anomaly_config:
         config = with_overrides(config, json.loads(Path(settings.anomaly_config).read_text()))
     return AnomalyMonitor(config)

@@ -62,7 +62,6 @@ class BatchOutput:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     samples: list[TrainingSample] = field(default_factory=list)  # one per applied event, in order per user
     alerts: list[Alert] = field(default_factory=list)  # anomaly alerts this batch raised
-    monitor_states: dict[bytes, dict[str, Any]] = field(default_factory=dict)  # the monitor's snapshot per user
     counters: Counter[str] = field(default_factory=Counter)
     scoring_s: float = 0.0
     scored_timestamps_ms: list[int | None] = field(default_factory=list)  # Kafka times of scored events
@@ -83,15 +82,14 @@ async def process_batch(
     settings: Settings,
     *,
     monitor: AnomalyMonitor | None = None,
-    monitor_table: Mapping[bytes, dict[str, Any]] | None = None,
     clock: Callable[[], float] = time.time,
 ) -> BatchOutput:
     """Validate, run the anomaly detectors, apply each user's events in order, then score every touched user once.
 
-    ``table`` is read, never written: the caller stores ``out.states``. The
-    monitor restores a user it does not hold from ``monitor_table`` (its
-    snapshots, which the caller stores from ``out.monitor_states``) and never
-    observes a re-delivered event twice.
+    ``table`` is read, never written: the caller stores ``out.states``. Each
+    state carries the monitor's snapshot of its user (``"anomaly"``), so a
+    restarted worker's monitor carries on from the table; a re-delivered event
+    is never observed twice.
     Counters satisfy events_in == processed + rejected + duplicates; ``quarantined``
     counts processed events kept out of learning (users or items under an alert).
     """
@@ -109,13 +107,8 @@ async def process_batch(
         else:
             by_user[ev.user_id].append((msg.offset, ev))
             kafka_ts[ev.user_id].append(msg.timestamp_ms)
-            if monitor is not None and msg.offset > applied_offset(table, ev.user_id):  # not a re-delivery
-                if not monitor.knows(ev.user_id) and monitor_table is not None:
-                    snapshot = monitor_table.get(ev.user_id.encode())
-                    if snapshot:
-                        monitor.restore_user(ev.user_id, snapshot)
-                out.alerts += monitor.observe(ev)
-                out.monitor_states[ev.user_id.encode()] = {}
+            if monitor is not None:
+                out.alerts += observe_new(monitor, table.get(ev.user_id.encode()), msg.offset, ev)
     out.counters["events_in"] = len(batch)
     out.counters["rejected"] = len(out.dead_letters)
 
@@ -145,8 +138,9 @@ async def process_batch(
             newest_ts[user] = max(ev.ts for _, ev in events)
             out.scored_timestamps_ms.extend(kafka_ts[user])
 
-    for key in out.monitor_states:
-        out.monitor_states[key] = monitor.user_snapshot(key.decode())  # type: ignore[union-attr]
+    if monitor is not None:
+        for key, state in out.states.items():
+            state["anomaly"] = monitor.user_snapshot(key.decode())  # the monitor's part travels with the user
     out.samples = [sample_from(history, ev, recommender.model_version, settings.history_len)
                    for history, ev in applied_events or ()]
     if touched:
@@ -174,10 +168,17 @@ def _item_json(s: Scored) -> dict[str, Any]:
     return d
 
 
-def applied_offset(table: Mapping[bytes, UserState], user_id: str) -> int:
-    """The source offset of the user's newest applied event (-1 for a new user)."""
-    state = table.get(user_id.encode())
-    return -1 if state is None else int(state["offset"])
+def observe_new(monitor: AnomalyMonitor, state: UserState | None, offset: int, event: Event) -> list[Alert]:
+    """The monitor's alerts for ``event``, unless it is a re-delivery the user's state already holds.
+
+    A user the monitor does not hold (a restart, a partition that moved) is
+    first restored from the snapshot kept in their state.
+    """
+    if state is not None and offset <= state["offset"]:
+        return []
+    if state is not None and state.get("anomaly") and not monitor.knows(event.user_id):
+        monitor.restore_user(event.user_id, state["anomaly"])
+    return monitor.observe(event)
 
 
 def apply_batch_states(table: MutableMapping[bytes, UserState], out: BatchOutput) -> None:

@@ -6,7 +6,8 @@ A user's state is a JSON-able dict (the value of the ``user-state`` table):
     {"events": [[item_id, event_type, ts], ...],  # newest last, at most history_len
      "seen": int,        # events applied over the user's whole life
      "bought": [item_id, ...],  # most recent purchases, at most history_len
-     "offset": int}      # source offset of the newest applied event
+     "offset": int,      # source offset of the newest applied event
+     "anomaly": {...}}   # optional: the anomaly monitor's part (AnomalyMonitor.user_snapshot)
 
 A user lives on one partition, so ``offset`` makes re-delivered events
 (at-least-once after a crash) detectable: they are skipped, not applied twice.

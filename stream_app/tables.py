@@ -20,7 +20,6 @@ from stream_app.settings import Settings
 class Tables:
     users: TableT  # user id -> rolling state (see stream_app.state)
     items: TableT  # item id -> {"pop": log2 popularity, "nbrs": {item: log2 weight}}
-    anomaly: TableT  # user id -> the anomaly monitor's state for the user (AnomalyMonitor.user_snapshot)
 
 
 def declare_tables(app: faust.App, settings: Settings) -> Tables:
@@ -28,4 +27,4 @@ def declare_tables(app: faust.App, settings: Settings) -> Tables:
         return app.Table(name, default=None, partitions=settings.partitions, use_partitioner=True,
                          key_type=bytes)  # values: faust's json codec, which uses orjson
 
-    return Tables(users=table("user-state"), items=table("item-stats"), anomaly=table("anomaly-users"))
+    return Tables(users=table("user-state"), items=table("item-stats"))

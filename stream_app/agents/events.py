@@ -26,7 +26,7 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
              slot: ModelSlot, metrics: Metrics, settings: Settings) -> None:
     """Attach the ``score-events`` agent to ``app``."""
 
-    monitor = make_monitor(settings)  # users of this worker's partitions; their state is in tables.anomaly
+    monitor = make_monitor(settings)  # users of this worker's partitions; snapshots ride in their user state
     holdback = Holdback(settings.sample_holdback_s)
 
     def trainable(sample: TrainingSample) -> bool:
@@ -55,13 +55,10 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
                      for e in events]
             recommender = slot.begin_batch()  # one model scores the whole batch; swaps happen in between
             try:
-                out = await process_batch(batch, tables.users, recommender, settings, monitor=monitor,
-                                          monitor_table=tables.anomaly)
+                out = await process_batch(batch, tables.users, recommender, settings, monitor=monitor)
             finally:
                 slot.end_batch()
             apply_batch_states(tables.users, out)
-            for key, snapshot in out.monitor_states.items():
-                tables.anomaly[key] = snapshot
             holdback.add(out.samples)
             await emit(out, topics)
             await send_due_samples()

@@ -69,23 +69,21 @@ def test_duplicates_are_counted_not_applied_and_the_user_is_rescored():
     assert rec["user_id"] == "u1" and rec["events_seen"] == 1
 
 
-def run_monitored(batch, table, store, monitor, monitor_table):
+def run_monitored(batch, table, store, monitor):
     rec = HeuristicRecommender(store, SETTINGS)
-    return asyncio.run(process_batch(batch, table, rec, SETTINGS, monitor=monitor, monitor_table=monitor_table,
-                                     clock=lambda: NOW))
+    return asyncio.run(process_batch(batch, table, rec, SETTINGS, monitor=monitor, clock=lambda: NOW))
 
 
 def test_a_restarted_worker_resumes_detection_from_the_table_and_ignores_redeliveries():
     """A synthetic click bot, 30 clicks in 30 s: 15 before a restart, all 30 delivered again after it."""
     clicks = [msg(k, "bot", f"i{k}", "click", ts=NOW - 100 + k + (0.4 if k % 2 else 0.0)) for k in range(30)]
-    store, table, monitor_table = MemoryStore(), {}, {}
-    out = run_monitored(clicks[:15], table, store, AnomalyMonitor(), monitor_table)
-    assert out.alerts == [] and set(out.monitor_states) == {b"bot"}
+    store, table = MemoryStore(), {}
+    out = run_monitored(clicks[:15], table, store, AnomalyMonitor())
+    assert out.alerts == [] and out.states[b"bot"]["anomaly"]["first_seen"] == NOW - 100
     apply_batch_states(table, out)
-    monitor_table.update(out.monitor_states)
 
-    restarted = AnomalyMonitor()  # a new process: empty memory, the tables survived (changelog)
-    out = run_monitored(clicks, table, store, restarted, monitor_table)  # at least once: the first 15 again
+    restarted = AnomalyMonitor()  # a new process: empty memory, the table survived (changelog)
+    out = run_monitored(clicks, table, store, restarted)  # at least once: the first 15 again
     assert out.counters["duplicates"] == 15 and out.counters["processed"] == 15
     assert [a.detector for a in out.alerts if a.detector == "rate_burst"] == ["rate_burst"]
     assert out.alerts[0].evidence["events_in_window"] == 20  # counted once each, not 35
