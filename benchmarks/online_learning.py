@@ -1,0 +1,314 @@
+"""Online learning, prequential: does learning from the stream beat a frozen model?
+
+Per data set, the log is put in time order and cut by time: the first
+``--pretrain-fraction`` (60 %) pre-trains a fresh ensemble (transformer +
+co-visitation + popularity, ``models.pipeline.train_all``, hidden 64, one
+thread, a few minutes); the rest is streamed test-then-train
+(``models.evaluation.prequential``: every micro-batch of events is first
+ranked, each user's top-10 against the item they then touched, and only then
+learnt from) three times from that same start:
+
+- ``frozen``: nothing learns, neither weights nor co-visitation/popularity
+  counts (a model that does not learn). Users' histories still advance: they
+  are data, not model state. Items new to the stream are unknown to it;
+- ``stats_only``: co-visitation and popularity observe every event and new
+  items join the vocabulary (``OnlineConfig(train_sequence=False)``);
+- ``online``: that plus fine-tuning of the transformer (``OnlineLearner``:
+  small learning rate, new samples mixed with a replay buffer seeded with
+  the pre-training log).
+
+Event time. Taobao events carry Unix times. Amazon Beauty sequences carry
+only each user's own order, so ``models.data.timeline.stagger_users`` defines
+time: every user starts at a random moment (seeded) in a ``--horizon-days``
+window and then touches one item a day, in their own order. The streamed
+part therefore holds mostly users who arrive after the cut (and the tails of
+the few who straddle it), and items first reached there are new items.
+
+After ``train_all`` (which holds out each user's last two events for early
+stopping and blend weights), co-visitation and popularity are recounted on
+every pre-training event, since all of them lie before the stream. Scored
+events: those whose item is not already in the user's latest 50 (repeats can
+never be a hit, as the top-10 excludes history); unknown items count as misses.
+
+    python benchmarks/online_learning.py            # both data sets, about 20 minutes on 2 cores
+    python benchmarks/online_learning.py --quick    # 4,000 Beauty users, 1 minute of pre-training
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from models.data.eventlog import read_events  # noqa: E402
+from models.data.events import Event  # noqa: E402
+from models.data.timeline import split_by_time, stagger_users  # noqa: E402
+from models.ensemble import Ensemble  # noqa: E402
+from models.evaluation.prequential import PrequentialResult, count_edges, prequential  # noqa: E402
+from models.history import user_histories  # noqa: E402
+from models.online.learner import OnlineConfig, OnlineLearner  # noqa: E402
+from models.online.samples import log_samples  # noqa: E402
+from models.pipeline import PipelineConfig, replay_counts, train_all  # noqa: E402
+from models.scorers import CovisitationConfig, CovisitationScorer, PopularityConfig, PopularityScorer  # noqa: E402
+from models.sequence.config import SeqConfig, TrainConfig  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+BEAUTY = ROOT / "data" / "amazon_beauty" / "sequences.txt"
+TAOBAO = ROOT / "data" / "sample" / "taobao_user_behavior.csv"
+DAY_S = 86_400.0
+NO_DECAY_S = 1e9  # half-life for Beauty: staggered times carry no trends to decay
+VARIANTS = ("frozen", "stats_only", "online")
+
+
+def load_events(name: str, args: argparse.Namespace) -> tuple[list[Event], dict[str, Any]]:
+    """The data set's events in time order, and how they were timed."""
+    if name == "beauty":
+        events = read_events(BEAUTY, "sequences")
+        if args.beauty_users:
+            users = set(list(dict.fromkeys(e.user_id for e in events))[: args.beauty_users])
+            events = [e for e in events if e.user_id in users]
+        events = stagger_users(events, horizon_s=args.horizon_days * DAY_S, seed=args.seed)
+        timing = {"log": str(BEAUTY.relative_to(ROOT)), "format": "sequences",
+                  "time": f"stagger_users: user start uniform in {args.horizon_days:g} days (seed {args.seed}), "
+                          "then one item per day in the user's order"}
+    else:
+        events = sorted(read_events(TAOBAO, "taobao"), key=lambda e: e.ts)
+        timing = {"log": str(TAOBAO.relative_to(ROOT)), "format": "taobao", "time": "the log's Unix times"}
+    return events, timing
+
+
+def pipeline_config(name: str, args: argparse.Namespace) -> PipelineConfig:
+    half_life = NO_DECAY_S if name == "beauty" else 7 * DAY_S
+    return PipelineConfig(
+        scorers=("sequence", "covisitation", "popularity"),
+        seq=SeqConfig(hidden=64),
+        train=TrainConfig(max_seconds=args.pretrain_minutes * 60.0, threads=1, seed=args.seed),
+        popularity=PopularityConfig(half_life_s=half_life),
+        covisitation=replace(CovisitationConfig(), half_life_s=half_life),
+    )
+
+
+def recount(ensemble: Ensemble, events: list[Event]) -> None:
+    """Rebuild co-visitation and popularity from every event (``train_all`` held out users' last two)."""
+    fresh = {}
+    for name, scorer in ensemble.scorers.items():
+        if isinstance(scorer, (CovisitationScorer, PopularityScorer)):
+            fresh[name] = type(scorer)(ensemble.vocab, scorer.config)
+    replay_counts(list(fresh.values()), events, holdout=0)
+    ensemble.scorers.update(fresh)
+
+
+def pretrain(name: str, pre: list[Event], args: argparse.Namespace) -> tuple[Ensemble, dict[str, Any]]:
+    """A fresh ensemble on the pre-training part, cached under ``--cache`` when given."""
+    cached = args.cache / name if args.cache else None
+    if cached is not None and (cached / "meta.json").is_file():
+        ensemble, meta = Ensemble.load(cached)
+        print(f"{name}: pre-trained ensemble loaded from {cached}", flush=True)
+        return ensemble, meta["pretrain"]
+    config = pipeline_config(name, args)
+    trained = train_all(pre, config, progress=False)
+    recount(trained.ensemble, pre)
+    info = {"seconds": round(trained.info["train_seconds"], 1), "weights": trained.ensemble.weights,
+            "best_epoch": trained.info.get("sequence_train", {}).get("best_epoch"),
+            "config": asdict(config)}
+    if cached is not None:
+        trained.ensemble.save(cached, extra={"pretrain": info})
+    print(f"{name}: pre-trained in {info['seconds']:.0f} s, weights {info['weights']}", flush=True)
+    return trained.ensemble, info
+
+
+def stream(
+    variant: str, ensemble: Ensemble, pre: list[Event], rest: list[Event], config: OnlineConfig, args: argparse.Namespace
+) -> PrequentialResult:
+    """One prequential pass over ``rest`` from the pre-trained state."""
+    histories = user_histories(pre)
+    if variant == "frozen":
+        return prequential(rest, lambda: ensemble, histories=histories, batch_size=args.stream_batch)
+    if variant == "stats_only":
+        config = replace(config, train_sequence=False)
+    learner = OnlineLearner(ensemble, config)
+    learner.remember(log_samples(pre))
+    return prequential(rest, lambda: learner.ensemble, learn=learner.learn, histories=histories,
+                       batch_size=args.stream_batch)
+
+
+def learner_cost(ensemble: Ensemble, pre: list[Event], rest: list[Event], config: OnlineConfig,
+                 sizes: list[int], repeats: int) -> dict[str, Any]:
+    """Seconds per ``learn`` call of N samples, of ``candidate()``, and of a checkpoint save/load."""
+    samples = log_samples(rest, histories=user_histories(pre))
+    learner = OnlineLearner(ensemble, config)
+    learner.remember(log_samples(pre))
+    out: dict[str, Any] = {"learn": []}
+    pos = 0
+    for n in sizes:
+        secs = []
+        for _ in range(repeats):
+            batch = samples[pos : pos + n]
+            pos = (pos + n) % max(1, len(samples) - n)
+            secs.append(learner.learn(batch)["seconds"])
+        med = statistics.median(secs)
+        out["learn"].append({"samples": n, "median_s": round(med, 4), "s_per_1k_samples": round(med / n * 1000, 3)})
+    t0 = time.perf_counter()
+    candidate = learner.candidate()
+    out["candidate_s"] = round(time.perf_counter() - t0, 4)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        candidate.save(tmp)
+        out["save_s"] = round(time.perf_counter() - t0, 4)
+        t0 = time.perf_counter()
+        Ensemble.load(tmp)
+        out["load_s"] = round(time.perf_counter() - t0, 4)
+        out["checkpoint_mb"] = round(sum(p.stat().st_size for p in Path(tmp).iterdir()) / 2**20, 1)
+    t0 = time.perf_counter()
+    OnlineLearner.evaluate(candidate, samples[: config.eval_slice])
+    out["evaluate_s"] = round(time.perf_counter() - t0, 4)
+    out["evaluate_samples"] = min(config.eval_slice, len(samples))
+    return out
+
+
+def run_dataset(name: str, args: argparse.Namespace, config: OnlineConfig) -> dict[str, Any]:
+    events, timing = load_events(name, args)
+    pre, rest = split_by_time(events, args.pretrain_fraction)
+    new_items = len({e.item_id for e in rest} - {e.item_id for e in pre})
+    print(f"{name}: {len(events)} events, pre-training on {len(pre)}, streaming {len(rest)} "
+          f"({new_items} items new to the stream)", flush=True)
+    ensemble, info = pretrain(name, pre, args)
+    out: dict[str, Any] = {"data": {**timing, "events": len(events), "pretrain_events": len(pre),
+                                    "stream_events": len(rest), "new_items_in_stream": new_items,
+                                    "pretrain_fraction": args.pretrain_fraction},
+                           "pretrain": {k: v for k, v in info.items() if k != "config"}}
+    results: dict[str, PrequentialResult] = {}
+    for variant in args.variants:
+        t0 = time.perf_counter()
+        results[variant] = stream(variant, ensemble, pre, rest, config, args)
+        m = results[variant].metrics(10)
+        out[variant] = {"ndcg@10": round(m["ndcg@10"], 5), "hr@10": round(m["hr@10"], 5), "scored": m["n"],
+                        "seconds": round(time.perf_counter() - t0, 1),
+                        "learn_seconds": round(results[variant].seconds["learn"], 1)}
+        print(f"{name}: {variant:10} NDCG@10 {m['ndcg@10']:.4f}  HR@10 {m['hr@10']:.4f}  "
+              f"({m['n']} scored, {out[variant]['seconds']:.0f} s)", flush=True)
+    if "online" in results:
+        out["learn_s_per_1k_samples"] = round(results["online"].seconds["learn"] / len(rest) * 1000, 3)
+    if "frozen" in results:
+        base = out["frozen"]["ndcg@10"]
+        out["ndcg_gain_vs_frozen"] = {v: round(out[v]["ndcg@10"] / base - 1, 4) if base else None
+                                      for v in results if v != "frozen"}
+    some = next(iter(results.values()))
+    edges = count_edges(some.ts, args.windows)
+    out["windows"] = {v: [{k: (round(x, 5) if isinstance(x, float) else x) for k, x in w.items()}
+                          for w in r.windows(edges, 10)] for v, r in results.items()}
+    if args.cost_sizes:
+        out["learner_cost"] = learner_cost(ensemble, pre, rest, config, args.cost_sizes, args.cost_repeats)
+        print(f"{name}: learner cost {out['learner_cost']}", flush=True)
+    return out
+
+
+def plot(doc: dict[str, Any], datasets: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4), squeeze=False)
+    for ax, name in zip(axes[0], datasets):
+        windows = doc[name]["windows"]
+        t0 = next(iter(windows.values()))[0]["start_ts"]
+        for variant, rows in windows.items():
+            x = [(w["end_ts"] - t0) / DAY_S for w in rows]
+            ax.plot(x, [w["ndcg@10"] for w in rows], marker="o", label=variant)
+        ax.set_title(f"{name}: prequential NDCG@10 per window")
+        ax.set_xlabel("days since stream start (window end; windows of equal event counts)")
+        ax.set_ylabel("NDCG@10")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def markdown(doc: dict[str, Any], datasets: list[str]) -> str:
+    lines = [f"`{doc['command']}`", "", "| data set | variant | NDCG@10 | HR@10 | scored events | NDCG vs frozen |",
+             "|---|---|---|---|---|---|"]
+    for name in datasets:
+        d = doc[name]
+        for v in VARIANTS:
+            if v in d:
+                gain = d.get("ndcg_gain_vs_frozen", {}).get(v)
+                lines.append(f"| {name} | {v} | {d[v]['ndcg@10']:.4f} | {d[v]['hr@10']:.4f} | {d[v]['scored']} | "
+                             + (f"{gain:+.1%} |" if gain is not None else "- |"))
+    lines += ["", "| data set | learn() samples | median s | s per 1k samples |", "|---|---|---|---|"]
+    for name in datasets:
+        for row in doc[name].get("learner_cost", {}).get("learn", []):
+            lines.append(f"| {name} | {row['samples']} | {row['median_s']:.3f} | {row['s_per_1k_samples']:.3f} |")
+    lines += ["", "| data set | candidate() s | save s | load s | checkpoint MB | evaluate s (samples) |",
+              "|---|---|---|---|---|---|"]
+    for name in datasets:
+        c = doc[name].get("learner_cost")
+        if c:
+            lines.append(f"| {name} | {c['candidate_s']:.3f} | {c['save_s']:.3f} | {c['load_s']:.3f} | "
+                         f"{c['checkpoint_mb']} | {c['evaluate_s']:.3f} ({c['evaluate_samples']}) |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--datasets", nargs="+", default=["beauty", "taobao"], choices=["beauty", "taobao"])
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    p.add_argument("--quick", action="store_true", help="4,000 Beauty users, 1 minute of pre-training, no cost runs")
+    p.add_argument("--beauty-users", type=int, default=0, help="only the first N Beauty users (0: all)")
+    p.add_argument("--horizon-days", type=float, default=365.0, help="Beauty users' start times spread over this")
+    p.add_argument("--pretrain-fraction", type=float, default=0.6, help="share of events (by time) to pre-train on")
+    p.add_argument("--pretrain-minutes", type=float, default=4.0, help="cap on the transformer's pre-training")
+    p.add_argument("--cache", type=Path, default=None,
+                   help="directory for pre-trained ensembles: reused if present (delete to retrain)")
+    p.add_argument("--stream-batch", type=int, default=256, help="events per micro-batch (tested, then learnt)")
+    p.add_argument("--lr", type=float, default=OnlineConfig.lr)
+    p.add_argument("--steps-per-batch", type=int, default=OnlineConfig.steps_per_batch)
+    p.add_argument("--batch-size", type=int, default=OnlineConfig.batch_size, help="new samples per Adam step")
+    p.add_argument("--replay-fraction", type=float, default=OnlineConfig.replay_fraction)
+    p.add_argument("--replay-size", type=int, default=OnlineConfig.replay_size)
+    p.add_argument("--windows", type=int, default=10, help="time windows (equal event counts) in the plot")
+    p.add_argument("--cost-sizes", type=int, nargs="*", default=[64, 256, 1024], help="learn() sizes to time")
+    p.add_argument("--cost-repeats", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=RESULTS / "online_learning.json")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.beauty_users = args.beauty_users or 4000
+        args.pretrain_minutes = min(args.pretrain_minutes, 1.0)
+        args.cost_sizes = []
+    torch.set_num_threads(1)
+    config = OnlineConfig(lr=args.lr, steps_per_batch=args.steps_per_batch, batch_size=args.batch_size,
+                          replay_fraction=args.replay_fraction, replay_size=args.replay_size, seed=args.seed)
+    start = time.perf_counter()
+    doc: dict[str, Any] = {
+        "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *(sys.argv[1:] if argv is None else argv)]),
+        "machine": platform.processor() or platform.machine(), "torch": torch.__version__, "threads": 1,
+        "online_config": asdict(config), "stream_batch": args.stream_batch, "quick": args.quick,
+    }
+    for name in args.datasets:
+        doc[name] = run_dataset(name, args, config)
+    doc["total_seconds"] = round(time.perf_counter() - start, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(doc, indent=1) + "\n")
+    table = markdown(doc, args.datasets)
+    args.out.with_suffix(".md").write_text(table)
+    plot(doc, args.datasets, args.out.with_suffix(".png"))
+    print(table)
+    print(f"wrote {args.out} (+ .md, .png) in {doc['total_seconds']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
