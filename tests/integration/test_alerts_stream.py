@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -52,3 +53,31 @@ def test_a_bot_gets_one_alert_and_no_training_samples(stack, settings, start_wor
     users = [json.loads(m.value)["user_id"] for m in samples]
     assert BOT not in users and len(users) == len(real)  # every real event trains, no bot event does
     assert bot_recs is not None and len(bot_recs["items"]) > 0  # quarantined users still get recommendations
+
+
+def test_detection_survives_a_worker_crash(stack, settings, start_worker):
+    """8 of a synthetic bot's 14 regular views before SIGKILL, 6 after: only the recovered state sees 13 gaps."""
+    real = order_for_replay(read_events(SAMPLE / "taobao_user_behavior.csv", "taobao"))
+    # regular_timing decides on 12 gaps; neither part alone has them. The bot comes after the real
+    # shoppers in event time: the monitor expires states idle for longer than a window behind the
+    # newest event time it has seen, and here the partitions are consumed side by side
+    span = (int(max(e.ts for e in real) - min(e.ts for e in real)) // 600 + 1) * 600
+    bot = [replace(e, ts=e.ts + span) for e in bot_events(real)[:14]]
+
+    async def scenario():
+        async with redis_store(settings) as store:
+            kw = dict(bootstrap=stack.bootstrap, topic=settings.events_topic, progress=False)
+            worker = start_worker(settings)
+            await replay(real + bot[:8], **kw)
+            await wait_for_events(store, len(real) + 8, worker, counted=("processed",))
+            worker.kill()
+            await replay(bot[8:], **kw)
+            worker = start_worker(settings)
+            await wait_for_events(store, len(real) + len(bot), worker, counted=("processed",))
+            alerts = await consume(stack.bootstrap, settings.alerts_topic, 1, timeout_s=10)
+            return await store.counters(), alerts
+
+    counters, alerts = asyncio.run(scenario())
+    assert counters["processed"] == len(real) + len(bot)
+    assert [(a["entity_id"], a["detector"]) for a in map(json.loads, (m.value for m in alerts))] == [
+        (BOT, "regular_timing")]
