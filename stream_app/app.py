@@ -15,6 +15,7 @@ def create_app(settings: Settings) -> faust.App:
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     if settings.embedded_broker:
         tansu_compat.install(tansu_compat.bootstrap_from_url(settings.kafka_url))
+    tansu_compat.set_fetch_max_wait(settings.fetch_max_wait_ms)
     return faust.App(
         settings.app_id,
         broker=settings.kafka_url,

@@ -117,7 +117,8 @@ def register(app: faust.App, settings: Settings, slot: ModelSlot, metrics: Metri
     @app.task
     async def follow_model_updates() -> None:
         consumer = AIOKafkaConsumer(settings.model_updates_topic, bootstrap_servers=bootstrap_from_url(
-            settings.kafka_url), group_id=None, auto_offset_reset="earliest", enable_auto_commit=False)
+            settings.kafka_url), group_id=None, auto_offset_reset="earliest", enable_auto_commit=False,
+            fetch_max_wait_ms=settings.fetch_max_wait_ms)
         await consumer.start()
         try:
             async for msg in consumer:

@@ -21,6 +21,10 @@ class Settings:
     kafka_url: str = "kafka://127.0.0.1:9092"
     redis_url: str = "redis://127.0.0.1:6379/0"
     embedded_broker: bool = False  # tansu work-arounds (see stream_app/tansu_compat.py)
+    # Longest a Fetch may block when no data is waiting. Kafka answers as soon as data arrives,
+    # so this only bounds idle polls there; tansu answers only when it expires, so on tansu it is
+    # the delivery latency (the demo and tests use 20 ms). Faust's own default is 1,500 ms.
+    fetch_max_wait_ms: int = 500
 
     events_topic: str = "events"
     recommendations_topic: str = "recommendations"

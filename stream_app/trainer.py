@@ -74,6 +74,7 @@ async def run_trainer(settings: Settings, *, stop: asyncio.Event | None = None) 
     consumer = AIOKafkaConsumer(
         settings.training_samples_topic, bootstrap_servers=bootstrap_from_url(settings.kafka_url),
         group_id=f"{settings.app_id}-trainer", auto_offset_reset="earliest", enable_auto_commit=False,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
         session_timeout_ms=int(settings.broker_session_timeout_s * 1000),
         heartbeat_interval_ms=int(settings.broker_heartbeat_interval_s * 1000))
     await consumer.start()

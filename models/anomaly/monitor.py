@@ -13,7 +13,8 @@ Stream state beyond the detectors' own (all JSON-able, keyed as shown):
 ``first_seen`` (user -> ts), ``quarantine`` ("user:<id>"/"item:<id>" -> expiry
 ts), ``shilling_alerts`` (item -> its latest shilling alert; ``Alert.to_dict``
 in a table) and ``emitted`` (alert key -> window end, forgotten
-``dedupe_horizon_s`` later). Once an hour of event time the monitor also drops
+``dedupe_horizon_s`` later). Once an hour of event time (and at most once per
+``prune_min_events`` events) the monitor also drops
 detector states idle past their window (``Detector.expire``), as Faust's
 windowed tables expire theirs; that keeps memory to the active entities.
 
@@ -63,6 +64,7 @@ class MonitorConfig:
     quarantine: QuarantinePolicy = field(default_factory=QuarantinePolicy)
     member_severity: str = "medium"  # of the alerts on the users behind a shilling alert
     dedupe_horizon_s: float = 2 * 86_400.0  # emitted keys are forgotten this long after their window ends
+    prune_min_events: int = 10_000  # prune at most once per this many events (fast replays cover hours in seconds)
     forget_idle_users: bool = False  # drop idle users' first-seen times from memory (the stream keeps them in a table)
 
 
@@ -89,6 +91,7 @@ class AnomalyMonitor:
         self.shilling_alerts: dict[str, Alert] = {}
         self.emitted: dict[AlertKey, float] = {}
         self._next_prune = float("-inf")
+        self._since_prune = 0
 
     def observe(self, event: Event) -> list[Alert]:
         """The alerts this event raises (each key at most once over the stream's life)."""
@@ -173,7 +176,8 @@ class AnomalyMonitor:
             entity = _key(alert.entity_type, alert.entity_id)
             self.quarantine[entity] = max(self.quarantine.get(entity, float("-inf")), alert.expires_ts)
             out.append(alert)
-        if ts >= self._next_prune:
+        self._since_prune += 1
+        if ts >= self._next_prune and self._since_prune >= self.config.prune_min_events:
             self._prune(ts)
         return out
 
@@ -189,3 +193,4 @@ class AnomalyMonitor:
             active |= {k.split(":", 1)[1] for k in self.quarantine if k.startswith("user:")}
             self.first_seen = {u: t for u, t in self.first_seen.items() if u in active}
         self._next_prune = ts + 3600.0
+        self._since_prune = 0
