@@ -114,7 +114,7 @@ async def process_batch(
 
     def out_of_quarantine(ev: Event) -> bool:
         assert monitor is not None
-        if monitor.is_quarantined(ev.user_id, ev.ts) or monitor.is_item_quarantined(ev.item_id, ev.ts):
+        if monitor.holds_back(ev.user_id, ev.item_id, ev.ts):
             out.counters["quarantined"] += 1
             return False
         return True

@@ -114,6 +114,10 @@ class AnomalyMonitor:
         """Whether an alert on the item is still in force at ``ts``."""
         return self.quarantine.get(_key("item", item_id), float("-inf")) > ts
 
+    def holds_back(self, user_id: str, item_id: str, ts: float) -> bool:
+        """Whether an event of ``user_id`` on ``item_id`` at ``ts`` must stay out of learning (either is quarantined)."""
+        return self.is_quarantined(user_id, ts) or self.is_item_quarantined(item_id, ts)
+
     def knows(self, user_id: str) -> bool:
         """Whether the monitor holds this user's state in memory."""
         return user_id in self.first_seen

@@ -30,8 +30,7 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
     holdback = Holdback(settings.sample_holdback_s)
 
     def trainable(sample: TrainingSample) -> bool:
-        return monitor is None or not (monitor.is_quarantined(sample.user_id, sample.ts)
-                                       or monitor.is_item_quarantined(sample.target, sample.ts))
+        return monitor is None or not monitor.holds_back(sample.user_id, sample.target, sample.ts)
 
     async def send_due_samples() -> None:
         samples, dropped = holdback.release(trainable)
