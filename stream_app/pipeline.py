@@ -172,12 +172,13 @@ def observe_new(monitor: AnomalyMonitor, state: UserState | None, offset: int, e
     """The monitor's alerts for ``event``, unless it is a re-delivery the user's state already holds.
 
     A user the monitor does not hold (a restart, a partition that moved) is
-    first restored from the snapshot kept in their state.
+    first restored from the snapshot and the latest events kept in their state.
     """
     if state is not None and offset <= state["offset"]:
         return []
     if state is not None and state.get("anomaly") and not monitor.knows(event.user_id):
-        monitor.restore_user(event.user_id, state["anomaly"])
+        history = (Event(user_id=event.user_id, item_id=item, event_type=kind, ts=ts) for item, kind, ts in state["events"])
+        monitor.restore_user(event.user_id, state["anomaly"], history)
     return monitor.observe(event)
 
 

@@ -36,7 +36,9 @@ class Settings:
     replication_factor: int = 1
 
     max_batch: int = 256  # stream.take() batch size
-    max_wait_s: float = 0.02  # stream.take() within=: the most a lone event waits for company
+    # stream.take() within=: Faust waits this long after every batch, even with events waiting, so it
+    # adds to every event's latency (measured at 500 ev/s: p50 47 ms at 0.02 s, 27 ms at 0.005 s)
+    max_wait_s: float = 0.005
     max_event_bytes: int = 4096
     max_future_skew_s: float = 300.0  # event times further ahead than this are rejected
     history_len: int = 50  # rolling events kept per user

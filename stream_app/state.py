@@ -3,7 +3,7 @@
 The user agent, the replay tool's offline path and the tests all call these.
 A user's state is a JSON-able dict (the value of the ``user-state`` table):
 
-    {"events": [[item_id, event_type, ts], ...],  # newest last, at most history_len
+    {"events": [(item_id, event_type, ts), ...],  # newest last, at most history_len (lists after JSON)
      "seen": int,        # events applied over the user's whole life
      "bought": [item_id, ...],  # most recent purchases, at most history_len
      "offset": int,      # source offset of the newest applied event
@@ -92,7 +92,7 @@ def apply_events(
             add_activity(activity, history_items(st), ev, config)
         if applied_events is not None and learn:
             applied_events.append(([(e[0], e[1]) for e in st["events"][-config.history_len:]], ev))
-        st["events"].append([ev.item_id, ev.event_type, ev.ts])
+        st["events"].append((ev.item_id, ev.event_type, ev.ts))  # a tuple: untracked by the cyclic GC
         if ev.event_type == "purchase":
             st["bought"].append(ev.item_id)
         st["seen"] += 1

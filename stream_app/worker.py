@@ -10,6 +10,7 @@ import torch
 from models.serving import ServingConfig
 
 from stream_app import model_updates, web
+from stream_app.gc_tuning import settle_heap
 from stream_app.agents import events, items
 from stream_app.app import create_app
 from stream_app.metrics import Metrics
@@ -66,4 +67,5 @@ def run_worker(settings: Settings) -> None:
     # then every debug call on the hot path (aiokafka logs each request) builds a LogRecord
     # (measured: ~6% of a busy worker's samples). A service has no terminal to spin in.
     worker.spinner = None
+    settle_heap()  # the model and every module are loaded: nothing the collector needs to walk again
     worker.execute_from_commandline()

@@ -37,9 +37,9 @@ class UserContext:
         return {"first_seen_ts": self.first_seen_ts, "flagged": self.flagged}
 
 
-def event_row(event: Event) -> list[Any]:
+def event_row(event: Event) -> tuple[Any, ...]:
     """A compact JSON-able row of an event, kept as alert evidence."""
-    return [event.user_id, event.item_id, event.event_type, event.ts, event.price]
+    return (event.user_id, event.item_id, event.event_type, event.ts, event.price)
 
 
 def examples(recent: Recent) -> list[dict[str, Any]]:
@@ -83,7 +83,8 @@ class Detector(ABC, Generic[ConfigT]):
 
     def expire(self, now: float) -> int:
         """Drop the states of entities idle for longer than ``horizon_s`` (what table expiry does); returns how many."""
-        idle = [key for key, state in self.states.items() if state["recent"][-1][3] + self.horizon_s < now]
+        idle = [key for key, state in self.states.items()
+                if state["recent"] and state["recent"][-1][3] + self.horizon_s < now]
         for key in idle:
             del self.states[key]
         return len(idle)

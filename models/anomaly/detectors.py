@@ -27,6 +27,7 @@ overlap an alerted one (sharing its events) stay quiet.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from models.anomaly.base import Detector, State, Step, UserContext, event_row
@@ -34,8 +35,9 @@ from models.anomaly.windows import add_count, add_distinct, check_window, hoppin
 from models.data.events import Event
 
 
-def _fresh(**fields: object) -> State:
-    return {**fields, "muted_until": 0.0, "recent": []}  # finite: JSON codecs turn -inf into null
+def fresh_state(**fields: object) -> State:
+    """A detector's state for an entity it has not seen: ``fields`` plus the shared ones."""
+    return {**fields, "muted_until": 0.0, "recent": ()}  # finite: JSON codecs turn -inf into null
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ class RateBurst(Detector[RateBurstConfig]):
 
     def step(self, state: State | None, event: Event, context: UserContext | None = None) -> Step:
         cfg = self.config
-        st = state or _fresh(windows={})
+        st = state or fresh_state(windows={})
         start = tumbling_start(event.ts, cfg.window_s)
         windows = add_count(live(st["windows"], event.ts, cfg.window_s), [start])
         new = {**st, "windows": windows, "recent": remember(st["recent"], event_row(event))}
@@ -84,10 +86,10 @@ class RegularTiming(Detector[RegularTimingConfig]):
 
     def step(self, state: State | None, event: Event, context: UserContext | None = None) -> Step:
         cfg = self.config
-        st = state or _fresh(last_ts=None, gaps=[])
-        gaps: list[float] = []
+        st = state or fresh_state(last_ts=None, gaps=())
+        gaps: tuple[float, ...] = ()
         if st["last_ts"] is not None and event.ts - st["last_ts"] <= cfg.max_gap_s:
-            gaps = [*st["gaps"][-(cfg.min_gaps - 1):], event.ts - st["last_ts"]]
+            gaps = (*st["gaps"][-(cfg.min_gaps - 1):], event.ts - st["last_ts"])
         new = {**st, "last_ts": event.ts, "gaps": gaps, "recent": remember(st["recent"], event_row(event))}
         if len(gaps) < cfg.min_gaps or event.ts < st["muted_until"]:
             return new, None
@@ -122,7 +124,7 @@ class DistinctItems(Detector[DistinctItemsConfig]):
 
     def step(self, state: State | None, event: Event, context: UserContext | None = None) -> Step:
         cfg = self.config
-        st = state or _fresh(windows={})
+        st = state or fresh_state(windows={})
         starts = hopping_starts(event.ts, cfg.window_s, cfg.step_s)
         windows = add_distinct(live(st["windows"], event.ts, cfg.window_s), starts, event.item_id, cfg.max_items)
         new = {**st, "windows": windows, "recent": remember(st["recent"], event_row(event))}
@@ -156,7 +158,7 @@ class CartBurst(Detector[CartBurstConfig]):
         cfg = self.config
         if event.event_type not in ("add_to_cart", "purchase"):
             return state, None
-        st = state or _fresh(carts={}, purchases={})
+        st = state or fresh_state(carts={}, purchases={})
         starts = hopping_starts(event.ts, cfg.window_s, cfg.step_s)
         carts = live(st["carts"], event.ts, cfg.window_s)
         purchases = live(st["purchases"], event.ts, cfg.window_s)
@@ -203,12 +205,12 @@ class PriceJump(Detector[PriceJumpConfig]):
         cfg = self.config
         if event.event_type != "purchase" or event.price is None or event.price <= 0:
             return state, None
-        st = state or _fresh(prices=[])
-        prices: list[float] = st["prices"]
+        st = state or fresh_state(prices=())
+        prices: tuple[float, ...] = st["prices"]
         new = {**st, "recent": remember(st["recent"], event_row(event))}
         z, median = self.zscore(prices, event.price)
         if z < cfg.z_threshold or event.price < cfg.min_ratio * median:
-            new["prices"] = [*prices[-(cfg.history - 1):], event.price]
+            new["prices"] = (*prices[-(cfg.history - 1):], event.price)
             return new, None
         if event.ts < st["muted_until"]:
             return new, None
@@ -218,7 +220,7 @@ class PriceJump(Detector[PriceJumpConfig]):
         evidence = {"price": event.price, "median_price": median, "history": len(prices)}
         return new, self.alert(event, window, z, evidence, new["recent"], cfg.severity)
 
-    def zscore(self, prices: list[float], price: float) -> tuple[float, float]:
+    def zscore(self, prices: Sequence[float], price: float) -> tuple[float, float]:
         """Robust z of ``price`` against ``prices`` and their median; z is 0 with too little history."""
         if len(prices) < self.config.min_history:
             return 0.0, float("inf")
@@ -254,7 +256,7 @@ class Shilling(Detector[ShillingConfig]):
         if context is None:
             raise ValueError("shilling needs the user's context (first-seen time, flagged)")
         cfg = self.config
-        st = state or _fresh(users={}, suspects={})
+        st = state or fresh_state(users={}, suspects={})
         starts = hopping_starts(event.ts, cfg.window_s, cfg.step_s)
         users = add_distinct(live(st["users"], event.ts, cfg.window_s), starts, event.user_id, cfg.max_users)
         suspects = live(st["suspects"], event.ts, cfg.window_s)
@@ -262,7 +264,7 @@ class Shilling(Detector[ShillingConfig]):
             suspects = add_distinct(suspects, starts, event.user_id, cfg.max_users)
         new = {**st, "users": users, "suspects": suspects, "recent": remember(st["recent"], event_row(event))}
         start = starts[0]  # the oldest open window holds the most
-        n_sus, n_all = len(suspects.get(str(start), [])), len(users[str(start)])
+        n_sus, n_all = len(suspects.get(str(start), ())), len(users[str(start)])
         if n_sus < cfg.min_suspects or n_sus < cfg.min_share * n_all or event.ts < st["muted_until"]:
             return new, None
         window = (start, start + cfg.window_s)

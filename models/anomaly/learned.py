@@ -99,12 +99,12 @@ def advance(state: State | None, event: Event, config: RobustZConfig) -> tuple[S
         if state is not None and not state["flagged"]:
             closed = window_features(state)
         muted = 0.0 if state is None else state["muted_until"]
-        recent = [] if state is None else state["recent"]
-        state = {"window": start, "n": 0, "items": [], "carts": 0, "last_ts": None, "gap_n": 0,
+        recent = () if state is None else state["recent"]
+        state = {"window": start, "n": 0, "items": (), "carts": 0, "last_ts": None, "gap_n": 0,
                  "gap_sum": 0.0, "gap_sq": 0.0, "flagged": False, "muted_until": muted, "recent": recent}
     st = {**state, "n": state["n"] + 1, "recent": remember(state["recent"], event_row(event))}
     if event.item_id not in st["items"]:
-        st["items"] = [*st["items"], event.item_id]
+        st["items"] = (*st["items"], event.item_id)
     if event.event_type in ("add_to_cart", "purchase"):
         st["carts"] = st["carts"] + 1
     if st["last_ts"] is not None:
@@ -129,6 +129,13 @@ class RobustZ(Detector[RobustZConfig]):
             if state["recent"][-1][3] + self.horizon_s < now and not state["flagged"]:
                 learn(self.population, window_features(state), self.config)
         return super().expire(now)
+
+    def replay(self, state: State | None, event: Event, flagged: bool) -> State:
+        """The user's state after ``event``, learning nothing and alerting nothing (``AnomalyMonitor.restore_user``)."""
+        st, _ = advance(state, event, self.config)
+        if flagged:
+            st["flagged"] = True
+        return st
 
     def step(self, state: State | None, event: Event, context: UserContext | None = None) -> Step:
         """Like every detector's ``step``, and also updates ``self.population`` with a closed clean window."""

@@ -9,16 +9,19 @@ stays a handful of entries. On the stream this is the value of one key in a
 Faust ``Table(...).hopping(size, step)`` (or ``.tumbling(size)``) table.
 
 Functions never mutate their arguments: they return new dicts, so a table
-value read by an agent can be written back as is.
+value read by an agent can be written back as is. Distinct ids and rows are
+tuples, not lists: a container holding only strings and numbers is skipped by
+CPython's cyclic garbage collector, and a worker holds millions of them (a
+JSON round trip turns them into lists, which every function here also takes).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-Windows = dict[str, Any]  # str(window start) -> count (float) or distinct ids (list[str])
-Recent = list[list[Any]]  # newest last: compact rows of the entity's latest events
+Windows = dict[str, Any]  # str(window start) -> count (float) or distinct ids (tuple[str, ...])
+Recent = Sequence[Sequence[Any]]  # newest last: compact rows of the entity's latest events
 
 
 def check_window(size_s: int, step_s: int) -> None:
@@ -39,8 +42,11 @@ def hopping_starts(ts: float, size_s: int, step_s: int) -> list[int]:
 
 
 def live(windows: Mapping[str, Any], ts: float, size_s: int) -> Windows:
-    """The windows still open at ``ts`` (those with ``start + size_s > ts``)."""
-    return {k: v for k, v in windows.items() if int(k) + size_s > ts}
+    """The windows still open at ``ts`` (those with ``start + size_s > ts``); ``windows`` itself when all are."""
+    oldest = ts - size_s
+    if all(int(k) > oldest for k in windows):
+        return windows  # the usual case: nothing ended since the entity's last event
+    return {k: v for k, v in windows.items() if int(k) > oldest}
 
 
 def add_count(windows: Mapping[str, Any], starts: Iterable[int], amount: float = 1.0) -> Windows:
@@ -57,12 +63,12 @@ def add_distinct(windows: Mapping[str, Any], starts: Iterable[int], value: str, 
     out = dict(windows)
     for start in starts:
         key = str(start)
-        ids = out.get(key, [])
+        ids = out.get(key, ())
         if value not in ids and len(ids) < cap:
-            out[key] = [*ids, value]
+            out[key] = (*ids, value)
     return out
 
 
-def remember(recent: Recent, row: list[Any], keep: int = 5) -> Recent:
+def remember(recent: Recent, row: tuple[Any, ...], keep: int = 5) -> tuple[Any, ...]:
     """``recent`` with ``row`` appended, keeping the newest ``keep`` rows."""
-    return [*recent[-(keep - 1):], row] if keep > 1 else [row]
+    return (*recent[-(keep - 1):], row) if keep > 1 else (row,)

@@ -241,4 +241,4 @@ def test_expire_drops_idle_states_but_keeps_price_histories() -> None:
     assert set(rate.states) == {"active"}
     prices = PriceJump(PriceJumpConfig())
     run(prices, purchases([10.0] * 3))
-    assert prices.expire(T0 + 365 * 86_400.0) == 0 and prices.states["u1"]["prices"] == [10.0] * 3
+    assert prices.expire(T0 + 365 * 86_400.0) == 0 and list(prices.states["u1"]["prices"]) == [10.0] * 3

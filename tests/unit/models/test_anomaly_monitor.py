@@ -81,21 +81,41 @@ def test_established_users_on_a_popular_item_raise_nothing() -> None:
 
 
 def test_a_user_snapshot_restored_in_a_new_monitor_carries_on_detection() -> None:
-    """What a restarted worker does: the bot's half-seen burst is completed, not restarted, and not re-alerted."""
+    """What a restarted worker does: the bot's half-seen burst is completed, not restarted, and not re-alerted.
+
+    The snapshot holds only what the user's latest events cannot rebuild; the
+    windows come back from those events (the user state keeps them anyway).
+    """
     times = [T0 + 1.75 * (k // 2) * 2 + (0.5 if k % 2 else 0.0) for k in range(25)]  # irregular: gaps 0.5 s, 3 s
     burst = [Event("bot", f"i{k}", "click", ts) for k, ts in enumerate(times)]  # 25 clicks within 42 s
     first_half, second_half = burst[:15], burst[15:]
     old = AnomalyMonitor()
     assert observe_all(old, first_half) == []  # 15 clicks in a minute: under the 20 of rate_burst
     snapshot = orjson.loads(orjson.dumps(old.user_snapshot("bot")))  # through a table's JSON codec
+    assert set(snapshot) == {"first_seen"}  # nothing raised, no prices: the rest is in the events
     restored = AnomalyMonitor()
-    restored.restore_user("bot", snapshot)
+    restored.restore_user("bot", snapshot, first_half)
     assert restored.knows("bot") and not AnomalyMonitor().knows("bot")
+    assert restored.user_detectors[0].states["bot"]["windows"] == old.user_detectors[0].states["bot"]["windows"]
     alerts = observe_all(restored, second_half)
     assert [a.detector for a in alerts if a.detector == "rate_burst"] == ["rate_burst"]
-    fresh = AnomalyMonitor()  # without the snapshot the same 10 clicks look harmless
+    fresh = AnomalyMonitor()  # without the history the same 10 clicks look harmless
+    fresh.restore_user("bot", snapshot)
     assert [a for a in observe_all(fresh, second_half) if a.detector == "rate_burst"] == []
-    again = AnomalyMonitor()  # the alert's key and quarantine travel too
-    again.restore_user("bot", orjson.loads(orjson.dumps(restored.user_snapshot("bot"))))
+    again = AnomalyMonitor()  # the alert's key and quarantine travel in the snapshot
+    again.restore_user("bot", orjson.loads(orjson.dumps(restored.user_snapshot("bot"))), burst)
     assert again.is_quarantined("bot", second_half[-1].ts)
     assert [a for a in observe_all(again, second_half[-3:]) if a.detector == "rate_burst"] == []
+
+
+def test_purchase_prices_travel_in_the_snapshot() -> None:
+    """price_jump compares with the user's last 50 purchase prices, which the event history does not hold."""
+    buys = [Event("u", f"i{k}", "purchase", T0 + k * DAY, price=10.0 + k % 3) for k in range(8)]
+    old = AnomalyMonitor()
+    observe_all(old, buys)
+    snapshot = orjson.loads(orjson.dumps(old.user_snapshot("u")))
+    assert snapshot["prices"] == [b.price for b in buys]
+    restored = AnomalyMonitor()
+    restored.restore_user("u", snapshot, [Event("u", b.item_id, "purchase", b.ts) for b in buys])  # no prices
+    spike = Event("u", "gold", "purchase", T0 + 9 * DAY, price=500.0)
+    assert [a.detector for a in observe_all(restored, [spike])] == ["price_jump"]

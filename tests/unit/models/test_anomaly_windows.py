@@ -37,17 +37,23 @@ def test_counts_expire_when_their_window_ends() -> None:
 
 
 def test_distinct_values_are_counted_once_and_capped_without_mutating_input() -> None:
-    before = {"0": ["a"]}
+    before = {"0": ["a"]}  # as a JSON round trip gives it back
     after = add_distinct(before, [0], "a", cap=3)
     after = add_distinct(after, [0], "b", cap=3)
     after = add_distinct(after, [0], "c", cap=3)
     after = add_distinct(after, [0], "d", cap=3)
-    assert after == {"0": ["a", "b", "c"]}
+    assert after == {"0": ("a", "b", "c")}
     assert before == {"0": ["a"]}
 
 
+def test_live_drops_only_ended_windows_and_never_mutates() -> None:
+    windows = {"60": 1.0, "90": 2.0}
+    assert live(windows, 100.0, 60) is windows  # nothing ended: no copy
+    assert live(windows, 120.0, 60) == {"90": 2.0} and windows == {"60": 1.0, "90": 2.0}
+
+
 def test_remember_keeps_the_newest_rows() -> None:
-    recent: list[list[object]] = []
+    recent: tuple = ()
     for n in range(7):
-        recent = remember(recent, [n], keep=5)
-    assert recent == [[2], [3], [4], [5], [6]]
+        recent = remember(recent, (n,), keep=5)
+    assert recent == ((2,), (3,), (4,), (5,), (6,))
