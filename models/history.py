@@ -23,7 +23,9 @@ def user_histories(events: Iterable[Event]) -> dict[str, list[tuple[str, str]]]:
 
 
 def split_history(history: History) -> tuple[list[str], list[str]]:
-    """Item ids and event types of a history given either way."""
+    """Item ids and event types of a history given either way (pairs may carry more fields, e.g. a time)."""
+    if history and not isinstance(history[0], str):
+        return [entry[0] for entry in history], [entry[1] for entry in history]  # type: ignore[index]
     items: list[str] = []
     types: list[str] = []
     for entry in history:

@@ -15,7 +15,7 @@ A user lives on one partition, so ``offset`` makes re-delivered events
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,7 +68,7 @@ def apply_events(
     events: Iterable[tuple[int, Event]],
     activity: dict[str, ItemActivity] | None,
     config: StateConfig,
-    applied_events: list[tuple[list[tuple[str, str]], Event]] | None = None,
+    applied_events: list[tuple[list[Sequence[Any]], Event]] | None = None,
     learn_from: Callable[[Event], bool] | None = None,
 ) -> tuple[UserState, int, int]:
     """Apply one user's events (with their source offsets, in order) to their state.
@@ -76,7 +76,7 @@ def apply_events(
     Adds each event's popularity and co-visitation weight into ``activity``
     (item id -> ItemActivity; None: item statistics are not kept here).
     Appends ``(history before the event, event)`` per applied event to
-    ``applied_events`` (what training samples are made of). Returns (new state,
+    ``applied_events`` (the history as the state's ``[item, type, ts]`` rows) (what training samples are made of). Returns (new state,
     applied, duplicates); an event whose offset is not newer than the state's
     is a duplicate. Events ``learn_from`` rejects (quarantined traffic) still
     update the user's state but add no activity and no training sample.
@@ -91,7 +91,7 @@ def apply_events(
         if activity is not None and learn:
             add_activity(activity, history_items(st), ev, config)
         if applied_events is not None and learn:
-            applied_events.append(([(e[0], e[1]) for e in st["events"][-config.history_len:]], ev))
+            applied_events.append((st["events"][-config.history_len:], ev))
         st["events"].append((ev.item_id, ev.event_type, ev.ts))  # a tuple: untracked by the cyclic GC
         if ev.event_type == "purchase":
             st["bought"].append(ev.item_id)

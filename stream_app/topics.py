@@ -33,3 +33,14 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
         alerts=topic(settings.alerts_topic),
         training_samples=topic(settings.training_samples_topic),
     )
+
+
+async def publish(app: faust.App, topic: TopicT, key: bytes | None, value: bytes) -> None:
+    """Hand one raw message to the app's producer, keyed partitioning as ``topic.send`` does.
+
+    For the per-event outputs (recommendations, training samples, item
+    activity): ``topic.send`` wraps each message in Faust's future and
+    callback bookkeeping, which cost ~10% of a busy worker's time. Delivery is
+    the same: Faust flushes this producer before it commits offsets.
+    """
+    await app.producer.send(topic.get_topic_name(), key, value, None, None, None)

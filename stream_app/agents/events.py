@@ -17,7 +17,7 @@ from stream_app.pipeline import BatchOutput, Incoming, apply_batch_states, proce
 from stream_app.settings import Settings
 from stream_app.sinks.base import Store
 from stream_app.tables import Tables
-from stream_app.topics import Topics
+from stream_app.topics import Topics, publish
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
     async def send_due_samples() -> None:
         samples, dropped = holdback.release(trainable)
         for sample in samples:
-            await topics.training_samples.send(key=sample.user_id.encode(), value=orjson.dumps(sample.to_dict()))
+            await publish(app, topics.training_samples, sample.user_id.encode(), orjson.dumps(sample.to_dict()))
         if dropped:
             await store.add_counters({"samples_dropped": dropped})
 
@@ -59,7 +59,7 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
                 slot.end_batch()
             apply_batch_states(tables.users, out)
             holdback.add(out.samples)
-            await emit(out, topics)
+            await emit(app, out, topics)
             await send_due_samples()
             await store.write_recommendations(out.records, out.counters)
             metrics.observe_batch(out.counters, (d.rejection.code for d in out.dead_letters),
@@ -70,12 +70,12 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
             await release(stream, events)
 
 
-async def emit(out: BatchOutput, topics: Topics) -> None:
+async def emit(app: faust.App, out: BatchOutput, topics: Topics) -> None:
     """Send a batch's item activity, recommendations, alerts and dead letters (samples go via the holdback)."""
     for item, act in out.activity.items():
-        await topics.item_activity.send(key=item.encode(), value=orjson.dumps(act.to_wire()))
+        await publish(app, topics.item_activity, item.encode(), orjson.dumps(act.to_wire()))
     for rec in out.records:
-        await topics.recommendations.send(key=rec["user_id"].encode(), value=orjson.dumps(rec))
+        await publish(app, topics.recommendations, rec["user_id"].encode(), orjson.dumps(rec))
     for alert in out.alerts:
         await topics.alerts.send(key=alert.entity_id.encode(), value=orjson.dumps(alert.to_dict()))
     for dl in out.dead_letters:
