@@ -17,6 +17,18 @@ learnt from) three times from that same start:
   small learning rate, new samples mixed with a replay buffer seeded with
   the pre-training log).
 
+and, with ``--retrain-at F`` (default 0.8), the usual alternative to
+learning online, a periodic batch retrain:
+
+- ``retrained``: frozen until the ``F`` point of the log (by time), then a
+  fresh ensemble pre-trained the same way on everything before that point
+  serves the rest, frozen. The table also reports every variant over that
+  last part alone, where the retrained model has seen all the data the online
+  learner has.
+
+Gains over ``frozen`` come with a 95% paired bootstrap interval over scored
+events (``models.evaluation.prequential.gain_interval``).
+
 Event time. Taobao events carry Unix times. Amazon Beauty sequences carry
 only each user's own order, so ``models.data.timeline.stagger_users`` defines
 time: every user starts at a random moment (seeded) in a ``--horizon-days``
@@ -47,6 +59,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +69,13 @@ from models.data.eventlog import read_events  # noqa: E402
 from models.data.events import Event  # noqa: E402
 from models.data.timeline import split_by_time, stagger_users  # noqa: E402
 from models.ensemble import Ensemble  # noqa: E402
-from models.evaluation.prequential import PrequentialResult, count_edges, prequential  # noqa: E402
+from models.evaluation.prequential import (  # noqa: E402
+    PrequentialResult,
+    count_edges,
+    gain_interval,
+    metrics_at,
+    prequential,
+)
 from models.history import user_histories  # noqa: E402
 from models.online.learner import OnlineConfig, OnlineLearner  # noqa: E402
 from models.online.samples import log_samples  # noqa: E402
@@ -70,6 +89,7 @@ TAOBAO = ROOT / "data" / "sample" / "taobao_user_behavior.csv"
 DAY_S = 86_400.0
 NO_DECAY_S = 1e9  # half-life for Beauty: staggered times carry no trends to decay
 VARIANTS = ("frozen", "stats_only", "online")
+RETRAINED = "retrained"
 
 
 def load_events(name: str, args: argparse.Namespace) -> tuple[list[Event], dict[str, Any]]:
@@ -144,6 +164,22 @@ def stream(
                        batch_size=args.stream_batch)
 
 
+def retrained(name: str, events: list[Event], frozen: PrequentialResult,
+              args: argparse.Namespace) -> tuple[PrequentialResult, int]:
+    """The ``retrained`` variant over the whole stream, and the stream index where its retrained part starts.
+
+    Up to the retrain point it is the frozen run (the same model); after it, a
+    fresh pre-training on everything before that point serves, frozen.
+    """
+    pre, rest = split_by_time(events, args.retrain_at)
+    ensemble, _ = pretrain(f"{name}-retrain-{args.retrain_at:g}", pre, args)
+    after = prequential(rest, lambda: ensemble, histories=user_histories(pre), batch_size=args.stream_batch)
+    start = len(frozen.ts) - len(rest)  # the stream is sorted, so the part after the point is its suffix
+    ranks = np.concatenate([frozen.ranks[:start], after.ranks])
+    scored = np.concatenate([frozen.scored[:start], after.scored])
+    return PrequentialResult(frozen.ts, scored, ranks, after.seconds, after.learn_calls), start
+
+
 def learner_cost(ensemble: Ensemble, pre: list[Event], rest: list[Event], config: OnlineConfig,
                  sizes: list[int], repeats: int) -> dict[str, Any]:
     """Seconds per ``learn`` call of N samples, of ``candidate()``, and of a checkpoint save/load."""
@@ -199,12 +235,27 @@ def run_dataset(name: str, args: argparse.Namespace, config: OnlineConfig) -> di
                         "learn_seconds": round(results[variant].seconds["learn"], 1)}
         print(f"{name}: {variant:10} NDCG@10 {m['ndcg@10']:.4f}  HR@10 {m['hr@10']:.4f}  "
               f"({m['n']} scored, {out[variant]['seconds']:.0f} s)", flush=True)
+    if args.retrain_at > args.pretrain_fraction and "frozen" in results:
+        results[RETRAINED], tail_from = retrained(name, events, results["frozen"], args)
+        m = results[RETRAINED].metrics(10)
+        out[RETRAINED] = {"ndcg@10": round(m["ndcg@10"], 5), "hr@10": round(m["hr@10"], 5), "scored": m["n"],
+                          "retrain_at": args.retrain_at}
+        print(f"{name}: {RETRAINED:10} NDCG@10 {m['ndcg@10']:.4f}  HR@10 {m['hr@10']:.4f}", flush=True)
+        tail = np.arange(len(rest)) >= tail_from
+        out["after_retrain"] = {v: {k: (round(x, 5) if isinstance(x, float) else x)
+                                    for k, x in metrics_at(r.ranks[tail & r.scored], 10).items()}
+                                for v, r in results.items()}
+        base_tail = out["after_retrain"]["frozen"]["ndcg@10"]
+        for v, row in out["after_retrain"].items():
+            row["gain_vs_frozen"] = round(row["ndcg@10"] / base_tail - 1, 4) if base_tail and v != "frozen" else None
     if "online" in results:
         out["learn_s_per_1k_samples"] = round(results["online"].seconds["learn"] / len(rest) * 1000, 3)
     if "frozen" in results:
         base = out["frozen"]["ndcg@10"]
         out["ndcg_gain_vs_frozen"] = {v: round(out[v]["ndcg@10"] / base - 1, 4) if base else None
                                       for v in results if v != "frozen"}
+        out["ndcg_gain_interval_95"] = {v: [round(x, 4) for x in gain_interval(results["frozen"], r, seed=args.seed)]
+                                        for v, r in results.items() if v != "frozen"}
     some = next(iter(results.values()))
     edges = count_edges(some.ts, args.windows)
     out["windows"] = {v: [{k: (round(x, 5) if isinstance(x, float) else x) for k, x in w.items()}
@@ -238,14 +289,24 @@ def plot(doc: dict[str, Any], datasets: list[str], path: Path) -> None:
 
 
 def markdown(doc: dict[str, Any], datasets: list[str]) -> str:
-    lines = [f"`{doc['command']}`", "", "| data set | variant | NDCG@10 | HR@10 | scored events | NDCG vs frozen |",
-             "|---|---|---|---|---|---|"]
+    lines = [f"`{doc['command']}`", "", "Whole streamed part:", "",
+             "| data set | variant | NDCG@10 | HR@10 | scored events | NDCG vs frozen | 95% interval |",
+             "|---|---|---|---|---|---|---|"]
     for name in datasets:
         d = doc[name]
-        for v in VARIANTS:
+        for v in (*VARIANTS, RETRAINED):
             if v in d:
                 gain = d.get("ndcg_gain_vs_frozen", {}).get(v)
+                low, high = d.get("ndcg_gain_interval_95", {}).get(v, (None, None))
                 lines.append(f"| {name} | {v} | {d[v]['ndcg@10']:.4f} | {d[v]['hr@10']:.4f} | {d[v]['scored']} | "
+                             + (f"{gain:+.1%} | {low:+.1%} to {high:+.1%} |" if gain is not None else "- | - |"))
+    if any("after_retrain" in doc[name] for name in datasets):
+        lines += ["", "After the retrain point only (the retrained model has seen everything before it):", "",
+                  "| data set | variant | NDCG@10 | HR@10 | scored events | NDCG vs frozen |", "|---|---|---|---|---|---|"]
+        for name in datasets:
+            for v, row in doc[name].get("after_retrain", {}).items():
+                gain = row.get("gain_vs_frozen")
+                lines.append(f"| {name} | {v} | {row['ndcg@10']:.4f} | {row['hr@10']:.4f} | {row['n']} | "
                              + (f"{gain:+.1%} |" if gain is not None else "- |"))
     lines += ["", "| data set | learn() samples | median s | s per 1k samples |", "|---|---|---|---|"]
     for name in datasets:
@@ -269,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--beauty-users", type=int, default=0, help="only the first N Beauty users (0: all)")
     p.add_argument("--horizon-days", type=float, default=365.0, help="Beauty users' start times spread over this")
     p.add_argument("--pretrain-fraction", type=float, default=0.6, help="share of events (by time) to pre-train on")
+    p.add_argument("--retrain-at", type=float, default=0.8,
+                   help="add the 'retrained' variant: a fresh pre-training at this point of the log (0: off)")
     p.add_argument("--pretrain-minutes", type=float, default=4.0, help="cap on the transformer's pre-training")
     p.add_argument("--cache", type=Path, default=None,
                    help="directory for pre-trained ensembles: reused if present (delete to retrain)")

@@ -64,3 +64,20 @@ def test_each_batch_is_tested_before_it_is_learnt() -> None:
     assert result.ranks.tolist() == [3, 0]
     assert [[s.target for s in b] for b in learnt] == [["d"], ["d"]] and result.learn_calls == 2
     assert learnt[1][0].items == []  # u2 had no history; users' histories are per user
+
+
+def test_gain_interval_brackets_the_gain_and_refuses_unpaired_runs() -> None:
+    import numpy as np
+
+    from models.evaluation.prequential import PrequentialResult, gain_interval
+
+    n = 400
+    ts, scored = np.arange(n, dtype=float), np.ones(n, dtype=bool)
+    base = PrequentialResult(ts, scored, np.where(np.arange(n) % 4 == 0, 0, 50))  # hits 1 in 4 (gain 1 each)
+    better = PrequentialResult(ts, scored, np.where(np.arange(n) % 2 == 0, 0, 50))  # hits 1 in 2: +100 %
+    low, high = gain_interval(base, better, reps=500)
+    assert low < 1.0 < high and low > 0.5  # brackets the true +100 %, and clearly excludes "no gain"
+    assert gain_interval(base, base, reps=50) == (0.0, 0.0)
+    unpaired = PrequentialResult(ts, np.arange(n) % 3 > 0, base.ranks)
+    with pytest.raises(ValueError):
+        gain_interval(base, unpaired)
