@@ -7,7 +7,9 @@ thread, so the consumer keeps heart-beating while torch trains. Each
 promotion or rollback the trainer decides is written to the model store
 first, then announced on the model-updates topic for workers to swap to.
 
-Offsets are committed after each batch is learnt. A restarted trainer
+An unreadable sample goes, unchanged, to the dead-letter topic (reason
+``bad_sample`` and its origin in headers, as for events) before its offset is
+committed. Offsets are committed after each batch is learnt. A restarted trainer
 starts again from the store's serving version, so what it learnt since the
 last promotion is lost (its samples are not read again); the serving
 weights never are.
@@ -21,13 +23,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 import torch
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
 
 from models.model_store import ModelStore
 from models.online.learner import OnlineConfig
 from models.online.samples import TrainingSample
 from models.online.trainer import OnlineTrainer, TrainerConfig, ensure_base
 from stream_app.model_updates import announce
+from stream_app.records import Rejection
 from stream_app.settings import Settings
 from stream_app.tansu_compat import bootstrap_from_url
 
@@ -45,16 +49,24 @@ def trainer_configs(settings: Settings) -> tuple[OnlineConfig, TrainerConfig]:
     return learner, trainer
 
 
-def parse_samples(values: list[bytes]) -> tuple[list[TrainingSample], int]:
-    """Samples from message values, and how many were unreadable (logged and skipped)."""
-    samples, bad = [], 0
-    for value in values:
+def parse_samples(values: list[bytes | None]) -> tuple[list[TrainingSample], list[tuple[int, Rejection]]]:
+    """Samples from message values, and each unreadable one's index and reason (for the dead-letter topic)."""
+    samples: list[TrainingSample] = []
+    rejected: list[tuple[int, Rejection]] = []
+    for n, value in enumerate(values):
         try:
-            samples.append(TrainingSample.from_dict(orjson.loads(value)))
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            bad += 1
-            log.warning("unreadable training sample skipped: %s", exc)
-    return samples, bad
+            samples.append(TrainingSample.from_dict(orjson.loads(value or b"")))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            rejected.append((n, Rejection("bad_sample", f"{type(exc).__name__}: {exc}"[:200])))
+    return samples, rejected
+
+
+async def dead_letter(producer: AIOKafkaProducer, settings: Settings, msg: ConsumerRecord, why: Rejection) -> None:
+    """Send an unreadable sample, unchanged, to the dead-letter topic with its reason and origin in headers."""
+    log.warning("dead letter %s at partition %d offset %d: %s", why.code, msg.partition, msg.offset, why.detail)
+    headers = why.headers() + [("source-topic", msg.topic.encode()), ("source-partition", str(msg.partition).encode()),
+                               ("source-offset", str(msg.offset).encode())]
+    await producer.send(settings.dead_letter_topic, value=msg.value, key=msg.key, headers=headers)
 
 
 async def run_trainer(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
@@ -77,21 +89,28 @@ async def run_trainer(settings: Settings, *, stop: asyncio.Event | None = None) 
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
         session_timeout_ms=int(settings.broker_session_timeout_s * 1000),
         heartbeat_interval_ms=int(settings.broker_heartbeat_interval_s * 1000))
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_from_url(settings.kafka_url))
     await consumer.start()
+    await producer.start()
     try:
         while stop is None or not stop.is_set():
             batches = await consumer.getmany(timeout_ms=200, max_records=settings.trainer_batch)
             msgs = [m for part in batches.values() for m in part]
-            samples, _ = parse_samples([m.value for m in msgs])
-            kafka_ms = [m.timestamp for m, _ in zip(msgs, samples)] if len(samples) == len(msgs) else None
+            samples, rejected = parse_samples([m.value for m in msgs])
+            for n, why in rejected:
+                await dead_letter(producer, settings, msgs[n], why)
+            bad = {n for n, _ in rejected}
+            kafka_ms = [m.timestamp for n, m in enumerate(msgs) if n not in bad]
             entries = await loop.run_in_executor(pool, trainer.on_samples, samples, kafka_ms)
             for entry in entries:
                 log.info("%s %s", entry["action"], entry["version"])
                 await announce(settings, entry)
             if msgs:
+                await producer.flush()  # dead letters are durable before their offsets are committed
                 await consumer.commit()
     finally:
         await consumer.stop()
+        await producer.stop()
         pool.shutdown(wait=True)
 
 

@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from models.data.eventlog import read_events
 from models.model_store import ModelStore
@@ -85,6 +86,18 @@ async def _scenario(stack, settings, start_worker, store, trainer, first, second
         assert len(samples) == len(first) + len(second)  # one sample per processed event, none twice
         served_by = {json.loads(m.value)["model_version"] for m in samples}
         assert served_by >= {base, promoted}  # versions changed mid-stream, and samples say which served
+
+        # an unreadable sample goes, unchanged, to the dead-letter topic with its reason
+        producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait(settings.training_samples_topic, b'{"user_id": "u1"}', key=b"u1")
+        finally:
+            await producer.stop()
+        dead = await consume(stack.bootstrap, settings.dead_letter_topic, 1)
+        assert [d.value for d in dead] == [b'{"user_id": "u1"}']
+        headers = dict(dead[0].headers)
+        assert headers["dlq-reason"] == b"bad_sample" and headers["source-topic"] == settings.training_samples_topic.encode()
 
         trainer.stop()  # from here on the store changes only by this test's hand
         serving = store.current()
