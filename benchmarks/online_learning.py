@@ -130,12 +130,12 @@ def recount(ensemble: Ensemble, events: list[Event]) -> None:
     ensemble.scorers.update(fresh)
 
 
-def pretrain(name: str, pre: list[Event], args: argparse.Namespace) -> tuple[Ensemble, dict[str, Any]]:
-    """A fresh ensemble on the pre-training part, cached under ``--cache`` when given."""
-    cached = args.cache / name if args.cache else None
+def pretrain(name: str, pre: list[Event], args: argparse.Namespace, tag: str = "") -> tuple[Ensemble, dict[str, Any]]:
+    """A fresh ensemble on the pre-training part, cached under ``--cache`` (as ``name`` + ``tag``) when given."""
+    cached = args.cache / f"{name}{tag}" if args.cache else None
     if cached is not None and (cached / "meta.json").is_file():
         ensemble, meta = Ensemble.load(cached)
-        print(f"{name}: pre-trained ensemble loaded from {cached}", flush=True)
+        print(f"{name}{tag}: pre-trained ensemble loaded from {cached}", flush=True)
         return ensemble, meta["pretrain"]
     config = pipeline_config(name, args)
     trained = train_all(pre, config, progress=False)
@@ -145,7 +145,7 @@ def pretrain(name: str, pre: list[Event], args: argparse.Namespace) -> tuple[Ens
             "config": asdict(config)}
     if cached is not None:
         trained.ensemble.save(cached, extra={"pretrain": info})
-    print(f"{name}: pre-trained in {info['seconds']:.0f} s, weights {info['weights']}", flush=True)
+    print(f"{name}{tag}: pre-trained in {info['seconds']:.0f} s, weights {info['weights']}", flush=True)
     return trained.ensemble, info
 
 
@@ -172,7 +172,7 @@ def retrained(name: str, events: list[Event], frozen: PrequentialResult,
     fresh pre-training on everything before that point serves, frozen.
     """
     pre, rest = split_by_time(events, args.retrain_at)
-    ensemble, _ = pretrain(f"{name}-retrain-{args.retrain_at:g}", pre, args)
+    ensemble, _ = pretrain(name, pre, args, tag=f"-retrain-{args.retrain_at:g}")
     after = prequential(rest, lambda: ensemble, histories=user_histories(pre), batch_size=args.stream_batch)
     start = len(frozen.ts) - len(rest)  # the stream is sorted, so the part after the point is its suffix
     ranks = np.concatenate([frozen.ranks[:start], after.ranks])
