@@ -267,7 +267,12 @@ def run_dataset(name: str, args: argparse.Namespace, config: OnlineConfig) -> di
 
 
 def plot(doc: dict[str, Any], datasets: list[str], path: Path) -> None:
-    import matplotlib
+    """NDCG@10 per time window, one panel per data set (needs the ``bench`` extra: matplotlib)."""
+    try:
+        import matplotlib
+    except ImportError:
+        print(f"no plot written: matplotlib is missing (pip install -e '.[bench]'); {path.stem}.json is complete")
+        return
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
