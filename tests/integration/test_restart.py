@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 @pytest.fixture
 def settings(settings):
-    return replace(settings, log_level="info")  # the restarted worker logs its recovery
+    return replace(settings, log_level="info")  # the restarted worker's recovery log, shown on failure
 
 
 GRACEFUL_STALL = pytest.mark.xfail(
@@ -64,12 +64,12 @@ def test_user_state_survives_a_worker_restart(stack, settings, start_worker, sto
     # no event lost, none applied twice. Faust is at-least-once: after a crash (and now and
     # then after a graceful stop whose last commit had not landed) events are re-delivered;
     # the state's source offset recognises them and they are counted as duplicates.
-    assert counters["processed"] == len(events)
+    assert counters["processed"] == len(events), log[-4000:]
     assert counters["rejected"] == 0
     assert counters["events_in"] == counters["processed"] + counters["duplicates"]
     # every user's state holds all of their events: the part before the restart was recovered
     stale = {u: (records[u]["events_seen"], n) for u, n in per_user.items() if records[u]["events_seen"] != n}
     assert stale == {}
-    # tansu reported changelog end offsets too low (which ends Faust's recovery early and
-    # loses the newest state, a race that shows only sometimes); the work-around corrected them
-    assert "tansu end offsets corrected" in log
+    # (tansu reports changelog end offsets too low when the last batch holds several records,
+    # which would end Faust's recovery early; whether that happens here depends on producer
+    # batching, so the work-around itself is tested deterministically in test_tansu_offsets.py)
