@@ -31,6 +31,8 @@ def _parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="embedded broker + Redis + worker, replay the bundled sample, print top-10s")
     d.add_argument("--users", type=int, default=3, help="how many users' top-10 to print")
+    d.add_argument("--baseline", action="store_true",
+                   help="the popularity + co-visitation skeleton on the whole sample (no model, no trainer)")
 
     for name, what in (("train", "pre-train the models on an event log"),
                        ("evaluate", "evaluate the models offline")):
@@ -74,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from stream_app.demo import run_demo
 
-        return run_demo(users=args.users)
+        return run_demo(users=args.users, baseline=args.baseline)
     raise AssertionError(args.command)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from concurrent.futures import ThreadPoolExecutor
 
 import orjson
@@ -115,5 +116,15 @@ async def run_trainer(settings: Settings, *, stop: asyncio.Event | None = None) 
 
 
 def main(settings: Settings) -> None:
+    """Run the trainer until SIGTERM or SIGINT; the batch in hand is finished and committed first."""
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(run_trainer(settings))
+
+    async def until_signalled() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_trainer(settings, stop=stop)
+        log.info("trainer stopped")
+
+    asyncio.run(until_signalled())
