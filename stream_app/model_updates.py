@@ -139,6 +139,7 @@ async def _on_announcement(value: bytes, settings: Settings, slot: ModelSlot, me
     target = slot.staged[0].model_version if slot.staged else slot.model_version
     if version == target:
         return  # already serving (e.g. the version this worker started from)
+    started = time.monotonic()
     try:
         path = ModelStore(settings.model_store).path(version)
         recommender = await asyncio.get_running_loop().run_in_executor(loader, _load_checked, load, path, version)
@@ -147,7 +148,8 @@ async def _on_announcement(value: bytes, settings: Settings, slot: ModelSlot, me
         metrics.model_refused.inc()
         return
     slot.stage(recommender, entry)
-    log.info("model %s staged (%s), swapping at the next micro-batch", version, entry.get("action"))
+    log.info("model %s staged (%s) after %.2f s loading, swapping at the next micro-batch",
+             version, entry.get("action"), time.monotonic() - started)
 
 
 def _load_checked(load, path: Path, version: str) -> EnsembleRecommender:

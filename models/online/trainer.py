@@ -135,9 +135,8 @@ class OnlineTrainer:
 
     def _evaluate(self) -> list[dict[str, Any]]:
         held = [s for s, _ in self.holdout]
-        candidate = self.learner.candidate()
-        cand_m = OnlineLearner.evaluate(candidate, held)
-        serv_m = OnlineLearner.evaluate(self.serving, held)
+        judged = self.learner.judge(held, self.serving)  # the working copy itself: copied only when promoted
+        cand_m, serv_m = judged["candidate"], judged["serving"]
         self.since_eval, self.last_eval = 0, self.clock()
         promote = should_promote(cand_m, serv_m, self.config.promote_tolerance)
         self.evaluations.append({"candidate": cand_m, "serving": serv_m, "promoted": promote,
@@ -147,6 +146,7 @@ class OnlineTrainer:
                      cand_m["ndcg@10"], self.serving_version, serv_m["ndcg@10"], cand_m["n"])
             return []
         metrics = {"candidate": cand_m, "serving": serv_m}
+        candidate = self.learner.candidate()  # exactly what was judged: nothing learnt in between
         version = self.store.save(candidate, extra={"metrics": metrics, "previous": self.serving_version,
                                                     "learnt_samples": self.learner.seen})
         entry = self.store.promote(version, previous=self.serving_version, metrics=metrics,

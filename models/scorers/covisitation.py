@@ -35,9 +35,11 @@ class CovisitationScorer(Scorer):
         self.config = config
         self.neighbors: dict[str, dict[str, float]] = {}  # item -> {neighbour: log2 weight}
         self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._loaded: dict[str, torch.Tensor] | None = None  # ``state()`` as loaded, until the first observe
 
     def observe(self, history: History, item: str, event_type: str, ts: float) -> None:
         self.vocab.add(item)
+        self._loaded = None
         previous, _ = split_history(history)
         weight = EVENT_WEIGHTS.get(event_type, 1.0)
         cfg = self.config
@@ -79,6 +81,13 @@ class CovisitationScorer(Scorer):
         return scores
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Every (item, neighbour, log2 weight) as tensors of vocabulary rows.
+
+        Right after ``from_state`` these are the loaded tensors (the serving
+        blend reads them on every model swap; rebuilding them walks ~1M pairs).
+        """
+        if self._loaded is not None:
+            return dict(self._loaded), {"config": asdict(self.config)}
         src, dst, logw = [], [], []
         for item, nbrs in self.neighbors.items():
             for other, w in nbrs.items():
@@ -97,4 +106,5 @@ class CovisitationScorer(Scorer):
         scorer = cls(vocab, CovisitationConfig(**meta["config"]))
         for s, d, w in zip(tensors["src"].tolist(), tensors["dst"].tolist(), tensors["log_weight"].tolist()):
             scorer.neighbors.setdefault(vocab.item(s), {})[vocab.item(d)] = w
+        scorer._loaded = {k: tensors[k] for k in ("src", "dst", "log_weight")}
         return scorer
