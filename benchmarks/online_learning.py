@@ -266,6 +266,24 @@ def run_dataset(name: str, args: argparse.Namespace, config: OnlineConfig) -> di
     return out
 
 
+def attach_swap_lag(doc: dict[str, Any], source: Path) -> None:
+    """Copy the swap lag measured by ``benchmarks/swap_lag.py`` (Beauty, worker + trainer) into ``doc``.
+
+    It is measured there, on the embedded stack, not here: the lag is set by
+    the sample hold-back, the trainer's cadence and the checkpoint load, not by
+    the data set, so Taobao gets ``None``.
+    """
+    if not source.is_file():
+        return
+    measured = json.loads(source.read_text())
+    lag = measured.get("swap_lag_s") or {}
+    doc["swap_lag"] = {"source": source.relative_to(ROOT).as_posix(), "command": measured.get("command"),
+                       "p50_s": lag.get("p50"), "max_s": lag.get("max"), "n": lag.get("n")}
+    for name in ("beauty", "taobao"):
+        if name in doc:
+            doc[name]["swap_lag_s"] = lag.get("p50") if name == "beauty" else None
+
+
 def plot(doc: dict[str, Any], datasets: list[str], path: Path) -> None:
     """NDCG@10 per time window, one panel per data set (needs the ``bench`` extra: matplotlib)."""
     try:
@@ -368,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.datasets:
         doc[name] = run_dataset(name, args, config)
     doc["total_seconds"] = round(time.perf_counter() - start, 1)
+    attach_swap_lag(doc, RESULTS / "swap_lag.json")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=1) + "\n")
     table = markdown(doc, args.datasets)
