@@ -112,7 +112,7 @@ class LinearBlend:
                 total = torch.addmm(self.base, scaled, self.table.T)  # one pass: base + (w h / sd) . E
             else:
                 total = (scaled @ self.table.T).float().add_(self.base)
-        covis_idx, covis_val = self._covis_terms(rows) if self.covis is not None else (None, None)
+        covis_idx, covis_val, covis_seed = self._covis_terms(rows) if self.covis is not None else (None, None, None)
         if covis_idx is not None and covis_idx.numel():
             total.view(-1).index_add_(0, covis_idx.to(self.device), (self.w_covis * covis_val).to(self.device))
         masked = _exclusion_index(self.vocab, exclude, self.n_rows) if exclude is not None else None
@@ -124,7 +124,8 @@ class LinearBlend:
             top_scores = top_scores + seq_shift
         top_scores, top_rows = top_scores.cpu(), top_rows.cpu()
         contrib = self._contributions(top_rows, seq_scale, seq_shift, covis_idx, covis_val, vectors)
-        return self._scored(top_scores, top_rows, contrib)
+        because = self._because_of(top_rows, covis_idx, covis_seed)
+        return self._scored(top_scores, top_rows, contrib, because)
 
     def _sequence_terms(self, rows: list[list[int]], types: list[list[int]]):
         """User vectors on the device, and per-user scale ``w / sd`` and shift ``-w mu.h / sd``."""
@@ -179,8 +180,9 @@ class LinearBlend:
         counts = torch.bincount(src, minlength=self.n_rows)[: self.n_rows]
         self.covis_ptr = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
 
-    def _covis_terms(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Flat (user * n_rows + row) indices and ``log_relative - log(floor)`` values of the evidence."""
+    def _covis_terms(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Flat (user * n_rows + row) indices (sorted), ``log_relative - log(floor)`` values of the
+        evidence, and the row of the user's item that gave each the most of it."""
         users: list[int] = []
         seeds: list[int] = []
         ranks: list[int] = []
@@ -199,19 +201,32 @@ class LinearBlend:
         counts = self.covis_ptr[seed + 1] - self.covis_ptr[seed]
         owner = torch.repeat_interleave(torch.arange(len(seeds)), counts)  # seed of each expanded entry
         if not len(owner):
-            return torch.zeros(0, dtype=torch.long), torch.zeros(0)
+            return torch.zeros(0, dtype=torch.long), torch.zeros(0), torch.zeros(0, dtype=torch.long)
         first = torch.cumsum(counts, 0) - counts
         pos = self.covis_ptr[seed][owner] + torch.arange(len(owner)) - first[owner]
         user = torch.as_tensor(users, dtype=torch.long)[owner]
         weight = self.covis_rel[pos] / torch.as_tensor(ranks, dtype=torch.float32)[owner]
         idx, inverse = torch.unique(user * self.n_rows + self.covis_dst[pos], return_inverse=True)
         sums = torch.zeros(len(idx)).index_add_(0, inverse, weight)  # evidence per (user, item)
+        strongest = torch.zeros(len(idx)).scatter_reduce_(0, inverse, weight, "amax", include_self=False)
+        is_best = weight == strongest[inverse]
+        best_seed = torch.zeros(len(idx), dtype=torch.long).scatter_(0, inverse[is_best], seed[owner][is_best])
         keep = idx % self.n_rows > 0
-        idx, sums = idx[keep], sums[keep]
+        idx, sums, best_seed = idx[keep], sums[keep], best_seed[keep]
         owner_user = idx // self.n_rows
         top = torch.zeros(len(rows)).scatter_reduce_(0, owner_user, sums, "amax", include_self=True)
         rel = sums.clamp(min=0) / top[owner_user].clamp(min=1e-12)
-        return idx, torch.log(rel + COVIS_FLOOR) - math.log(COVIS_FLOOR)
+        return idx, torch.log(rel + COVIS_FLOOR) - math.log(COVIS_FLOOR), best_seed
+
+    def _because_of(self, top_rows: torch.Tensor, covis_idx, covis_seed) -> list[list[str | None]] | None:
+        """Per top item, the user's recent item it was co-visited with most (None: no co-visitation)."""
+        if covis_idx is None or not covis_idx.numel():
+            return None
+        flat = top_rows + torch.arange(len(top_rows))[:, None] * self.n_rows
+        pos = torch.searchsorted(covis_idx, flat).clamp(max=len(covis_idx) - 1)
+        seeds = torch.where(covis_idx[pos] == flat, covis_seed[pos], 0).tolist()
+        item = self.vocab.item
+        return [[item(r) if r > 0 else None for r in row] for row in seeds]
 
     def _contributions(self, top_rows, seq_scale, seq_shift, covis_idx, covis_val, vectors) -> dict[str, torch.Tensor]:
         """(batch, k) weighted normalised score of each active scorer at the top rows."""
@@ -231,8 +246,8 @@ class LinearBlend:
             out[self.covis_name] = self.w_covis * (extra + math.log(COVIS_FLOOR))
         return out
 
-    def _scored(self, top_scores: torch.Tensor, top_rows: torch.Tensor,
-                contrib: dict[str, torch.Tensor]) -> list[list[Scored]]:
+    def _scored(self, top_scores: torch.Tensor, top_rows: torch.Tensor, contrib: dict[str, torch.Tensor],
+                because: list[list[str | None]] | None = None) -> list[list[Scored]]:
         """Scored items per user, best first, ties by lower row; ``-inf`` (excluded) items dropped."""
         by_row = torch.argsort(top_rows, dim=1, stable=True)
         by_score = torch.argsort(-top_scores.gather(1, by_row), dim=1, stable=True)
@@ -240,10 +255,14 @@ class LinearBlend:
         scores, rows = top_scores.gather(1, order).tolist(), top_rows.gather(1, order).tolist()
         zeros = torch.zeros(top_rows.shape, dtype=torch.float32)
         parts = [contrib.get(n, zeros).float().gather(1, order).tolist() for n in self.names]  # names x (batch, k)
+        if because is None:
+            why = [[None] * len(r_b) for r_b in rows]
+        else:
+            why = [[b_b[j] for j in o_b] for b_b, o_b in zip(because, order.tolist())]
         names, item, neg_inf = self.names, self.vocab.item, float("-inf")
-        return [[Scored(item_id=item(r), score=s, contributions=dict(zip(names, p)))
-                 for r, s, *p in zip(r_b, s_b, *p_b) if s != neg_inf]
-                for r_b, s_b, *p_b in zip(rows, scores, *parts)]
+        return [[Scored(item_id=item(r), score=s, contributions=dict(zip(names, p)), because_of=w)
+                 for r, s, w, *p in zip(r_b, s_b, w_b, *p_b) if s != neg_inf]
+                for r_b, s_b, w_b, *p_b in zip(rows, scores, why, *parts)]
 
 
 def _zscores(x: torch.Tensor) -> torch.Tensor:

@@ -83,3 +83,24 @@ def test_a_text_scorer_is_not_supported(ensemble: Ensemble) -> None:
     assert not supports(with_text)
     with pytest.raises(ValueError):
         LinearBlend(with_text)
+
+
+def test_each_item_names_the_recent_item_it_was_co_visited_with_most(ensemble: Ensemble) -> None:
+    covis = ensemble.scorers["covisitation"]
+    assert isinstance(covis, CovisitationScorer)
+    histories = _histories()
+    named = 0
+    for history, recs in zip(histories, LinearBlend(ensemble).recommend(histories, 10)):
+        seeds = list(dict.fromkeys(item for item, _ in reversed(history)))[: covis.config.recent_items]
+        for s in recs:
+            parts = {}  # the seed's relative co-visitation with the item, weighted 1/recency rank
+            for rank, seed in enumerate(seeds, start=1):
+                nbrs = covis.neighbors.get(seed, {})
+                if s.item_id in nbrs:
+                    parts[seed] = 2.0 ** (nbrs[s.item_id] - max(nbrs.values())) / rank
+            if not parts:
+                assert s.because_of is None, s
+                continue
+            named += 1
+            assert s.because_of in parts and parts[s.because_of] == pytest.approx(max(parts.values()), rel=1e-5)
+    assert named > 20  # the check saw real co-visitation, not only empty explanations
