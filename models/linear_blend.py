@@ -123,8 +123,9 @@ class LinearBlend:
         if seq_shift is not None:
             top_scores = top_scores + seq_shift
         top_scores, top_rows = top_scores.cpu(), top_rows.cpu()
-        contrib = self._contributions(top_rows, seq_scale, seq_shift, covis_idx, covis_val, vectors)
-        because = self._because_of(top_rows, covis_idx, covis_seed)
+        at_top = self._covis_at(top_rows, covis_idx)
+        contrib = self._contributions(top_rows, seq_scale, seq_shift, covis_val, at_top, vectors)
+        because = self._because_of(covis_seed, at_top)
         return self._scored(top_scores, top_rows, contrib, because)
 
     def _sequence_terms(self, rows: list[list[int]], types: list[list[int]]):
@@ -218,17 +219,23 @@ class LinearBlend:
         rel = sums.clamp(min=0) / top[owner_user].clamp(min=1e-12)
         return idx, torch.log(rel + COVIS_FLOOR) - math.log(COVIS_FLOOR), best_seed
 
-    def _because_of(self, top_rows: torch.Tensor, covis_idx, covis_seed) -> list[list[str | None]] | None:
-        """Per top item, the user's recent item it was co-visited with most (None: no co-visitation)."""
+    def _covis_at(self, top_rows: torch.Tensor, covis_idx) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Where each top (user, row) sits in the sorted co-visitation entries, and whether it has one."""
         if covis_idx is None or not covis_idx.numel():
             return None
         flat = top_rows + torch.arange(len(top_rows))[:, None] * self.n_rows
         pos = torch.searchsorted(covis_idx, flat).clamp(max=len(covis_idx) - 1)
-        seeds = torch.where(covis_idx[pos] == flat, covis_seed[pos], 0).tolist()
-        item = self.vocab.item
-        return [[item(r) if r > 0 else None for r in row] for row in seeds]
+        return pos, covis_idx[pos] == flat
 
-    def _contributions(self, top_rows, seq_scale, seq_shift, covis_idx, covis_val, vectors) -> dict[str, torch.Tensor]:
+    def _because_of(self, covis_seed, at_top) -> list[list[str | None]] | None:
+        """Per top item, the user's recent item it was co-visited with most (None: no co-visitation)."""
+        if at_top is None:
+            return None
+        pos, hit = at_top
+        item = self.vocab.item
+        return [[item(r) if r > 0 else None for r in row] for row in torch.where(hit, covis_seed[pos], 0).tolist()]
+
+    def _contributions(self, top_rows, seq_scale, seq_shift, covis_val, at_top, vectors) -> dict[str, torch.Tensor]:
         """(batch, k) weighted normalised score of each active scorer at the top rows."""
         out: dict[str, torch.Tensor] = {}
         if self.seq is not None:
@@ -238,11 +245,10 @@ class LinearBlend:
         if self.pop is not None:
             out[self.pop_name] = self.w_pop * self.pop_z[top_rows]
         if self.covis is not None:
-            flat = top_rows + torch.arange(len(top_rows))[:, None] * self.n_rows
-            extra = torch.zeros_like(flat, dtype=torch.float32)
-            if covis_idx is not None and covis_idx.numel():
-                pos = torch.searchsorted(covis_idx, flat).clamp(max=len(covis_idx) - 1)
-                extra = torch.where(covis_idx[pos] == flat, covis_val[pos], extra)
+            extra = torch.zeros(top_rows.shape, dtype=torch.float32)
+            if at_top is not None:
+                pos, hit = at_top
+                extra = torch.where(hit, covis_val[pos], extra)
             out[self.covis_name] = self.w_covis * (extra + math.log(COVIS_FLOOR))
         return out
 

@@ -57,7 +57,7 @@ def test_sample_flows_to_redis_results_and_dead_letters(stack, settings, start_w
     # Redis holds a top-10 for every user, built from all of their events. The log is replayed
     # at full speed, so a user may be scored before the item-stats agent has put enough items'
     # popularity in Redis (their list then holds the batch's own items and co-visitation
-    # neighbours); seen once in about ten runs on one busy core, hence "nearly every user".
+    # neighbours); seen once, in a full-suite run pinned to one busy core, hence "nearly every user".
     for user, n in per_user.items():
         rec = records[user]
         assert rec is not None, user
