@@ -130,8 +130,14 @@ def recount(ensemble: Ensemble, events: list[Event]) -> None:
     ensemble.scorers.update(fresh)
 
 
-def pretrain(name: str, pre: list[Event], args: argparse.Namespace, tag: str = "") -> tuple[Ensemble, dict[str, Any]]:
-    """A fresh ensemble on the pre-training part, cached under ``--cache`` (as ``name`` + ``tag``) when given."""
+def pretrain(name: str, pre: list[Event], args: argparse.Namespace, fraction: float) -> tuple[Ensemble, dict[str, Any]]:
+    """A fresh ensemble on the first ``fraction`` of the log (``pre``).
+
+    Cached under ``--cache`` as ``<name>-pre<fraction>`` when given: the
+    retrained variant at 0.8 and a run pre-trained on 0.8 share one. The key
+    holds neither the seed nor the minutes; use one cache per setting.
+    """
+    tag = f"-pre{fraction:g}"
     cached = args.cache / f"{name}{tag}" if args.cache else None
     if cached is not None and (cached / "meta.json").is_file():
         ensemble, meta = Ensemble.load(cached)
@@ -172,7 +178,7 @@ def retrained(name: str, events: list[Event], frozen: PrequentialResult,
     fresh pre-training on everything before that point serves, frozen.
     """
     pre, rest = split_by_time(events, args.retrain_at)
-    ensemble, _ = pretrain(name, pre, args, tag=f"-retrain-{args.retrain_at:g}")
+    ensemble, _ = pretrain(name, pre, args, args.retrain_at)
     after = prequential(rest, lambda: ensemble, histories=user_histories(pre), batch_size=args.stream_batch)
     start = len(frozen.ts) - len(rest)  # the stream is sorted, so the part after the point is its suffix
     ranks = np.concatenate([frozen.ranks[:start], after.ranks])
@@ -220,7 +226,7 @@ def run_dataset(name: str, args: argparse.Namespace, config: OnlineConfig) -> di
     new_items = len({e.item_id for e in rest} - {e.item_id for e in pre})
     print(f"{name}: {len(events)} events, pre-training on {len(pre)}, streaming {len(rest)} "
           f"({new_items} items new to the stream)", flush=True)
-    ensemble, info = pretrain(name, pre, args)
+    ensemble, info = pretrain(name, pre, args, args.pretrain_fraction)
     out: dict[str, Any] = {"data": {**timing, "events": len(events), "pretrain_events": len(pre),
                                     "stream_events": len(rest), "new_items_in_stream": new_items,
                                     "pretrain_fraction": args.pretrain_fraction},

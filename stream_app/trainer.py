@@ -9,10 +9,14 @@ first, then announced on the model-updates topic for workers to swap to.
 
 An unreadable sample goes, unchanged, to the dead-letter topic (reason
 ``bad_sample`` and its origin in headers, as for events) before its offset is
-committed. Offsets are committed after each batch is learnt. A restarted trainer
-starts again from the store's serving version, so what it learnt since the
-last promotion is lost (its samples are not read again); the serving
-weights never are.
+committed. Offsets are committed after each batch is handed over (for lag
+monitoring), but a restarted trainer does not start there: it starts from the
+store's serving version and seeks each partition to the offsets that version
+was promoted with (``sample_offsets`` in its log entry), so the samples learnt
+since the last promotion, and those held out, are read and learnt again
+instead of being lost. Partitions the version has no offset for start at the
+committed offset. Samples are thus learnt at least once per lineage; a
+dead-lettered sample after the last learnt one is dead-lettered again.
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 import torch
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.structs import ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from models.model_store import ModelStore
 from models.online.learner import OnlineConfig
@@ -70,6 +74,23 @@ async def dead_letter(producer: AIOKafkaProducer, settings: Settings, msg: Consu
     await producer.send(settings.dead_letter_topic, value=msg.value, key=msg.key, headers=headers)
 
 
+class ResumeAt(ConsumerRebalanceListener):
+    """Seeks each partition, the first time it is assigned, to the offset the serving version learnt up to."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, offsets: dict[int, int]) -> None:
+        self.consumer, self.offsets = consumer, offsets
+        self.started: set[TopicPartition] = set()
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        pass
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        for tp in sorted(assigned - self.started):
+            self.started.add(tp)
+            if tp.partition in self.offsets:
+                self.consumer.seek(tp, self.offsets[tp.partition])
+
+
 async def run_trainer(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     """Consume samples until ``stop`` is set (or forever)."""
     if not settings.model_store:
@@ -85,13 +106,17 @@ async def run_trainer(settings: Settings, *, stop: asyncio.Event | None = None) 
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trainer")
     loop = asyncio.get_running_loop()
     consumer = AIOKafkaConsumer(
-        settings.training_samples_topic, bootstrap_servers=bootstrap_from_url(settings.kafka_url),
+        bootstrap_servers=bootstrap_from_url(settings.kafka_url),
         group_id=f"{settings.app_id}-trainer", auto_offset_reset="earliest", enable_auto_commit=False,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
         session_timeout_ms=int(settings.broker_session_timeout_s * 1000),
         heartbeat_interval_ms=int(settings.broker_heartbeat_interval_s * 1000))
+    resume = trainer.resume_offsets()
+    log.info("trainer reads samples from %s", f"{trainer.serving_version}'s offsets {resume}" if resume
+             else "the committed offsets")
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap_from_url(settings.kafka_url))
     await consumer.start()
+    consumer.subscribe([settings.training_samples_topic], listener=ResumeAt(consumer, resume))
     await producer.start()
     try:
         while stop is None or not stop.is_set():
@@ -101,8 +126,9 @@ async def run_trainer(settings: Settings, *, stop: asyncio.Event | None = None) 
             for n, why in rejected:
                 await dead_letter(producer, settings, msgs[n], why)
             bad = {n for n, _ in rejected}
-            kafka_ms = [m.timestamp for n, m in enumerate(msgs) if n not in bad]
-            entries = await loop.run_in_executor(pool, trainer.on_samples, samples, kafka_ms)
+            good = [m for n, m in enumerate(msgs) if n not in bad]
+            entries = await loop.run_in_executor(pool, trainer.on_samples, samples, [m.timestamp for m in good],
+                                                 [(m.partition, m.offset) for m in good])
             for entry in entries:
                 log.info("%s %s", entry["action"], entry["version"])
                 await announce(settings, entry)

@@ -16,6 +16,15 @@ here, so tests and benchmarks drive it directly.
   it and the version it replaced are ranked; if the new one's NDCG@10 is
   lower by more than ``rollback_margin`` (relative), the store rolls back and
   learning restarts from the old weights.
+- Where the samples come from a log (a Kafka topic), each one's position
+  (partition, offset) can come with it. The trainer keeps, per partition, the
+  offset after the last sample it learnt, and every promotion records them
+  (``sample_offsets``): the version holds exactly the samples before them. A
+  restarted trainer resumes reading there (``resume_offsets``), so what was
+  learnt but not yet promoted is learnt again rather than lost. Within one
+  process the offsets only move forward: after a rollback the samples the
+  rolled-back version learnt are not learnt again (a restart after it does
+  re-read them, from the restored version's offsets).
 """
 
 from __future__ import annotations
@@ -37,6 +46,8 @@ from models.online.learner import OnlineConfig, OnlineLearner, should_promote
 from models.online.samples import TrainingSample
 
 log = logging.getLogger(__name__)
+
+Position = tuple[int, int]  # (partition, offset) of a sample in the training-samples topic
 
 
 @dataclass(frozen=True)
@@ -88,28 +99,45 @@ class OnlineTrainer:
         self.serving, _ = store.load(version)
         self.serving_version = version
         self.learner = OnlineLearner(self.serving, learner_config)
-        self.holdout: deque[tuple[TrainingSample, int]] = deque()
+        self.holdout: deque[tuple[TrainingSample, int, Position | None]] = deque()
+        self.sample_offsets: dict[int, int] = self.resume_offsets()  # partition -> offset after the last learnt
         self.since_eval = 0
         self.last_eval = clock()
         self.newest_learnt_ms: int | None = None
         self.probation: Probation | None = None
         self.evaluations: list[dict[str, Any]] = []
 
-    def on_samples(self, samples: Sequence[TrainingSample], kafka_ms: Sequence[int] | None = None
-                   ) -> list[dict[str, Any]]:
-        """Take a batch of samples (``kafka_ms``: when each entered the topic); returns store entries."""
+    def resume_offsets(self) -> dict[int, int]:
+        """Per partition, the offset after the last sample the serving version learnt ({} if unknown)."""
+        for entry in reversed(self.store.log()):
+            if entry["action"] == "promote" and entry["version"] == self.serving_version:
+                return {int(p): int(o) for p, o in (entry.get("sample_offsets") or {}).items()}
+        return {}
+
+    def on_samples(self, samples: Sequence[TrainingSample], kafka_ms: Sequence[int] | None = None,
+                   positions: Sequence[Position] | None = None) -> list[dict[str, Any]]:
+        """Take a batch of samples in log order; returns store entries.
+
+        ``kafka_ms``: when each entered the topic; ``positions``: each one's
+        (partition, offset) in it.
+        """
         self._follow_store()
         entries: list[dict[str, Any]] = []
         if self.probation is not None and samples:
             entries += self._check_probation(samples)
         times = kafka_ms if kafka_ms is not None else [s.ts_ms for s in samples]
-        self.holdout.extend(zip(samples, times))
+        for partition, offset in positions or ():
+            self.sample_offsets.setdefault(partition, offset)  # a partition's first sample: nothing learnt yet
+        self.holdout.extend(zip(samples, times, positions if positions is not None else [None] * len(samples)))
         overflow = len(self.holdout) - self.config.eval_slice
         if overflow > 0:
             learn = [self.holdout.popleft() for _ in range(overflow)]
-            self.learner.learn([s for s, _ in learn])
-            newest = max(t for _, t in learn)
+            self.learner.learn([s for s, _, _ in learn])
+            newest = max(t for _, t, _ in learn)
             self.newest_learnt_ms = max(newest, self.newest_learnt_ms or newest)
+            for _, _, pos in learn:
+                if pos is not None:
+                    self.sample_offsets[pos[0]] = max(self.sample_offsets.get(pos[0], 0), pos[1] + 1)
             self.since_eval += overflow
         due = self.since_eval >= self.config.promote_every or (
             self.since_eval > 0 and self.clock() - self.last_eval >= self.config.promote_every_s)
@@ -134,7 +162,7 @@ class OnlineTrainer:
         self.learner = OnlineLearner(self.serving, self.learner_config)
 
     def _evaluate(self) -> list[dict[str, Any]]:
-        held = [s for s, _ in self.holdout]
+        held = [s for s, _, _ in self.holdout]
         judged = self.learner.judge(held, self.serving)  # the working copy itself: copied only when promoted
         cand_m, serv_m = judged["candidate"], judged["serving"]
         self.since_eval, self.last_eval = 0, self.clock()
@@ -150,7 +178,8 @@ class OnlineTrainer:
         version = self.store.save(candidate, extra={"metrics": metrics, "previous": self.serving_version,
                                                     "learnt_samples": self.learner.seen})
         entry = self.store.promote(version, previous=self.serving_version, metrics=metrics,
-                                   newest_sample_ms=self.newest_learnt_ms)
+                                   newest_sample_ms=self.newest_learnt_ms,
+                                   sample_offsets={str(p): o for p, o in sorted(self.sample_offsets.items())})
         self.probation = Probation(self.serving, self.serving_version)
         self.serving, self.serving_version = candidate, version
         return [entry]

@@ -51,3 +51,23 @@ def test_follows_a_rollback_made_by_hand(tmp_path) -> None:
     trainer.store.rollback(reason="by hand")
     trainer.on_samples([])
     assert trainer.serving_version == "v0001" and trainer.learner.seen == 0
+
+
+def test_promotions_record_sample_offsets_and_a_restart_resumes_there(tmp_path) -> None:
+    trainer = make_trainer(tmp_path)
+    batch = samples(80)
+    # partitions 0 and 1 alternate (offsets 0..39 each); partition 2 only among the newest, held-out samples
+    positions = [(i % 2, i // 2) for i in range(75)] + [(2, 100 + i) for i in range(5)]
+    entries = trainer.on_samples(batch, positions=positions)
+    assert [e["action"] for e in entries] == ["promote"]
+    # 70 learnt: offsets 0..34 of each of partitions 0 and 1; partition 2 was only held out, so from its first
+    assert entries[0]["sample_offsets"] == {"0": 35, "1": 35, "2": 100}
+    restarted = OnlineTrainer(trainer.store, trainer.learner_config, trainer.config)
+    assert restarted.serving_version == "v0002"
+    assert restarted.resume_offsets() == {0: 35, 1: 35, 2: 100}
+
+
+def test_without_positions_nothing_is_recorded(tmp_path) -> None:
+    trainer = make_trainer(tmp_path)
+    entries = trainer.on_samples(samples(80))
+    assert entries[0]["sample_offsets"] == {} and trainer.resume_offsets() == {}
