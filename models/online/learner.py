@@ -137,6 +137,10 @@ class OnlineLearner:
                 if j < self.config.replay_size:
                     self._replay[j] = s
 
+    def keep_replay_of(self, other: OnlineLearner) -> None:
+        """Take over ``other``'s replay reservoir (a learner restarted from older weights keeps the past)."""
+        self._replay, self._replay_seen = list(other._replay), other._replay_seen
+
     @staticmethod
     def evaluate(ensemble: Ensemble, samples: Sequence[TrainingSample], k: int = 10) -> dict[str, float]:
         """NDCG@k, HR@k and count over the samples whose target is not already in their history."""

@@ -159,7 +159,7 @@ class OnlineTrainer:
         log.warning("the store now serves %s (was %s): learning restarts from it", current, self.serving_version)
         self.serving = serving
         self.serving_version, self.probation = current, None
-        self.learner = OnlineLearner(self.serving, self.learner_config)
+        self._restart_learning(self.serving)
 
     def _evaluate(self) -> list[dict[str, Any]]:
         held = [s for s, _, _ in self.holdout]
@@ -202,5 +202,11 @@ class OnlineTrainer:
         entry = self.store.rollback(reason="online metric below the previous version",
                                     metrics={"new": new, "old": old})
         self.serving, self.serving_version = p.previous, p.previous_version
-        self.learner = OnlineLearner(p.previous, self.learner_config)
+        self._restart_learning(p.previous)
         return [entry]
+
+    def _restart_learning(self, ensemble: Ensemble) -> None:
+        """Learn on from ``ensemble``'s weights; the replay reservoir of past samples is kept."""
+        learner = OnlineLearner(ensemble, self.learner_config)
+        learner.keep_replay_of(self.learner)
+        self.learner = learner

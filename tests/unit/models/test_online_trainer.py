@@ -42,7 +42,7 @@ def test_probation_rolls_back_a_version_worse_than_the_old_one(tmp_path) -> None
     assert trainer.store.current() == "v0002"
     entries = trainer.on_samples(samples(30, start=80))
     assert [e["action"] for e in entries] == ["rollback"] and trainer.store.current() == "v0001"
-    assert trainer.serving_version == "v0001"
+    assert trainer.serving_version == "v0001" and trainer.learner.replay_count == 100
 
 
 def test_follows_a_rollback_made_by_hand(tmp_path) -> None:
@@ -51,6 +51,7 @@ def test_follows_a_rollback_made_by_hand(tmp_path) -> None:
     trainer.store.rollback(reason="by hand")
     trainer.on_samples([])
     assert trainer.serving_version == "v0001" and trainer.learner.seen == 0
+    assert trainer.learner.replay_count == 70  # learning restarts from the old weights, the past samples stay
 
 
 def test_promotions_record_sample_offsets_and_a_restart_resumes_there(tmp_path) -> None:
