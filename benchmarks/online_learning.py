@@ -6,16 +6,20 @@ co-visitation + popularity, ``models.pipeline.train_all``, hidden 64, one
 thread, a few minutes); the rest is streamed test-then-train
 (``models.evaluation.prequential``: every micro-batch of events is first
 ranked, each user's top-10 against the item they then touched, and only then
-learnt from) three times from that same start:
+learnt from) four times from that same start:
 
 - ``frozen``: nothing learns, neither weights nor co-visitation/popularity
-  counts (a model that does not learn). Users' histories still advance: they
-  are data, not model state. Items new to the stream are unknown to it;
-- ``stats_only``: co-visitation and popularity observe every event and new
-  items join the vocabulary (``OnlineConfig(train_sequence=False)``);
+  counts nor the blend (a model that does not learn). Users' histories still
+  advance: they are data, not model state. Items new to the stream are
+  unknown to it;
+- ``stats_only``: co-visitation and popularity observe every event, new
+  items join the vocabulary, and the blend weights are re-fitted on fresh
+  samples (``OnlineConfig(train_sequence=False)``; ``models.online.blend``);
 - ``online``: that plus fine-tuning of the transformer (``OnlineLearner``:
   small learning rate, new samples mixed with a replay buffer seeded with
-  the pre-training log).
+  the pre-training log);
+- ``online_fixed_blend``: ``online`` with the pre-trained blend weights kept
+  (``--blend-every 0`` for every variant turns the re-fit off).
 
 and, with ``--retrain-at F`` (default 0.8), the usual alternative to
 learning online, a periodic batch retrain:
@@ -88,7 +92,7 @@ BEAUTY = ROOT / "data" / "amazon_beauty" / "sequences.txt"
 TAOBAO = ROOT / "data" / "sample" / "taobao_user_behavior.csv"
 DAY_S = 86_400.0
 NO_DECAY_S = 1e9  # half-life for Beauty: staggered times carry no trends to decay
-VARIANTS = ("frozen", "stats_only", "online")
+VARIANTS = ("frozen", "stats_only", "online", "online_fixed_blend")
 RETRAINED = "retrained"
 
 
@@ -157,17 +161,23 @@ def pretrain(name: str, pre: list[Event], args: argparse.Namespace, fraction: fl
 
 def stream(
     variant: str, ensemble: Ensemble, pre: list[Event], rest: list[Event], config: OnlineConfig, args: argparse.Namespace
-) -> PrequentialResult:
-    """One prequential pass over ``rest`` from the pre-trained state."""
+) -> tuple[PrequentialResult, dict[str, Any]]:
+    """One prequential pass over ``rest`` from the pre-trained state; the result and the final blend."""
     histories = user_histories(pre)
     if variant == "frozen":
-        return prequential(rest, lambda: ensemble, histories=histories, batch_size=args.stream_batch)
+        result = prequential(rest, lambda: ensemble, histories=histories, batch_size=args.stream_batch)
+        return result, {"weights": ensemble.weights}
     if variant == "stats_only":
         config = replace(config, train_sequence=False)
+    if variant == "online_fixed_blend":
+        config = replace(config, blend=replace(config.blend, every=0))
     learner = OnlineLearner(ensemble, config)
     learner.remember(log_samples(pre))
-    return prequential(rest, lambda: learner.ensemble, learn=learner.learn, histories=histories,
-                       batch_size=args.stream_batch)
+    result = prequential(rest, lambda: learner.ensemble, learn=learner.learn, histories=histories,
+                         batch_size=args.stream_batch)
+    fits = learner.blend.fits
+    return result, {"weights": learner.ensemble.weights, "blend_fits": len(fits),
+                    "blend_moves": sum(bool(f["moved"]) for f in fits)}
 
 
 def retrained(name: str, events: list[Event], frozen: PrequentialResult,
@@ -234,11 +244,11 @@ def run_dataset(name: str, args: argparse.Namespace, config: OnlineConfig) -> di
     results: dict[str, PrequentialResult] = {}
     for variant in args.variants:
         t0 = time.perf_counter()
-        results[variant] = stream(variant, ensemble, pre, rest, config, args)
+        results[variant], blend = stream(variant, ensemble, pre, rest, config, args)
         m = results[variant].metrics(10)
         out[variant] = {"ndcg@10": round(m["ndcg@10"], 5), "hr@10": round(m["hr@10"], 5), "scored": m["n"],
                         "seconds": round(time.perf_counter() - t0, 1),
-                        "learn_seconds": round(results[variant].seconds["learn"], 1)}
+                        "learn_seconds": round(results[variant].seconds["learn"], 1), "blend": blend}
         print(f"{name}: {variant:10} NDCG@10 {m['ndcg@10']:.4f}  HR@10 {m['hr@10']:.4f}  "
               f"({m['n']} scored, {out[variant]['seconds']:.0f} s)", flush=True)
     if args.retrain_at > args.pretrain_fraction and "frozen" in results:
@@ -370,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=OnlineConfig.batch_size, help="new samples per Adam step")
     p.add_argument("--replay-fraction", type=float, default=OnlineConfig.replay_fraction)
     p.add_argument("--replay-size", type=int, default=OnlineConfig.replay_size)
+    p.add_argument("--blend-every", type=int, default=OnlineConfig.blend.every,
+                   help="re-fit the blend weights every N fresh samples (0: keep the pre-trained blend)")
     p.add_argument("--windows", type=int, default=10, help="time windows (equal event counts) in the plot")
     p.add_argument("--cost-sizes", type=int, nargs="*", default=[64, 256, 1024], help="learn() sizes to time")
     p.add_argument("--cost-repeats", type=int, default=3)
@@ -382,7 +394,8 @@ def main(argv: list[str] | None = None) -> int:
         args.cost_sizes = []
     torch.set_num_threads(1)
     config = OnlineConfig(lr=args.lr, steps_per_batch=args.steps_per_batch, batch_size=args.batch_size,
-                          replay_fraction=args.replay_fraction, replay_size=args.replay_size, seed=args.seed)
+                          replay_fraction=args.replay_fraction, replay_size=args.replay_size, seed=args.seed,
+                          blend=replace(OnlineConfig.blend, every=args.blend_every))
     start = time.perf_counter()
     doc: dict[str, Any] = {
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *(sys.argv[1:] if argv is None else argv)]),

@@ -32,6 +32,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from models.model_store import ModelStore
+from models.online.blend import BlendRefitConfig
 from models.online.learner import OnlineConfig
 from models.online.samples import TrainingSample
 from models.online.trainer import OnlineTrainer, TrainerConfig, ensure_base
@@ -45,7 +46,8 @@ log = logging.getLogger(__name__)
 
 def trainer_configs(settings: Settings) -> tuple[OnlineConfig, TrainerConfig]:
     learner = OnlineConfig(lr=settings.trainer_lr, batch_size=settings.trainer_batch,
-                           replay_size=settings.trainer_replay_size, eval_slice=settings.trainer_eval_slice)
+                           replay_size=settings.trainer_replay_size, eval_slice=settings.trainer_eval_slice,
+                           blend=BlendRefitConfig(every=settings.trainer_blend_every))
     trainer = TrainerConfig(eval_slice=settings.trainer_eval_slice, promote_every=settings.trainer_promote_every,
                             promote_every_s=settings.trainer_promote_every_s,
                             promote_tolerance=settings.trainer_promote_tolerance,

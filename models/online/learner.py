@@ -4,7 +4,9 @@ Per batch of samples (``learn``): new items join the vocabulary (every table
 grows to match), co-visitation and popularity ``observe`` each event, and the
 sequence model takes a few Adam steps at a small learning rate on the new
 samples mixed with samples drawn from a replay buffer of past ones (a
-reservoir over everything seen, against forgetting). The loss is the
+reservoir over everything seen, against forgetting). With
+``config.blend.every`` set, the blend weights are re-fitted now and then on
+fresh samples, scored before they were learnt (``models.online.blend``). The loss is the
 cross-entropy of the target over all items given the history (the state after
 the history's last item), weighted by each sample's weight.
 
@@ -40,6 +42,7 @@ import torch
 from models.ensemble import Ensemble
 from models.evaluation.prequential import is_scored, metrics_at, rank_samples
 from models.history import encode
+from models.online.blend import BlendRefitConfig, BlendRefitter
 from models.online.samples import TrainingSample
 from models.scorers.sequence import SequenceScorer
 from models.sequence.batching import pad_right
@@ -58,6 +61,7 @@ class OnlineConfig:
     promote_tolerance: float = 0.0  # relative NDCG@10 drop still promoted (0.02 = 2 %)
     clip_norm: float = 1.0
     train_sequence: bool = True  # False: only co-visitation/popularity learn (stats only)
+    blend: BlendRefitConfig = BlendRefitConfig()  # re-fitting the blend weights online (every=0: never)
     observe_stats: bool = True  # False: the counting scorers stay as they are
     seed: int = 0
 
@@ -84,6 +88,7 @@ class OnlineLearner:
         self._replay_seen = 0
         seq = [s for s in self.ensemble.scorers.values() if isinstance(s, SequenceScorer)]
         self._sequence: SequenceScorer | None = seq[0] if seq else None
+        self.blend = BlendRefitter(config.blend)
         self._optimizer: torch.optim.Adam | None = None
         self._item_table: torch.Tensor | None = None
 
@@ -99,6 +104,8 @@ class OnlineLearner:
         start = time.perf_counter()
         vocab = self.ensemble.vocab
         before = vocab.n_items
+        if self.config.blend.every:
+            self.blend.observe(self.ensemble, samples)  # scored before anything learns them
         for s in samples:
             vocab.add_all(s.items)
             vocab.add(s.target)
@@ -113,8 +120,10 @@ class OnlineLearner:
             losses = self._fit(samples)
         self.remember(samples)
         self.seen += len(samples)
+        weights = self.blend.maybe_refit(self.ensemble)
         return {
             "samples": len(samples),
+            "blend_weights": weights,
             "new_items": vocab.n_items - before,
             "steps": len(losses),
             "loss": sum(losses) / len(losses) if losses else None,
