@@ -113,7 +113,7 @@ async def run_trainer(settings: Settings, *, stop: asyncio.Event | None = None) 
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
         session_timeout_ms=int(settings.broker_session_timeout_s * 1000),
         heartbeat_interval_ms=int(settings.broker_heartbeat_interval_s * 1000))
-    resume = trainer.resume_offsets()
+    resume = dict(trainer.sample_offsets)  # at start: the serving version's (read from the store's log once)
     log.info("trainer reads samples from %s", f"{trainer.serving_version}'s offsets {resume}" if resume
              else "the committed offsets")
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap_from_url(settings.kafka_url))

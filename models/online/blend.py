@@ -82,6 +82,7 @@ class BlendRefitter:
         self.config = config
         self.kept: deque[tuple[torch.Tensor, torch.Tensor]] = deque()
         self.since = 0
+        self.n_kept = 0  # samples in ``kept``
         self.fits: list[dict[str, object]] = []
 
     def observe(self, ensemble: Ensemble, samples: Sequence[TrainingSample]) -> None:
@@ -93,8 +94,9 @@ class BlendRefitter:
         with torch.no_grad():
             self.kept.append(candidate_features(ensemble, usable, self.config.per_scorer))
         self.since += len(usable)
-        while sum(len(x) for x, _ in self.kept) - len(self.kept[0][0]) >= self.config.window:
-            self.kept.popleft()
+        self.n_kept += len(usable)
+        while self.n_kept - len(self.kept[0][0]) >= self.config.window:
+            self.n_kept -= len(self.kept.popleft()[0])
 
     def maybe_refit(self, ensemble: Ensemble) -> dict[str, float] | None:
         """Re-fit ``ensemble.weights`` if ``every`` fresh samples have come; the new weights, or None."""
@@ -102,11 +104,9 @@ class BlendRefitter:
             return None
         self.since = 0
         names = list(ensemble.scorers)
-        n_scorers = len(names)
-        chunks = [(x, m) for x, m in self.kept if x.shape[2] == n_scorers]
-        width = max(x.shape[1] for x, _ in chunks)
-        x = torch.cat([torch.nn.functional.pad(c, (0, 0, 0, width - c.shape[1])) for c, _ in chunks])
-        mask = torch.cat([torch.nn.functional.pad(m, (0, width - m.shape[1])) for _, m in chunks])
+        width = max(x.shape[1] for x, _ in self.kept)  # narrower only while the catalogue is under per_scorer
+        x = torch.cat([torch.nn.functional.pad(c, (0, 0, 0, width - c.shape[1])) for c, _ in self.kept])
+        mask = torch.cat([torch.nn.functional.pad(m, (0, width - m.shape[1])) for _, m in self.kept])
         start = torch.tensor([ensemble.weights[n] for n in names], dtype=torch.float32)
         before = candidate_ndcg10(x, mask, start)
         best, after = coordinate_search(lambda w: candidate_ndcg10(x, mask, w), start, self.config.rounds)
