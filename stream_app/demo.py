@@ -80,7 +80,7 @@ async def _run(stack: EmbeddedStack, workdir: Path, n_users: int, baseline: bool
         offline, live = split_by_time(events, PRETRAIN_FRACTION)
         settings = replace(settings, model_path=str(pretrain(offline, workdir / "pretrained")),
                            model_store=str(workdir / "model-store"), trainer_promote_every=400,
-                           trainer_eval_slice=200, trainer_promote_every_s=5.0)
+                           trainer_eval_slice=200, trainer_promote_every_s=5.0, trainer_rollback_window=400)
     await ensure_topics(stack.bootstrap, all_topics(settings), settings.partitions)
     if not baseline:
         trainer = WorkerProcess.start(settings, workdir / "trainer.log", [sys.executable, "-m", "stream_app", "trainer"])

@@ -72,7 +72,7 @@ class Settings:
     trainer_promote_every: int = 2_000  # samples learnt between two candidate evaluations
     trainer_promote_every_s: float = 30.0  # ...or seconds, whichever comes first
     trainer_promote_tolerance: float = 0.0  # relative NDCG@10 a candidate may lose and still be promoted
-    trainer_rollback_window: int = 2_000  # fresh samples on which a new version is compared with the old
+    trainer_rollback_window: int = 2_000  # fresh samples on which a new version is compared with the old (0: off)
     trainer_rollback_margin: float = 0.1  # relative NDCG@10 drop of the new version that rolls it back
 
     redis_prefix: str = "reco"

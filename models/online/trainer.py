@@ -8,6 +8,11 @@ here, so tests and benchmarks drive it directly.
 - The newest ``eval_slice`` samples are held out: not learnt yet, so a
   candidate and the serving version are compared on samples neither has seen.
   Samples leave the hold-out (oldest first) to be learnt as new ones arrive.
+- During a probation each fresh sample is ranked by the serving version on
+  arrival; the serving weights never change, so that rank holds until
+  another version serves, and is also the serving side of the next
+  evaluation. An evaluation ranks the candidate, and the serving version only
+  on held-out samples it has not ranked yet.
 - Every ``promote_every`` learnt samples (or ``promote_every_s`` seconds) the
   learner's candidate is evaluated against the serving version on the
   hold-out and promoted only if it is not worse (``should_promote``).
@@ -15,7 +20,10 @@ here, so tests and benchmarks drive it directly.
   ``rollback_window`` fresh samples (scored before anything learns them) both
   it and the version it replaced are ranked; if the new one's NDCG@10 is
   lower by more than ``rollback_margin`` (relative), the store rolls back and
-  learning restarts from the old weights.
+  learning restarts from the old weights. No candidate is evaluated while a
+  version is on probation (learning goes on), so every promoted version gets
+  its verdict: promotions come at most every ``rollback_window`` samples.
+  ``rollback_window`` = 0: no probation and no automatic rollback.
 - Where the samples come from a log (a Kafka topic), each one's position
   (partition, offset) can come with it. The trainer keeps, per partition, the
   offset after the last sample it learnt, and every promotion records them
@@ -50,6 +58,18 @@ log = logging.getLogger(__name__)
 Position = tuple[int, int]  # (partition, offset) of a sample in the training-samples topic
 
 
+@dataclass
+class Held:
+    """A held-out sample: when it entered the topic, where it is there, and ``ranked_by``'s rank of it
+    (None for a sample no ranking counts, its target already in its history; ``ranked_by`` "": not ranked)."""
+
+    sample: TrainingSample
+    kafka_ms: int
+    position: Position | None
+    rank: int | None
+    ranked_by: str
+
+
 @dataclass(frozen=True)
 class TrainerConfig:
     """When to evaluate, promote and roll back (see the module docstring)."""
@@ -58,7 +78,7 @@ class TrainerConfig:
     promote_every: int = 2_000
     promote_every_s: float = 30.0
     promote_tolerance: float = 0.0
-    rollback_window: int = 2_000
+    rollback_window: int = 2_000  # 0: no probation, no automatic rollback
     rollback_margin: float = 0.1
 
 
@@ -99,11 +119,12 @@ class OnlineTrainer:
         self.serving, _ = store.load(version)
         self.serving_version = version
         self.learner = OnlineLearner(self.serving, learner_config)
-        self.holdout: deque[tuple[TrainingSample, int, Position | None]] = deque()
+        self.holdout: deque[Held] = deque()
         self.sample_offsets: dict[int, int] = self.resume_offsets()  # partition -> offset after the last learnt
         self.since_eval = 0
         self.last_eval = clock()
         self.newest_learnt_ms: int | None = None
+        self.oldest_unpromoted_ms: int | None = None  # the oldest sample learnt since the last promotion
         self.probation: Probation | None = None
         self.evaluations: list[dict[str, Any]] = []
 
@@ -123,24 +144,30 @@ class OnlineTrainer:
         """
         self._follow_store()
         entries: list[dict[str, Any]] = []
+        ranks: list[int | None] = [None] * len(samples)
+        ranked_by = ""  # not ranked yet: the next evaluation ranks what is still held out then
         if self.probation is not None and samples:
-            entries += self._check_probation(samples)
+            ranks, ranked_by = self._rank_fresh(samples), self.serving_version
+            entries += self._check_probation(samples, ranks)
         times = kafka_ms if kafka_ms is not None else [s.ts_ms for s in samples]
         for partition, offset in positions or ():
             self.sample_offsets.setdefault(partition, offset)  # a partition's first sample: nothing learnt yet
-        self.holdout.extend(zip(samples, times, positions if positions is not None else [None] * len(samples)))
+        where = positions if positions is not None else [None] * len(samples)
+        self.holdout.extend(Held(*fields, ranked_by) for fields in zip(samples, times, where, ranks))
         overflow = len(self.holdout) - self.config.eval_slice
         if overflow > 0:
             learn = [self.holdout.popleft() for _ in range(overflow)]
-            self.learner.learn([s for s, _, _ in learn])
-            newest = max(t for _, t, _ in learn)
+            self.learner.learn([h.sample for h in learn])
+            newest, oldest = max(h.kafka_ms for h in learn), min(h.kafka_ms for h in learn)
             self.newest_learnt_ms = max(newest, self.newest_learnt_ms or newest)
-            for _, _, pos in learn:
-                if pos is not None:
-                    self.sample_offsets[pos[0]] = max(self.sample_offsets.get(pos[0], 0), pos[1] + 1)
+            self.oldest_unpromoted_ms = min(oldest, self.oldest_unpromoted_ms or oldest)
+            for h in learn:
+                if h.position is not None:
+                    partition, offset = h.position
+                    self.sample_offsets[partition] = max(self.sample_offsets.get(partition, 0), offset + 1)
             self.since_eval += overflow
-        due = self.since_eval >= self.config.promote_every or (
-            self.since_eval > 0 and self.clock() - self.last_eval >= self.config.promote_every_s)
+        due = self.probation is None and (self.since_eval >= self.config.promote_every or (
+            self.since_eval > 0 and self.clock() - self.last_eval >= self.config.promote_every_s))
         if due:
             entries += self._evaluate()
         return entries
@@ -161,17 +188,36 @@ class OnlineTrainer:
         self.serving_version, self.probation = current, None
         self._restart_learning(self.serving)
 
+    def _rank_fresh(self, samples: Sequence[TrainingSample]) -> list[int | None]:
+        """The serving version's rank of each sample (None where the target is already in the history)."""
+        scored = [n for n, s in enumerate(samples) if is_scored(s)]
+        ranks: list[int | None] = [None] * len(samples)
+        for n, rank in zip(scored, rank_samples(self.serving, [samples[n] for n in scored]).tolist()):
+            ranks[n] = rank
+        return ranks
+
+    def _serving_ranks(self) -> np.ndarray:
+        """The serving version's ranks of the hold-out: those taken on arrival, ranking only the samples not
+        ranked yet or ranked by an earlier serving version (a promotion or rollback the hold-out outlived)."""
+        stale = [h for h in self.holdout if h.ranked_by != self.serving_version]
+        for h, rank in zip(stale, self._rank_fresh([h.sample for h in stale])):
+            h.rank, h.ranked_by = rank, self.serving_version
+        return np.asarray([h.rank for h in self.holdout if h.rank is not None], dtype=np.int64)
+
     def _evaluate(self) -> list[dict[str, Any]]:
-        held = [s for s, _, _ in self.holdout]
-        judged = self.learner.judge(held, self.serving)  # the working copy itself: copied only when promoted
-        cand_m, serv_m = judged["candidate"], judged["serving"]
+        held = [h.sample for h in self.holdout]
+        cand_m = self.learner.evaluate(self.learner.ensemble, held)  # the working copy: copied only if promoted
+        serv_m = metrics_at(self._serving_ranks())
         self.since_eval, self.last_eval = 0, self.clock()
         promote = should_promote(cand_m, serv_m, self.config.promote_tolerance)
+        behind_s = None if self.newest_learnt_ms is None else self.clock() - self.newest_learnt_ms / 1000.0
         self.evaluations.append({"candidate": cand_m, "serving": serv_m, "promoted": promote,
-                                 "learnt": self.learner.seen})
+                                 "learnt": self.learner.seen, "newest_learnt_age_s": behind_s})
         if not promote:
-            log.info("candidate not promoted: ndcg@10 %.4f vs serving %s %.4f on %d held-out samples",
-                     cand_m["ndcg@10"], self.serving_version, serv_m["ndcg@10"], cand_m["n"])
+            log.info("candidate not promoted: ndcg@10 %.4f vs serving %s %.4f on %d held-out samples "
+                     "(%d learnt, the newest %s s old)", cand_m["ndcg@10"], self.serving_version,
+                     serv_m["ndcg@10"], cand_m["n"], self.learner.seen,
+                     "?" if behind_s is None else f"{behind_s:.1f}")
             return []
         metrics = {"candidate": cand_m, "serving": serv_m}
         candidate = self.learner.candidate()  # exactly what was judged: nothing learnt in between
@@ -179,17 +225,21 @@ class OnlineTrainer:
                                                     "learnt_samples": self.learner.seen})
         entry = self.store.promote(version, previous=self.serving_version, metrics=metrics,
                                    newest_sample_ms=self.newest_learnt_ms,
+                                   oldest_sample_ms=self.oldest_unpromoted_ms,
                                    sample_offsets={str(p): o for p, o in sorted(self.sample_offsets.items())})
-        self.probation = Probation(self.serving, self.serving_version)
+        if self.config.rollback_window:
+            self.probation = Probation(self.serving, self.serving_version)
+        self.oldest_unpromoted_ms = None
         self.serving, self.serving_version = candidate, version
         return [entry]
 
-    def _check_probation(self, samples: Sequence[TrainingSample]) -> list[dict[str, Any]]:
+    def _check_probation(self, samples: Sequence[TrainingSample], ranks: Sequence[int | None]
+                         ) -> list[dict[str, Any]]:
+        """Add fresh samples (and the serving version's ``ranks`` of them) to the probation; roll back if due."""
         p = self.probation
         assert p is not None
-        scored = [s for s in samples if is_scored(s)]
-        p.new_ranks.append(rank_samples(self.serving, scored))
-        p.old_ranks.append(rank_samples(p.previous, scored))
+        p.new_ranks.append(np.asarray([r for r in ranks if r is not None], dtype=np.int64))
+        p.old_ranks.append(rank_samples(p.previous, [s for s in samples if is_scored(s)]))
         if p.n < self.config.rollback_window:
             return []
         self.probation = None

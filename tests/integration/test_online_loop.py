@@ -49,7 +49,7 @@ def test_trainer_promotes_and_worker_swaps_mid_stream(stack, settings, start_wor
     settings = replace(settings, model_path=str(checkpoint), model_store=str(store_dir),
                        trainer_promote_every=400, trainer_eval_slice=100, trainer_promote_every_s=1e9,
                        trainer_promote_tolerance=1.0,  # this test checks the mechanics, not the gain
-                       trainer_rollback_window=10**9, log_level="info")
+                       trainer_rollback_window=0, log_level="info")
     store = ModelStore(store_dir)
     events = order_for_replay(read_events(SAMPLE / "taobao_user_behavior.csv", "taobao"))
     first, second = events[: len(events) // 2], events[len(events) // 2:]

@@ -56,7 +56,7 @@ def test_restarted_trainer_learns_again_what_it_had_not_promoted(stack, settings
     settings = replace(settings, model_path=str(checkpoint), model_store=str(tmp_path / "model-store"),
                        trainer_promote_every=300, trainer_eval_slice=100, trainer_promote_every_s=1e9,
                        trainer_promote_tolerance=1.0,  # the mechanics, not the gain
-                       trainer_rollback_window=10**9, log_level="info")
+                       trainer_rollback_window=0, log_level="info")
     store = ModelStore(settings.model_store)
     samples = log_samples(read_events(SAMPLE / "taobao_user_behavior.csv", "taobao"), model_version="v0001")
     first, second = samples[:1000], samples[1000:]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from models.model_store import ModelStore
-from models.online.learner import OnlineConfig
+from models.online.learner import OnlineConfig, OnlineLearner
 from models.online.samples import TrainingSample
 from models.online.trainer import OnlineTrainer, TrainerConfig, ensure_base
 from tests.unit.models.test_model_store import tiny_ensemble
@@ -31,6 +31,7 @@ def test_promotes_after_enough_samples_with_newest_held_out(tmp_path) -> None:
     assert [e["action"] for e in entries] == ["promote"] and entries[0]["version"] == "v0002"
     assert trainer.learner.seen == 70 and len(trainer.holdout) == 10
     assert entries[0]["newest_sample_ms"] == 1_700_000_000_069  # the newest learnt, not a held-out one
+    assert entries[0]["oldest_sample_ms"] == 1_700_000_000_000  # every learnt sample is new to this version
     assert trainer.store.current() == "v0002"
     assert trainer.store.load("v0002")[0].vocab.row("new7")  # new items joined the vocabulary
 
@@ -45,8 +46,27 @@ def test_probation_rolls_back_a_version_worse_than_the_old_one(tmp_path) -> None
     assert trainer.serving_version == "v0001" and trainer.learner.replay_count == 100
 
 
+def test_no_candidate_is_promoted_while_a_version_is_on_probation(tmp_path) -> None:
+    # promotions would be due every 50 samples; the probation of each promoted version takes 120 fresh ones
+    trainer = make_trainer(tmp_path, rollback_window=120, rollback_margin=1.0)  # margin 1: never rolls back
+    promoted_at = []
+    for start in range(0, 400, 20):
+        if trainer.on_samples(samples(20, start=start)):
+            promoted_at.append(start + 20)
+            assert trainer.probation is not None and trainer.probation.n == 0
+    # first at 60 read (50 learnt, 10 held out); then each after a probation of 120 and at least 50 learnt
+    assert promoted_at == [60, 180, 300]
+    assert trainer.evaluations[-1]["learnt"] == 290
+
+
+def test_rollback_window_zero_means_no_probation(tmp_path) -> None:
+    trainer = make_trainer(tmp_path, rollback_window=0)
+    promotions = sum(len(trainer.on_samples(samples(20, start=s))) for s in range(0, 400, 20))
+    assert promotions == 6 and trainer.probation is None  # one every 60 read (50 learnt): at 60, 120, ..., 360
+
+
 def test_follows_a_rollback_made_by_hand(tmp_path) -> None:
-    trainer = make_trainer(tmp_path, rollback_window=10**6)
+    trainer = make_trainer(tmp_path, rollback_window=0)
     trainer.on_samples(samples(80))
     trainer.store.rollback(reason="by hand")
     trainer.on_samples([])
@@ -72,3 +92,30 @@ def test_without_positions_nothing_is_recorded(tmp_path) -> None:
     trainer = make_trainer(tmp_path)
     entries = trainer.on_samples(samples(80))
     assert entries[0]["sample_offsets"] == {} and trainer.resume_offsets() == {}
+
+
+def test_serving_side_of_an_evaluation_equals_ranking_the_hold_out_afresh(tmp_path) -> None:
+    # Synthetic: 20 targets "c", then "b" until it overtakes "c" in popularity, so a promotion changes the
+    # serving ranks; promote_every < eval_slice makes samples ranked by an earlier version outlive it.
+    # Probations of 3 samples (margin 1: never a rollback) rank samples on arrival.
+    trainer = make_trainer(tmp_path, eval_slice=10, promote_every=4, rollback_window=3, rollback_margin=1.0)
+    checked: list[tuple[dict, int]] = []
+    evaluate = trainer._evaluate
+
+    def checked_evaluate():
+        held = [h.sample for h in trainer.holdout]
+        expected = OnlineLearner.evaluate(trainer.serving, held)
+        stale = sum(h.ranked_by not in ("", trainer.serving_version) for h in trainer.holdout)
+        entries = evaluate()
+        checked.append((expected, stale))
+        assert trainer.evaluations[-1]["serving"] == expected
+        return entries
+
+    trainer._evaluate = checked_evaluate
+    stream = [TrainingSample(f"u{i}", ["a"], ["view"], "c" if i < 20 else "b", "purchase", 8.0,
+                             1_700_000_000_000 + i, "v0001") for i in range(120)]
+    for i in range(0, len(stream), 3):
+        trainer.on_samples(stream[i:i + 3])
+    assert len(checked) > 10 and sum(e["promoted"] for e in trainer.evaluations) >= 2
+    assert any(stale for _, stale in checked)  # samples an older version ranked on arrival were re-ranked
+    assert len({e["ndcg@10"] for e, _ in checked}) > 1  # the serving ranks did change over the stream
