@@ -67,6 +67,33 @@ class BatchOutput:
     scored_timestamps_ms: list[int | None] = field(default_factory=list)  # Kafka times of scored events
 
 
+def count_deliveries(batch: Sequence[Incoming], out: BatchOutput, counted: Mapping[int, int]) -> dict[int, int]:
+    """Re-count ``out``'s events against the store's counted offsets (partition -> highest offset counted,
+    -1: none); returns the offsets to raise them to.
+
+    The user state and the counters are written to different systems (the
+    changelog, the store), so a crash can keep one and lose the other. The
+    state decides what is applied; the counters follow the store: an event at
+    or below its partition's counted offset was counted on an earlier delivery
+    and is a duplicate here, any other one is counted now (processed or
+    rejected), even if the state already held it. Written together with the
+    counters (``Store.write_recommendations``), this keeps events_in ==
+    processed + rejected + duplicates and counts every event as processed or
+    rejected exactly once.
+    """
+    rejected = {(d.message.partition, d.message.offset) for d in out.dead_letters}
+    fresh = [m for m in batch if m.offset > counted.get(m.partition, -1)]
+    n_rejected = sum((m.partition, m.offset) in rejected for m in fresh)
+    out.counters["events_in"] = len(batch)
+    out.counters["duplicates"] = len(batch) - len(fresh)
+    out.counters["rejected"] = n_rejected
+    out.counters["processed"] = len(fresh) - n_rejected
+    newest: dict[int, int] = {}
+    for m in fresh:
+        newest[m.partition] = max(m.offset, newest.get(m.partition, -1))
+    return newest
+
+
 def state_config(settings: Settings) -> StateConfig:
     return StateConfig(
         history_len=settings.history_len,
@@ -90,8 +117,10 @@ async def process_batch(
     state carries the monitor's snapshot of its user (``"anomaly"``), so a
     restarted worker's monitor carries on from the table; a re-delivered event
     is never observed twice.
-    Counters satisfy events_in == processed + rejected + duplicates; ``quarantined``
-    counts processed events kept out of learning (users or items under an alert).
+    Counters satisfy events_in == processed + rejected + duplicates, as the
+    user states see it (the worker re-counts against the store with
+    ``count_deliveries`` before writing them); ``quarantined`` counts processed
+    events kept out of learning (users or items under an alert).
     """
     out = BatchOutput()
     now = clock()

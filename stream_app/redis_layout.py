@@ -6,6 +6,11 @@
 | ``{prefix}:items:popularity`` | sorted set | item id -> log2 forward-decay popularity |
 | ``{prefix}:items:covis:{item_id}`` | string | JSON {neighbour item id: log2 co-visitation weight}, strongest 50 |
 | ``{prefix}:counters`` | hash | events_in, processed, rejected, duplicates (add up: in = the rest) |
+| ``{prefix}:counted`` | hash | events-topic partition -> the highest offset the counters include |
+
+The counters and ``counted`` change in one MULTI/EXEC, so an event
+re-delivered after a crash is counted as a duplicate exactly when its first
+delivery's counts landed, whatever the user state's changelog kept.
 """
 
 from __future__ import annotations
@@ -32,3 +37,7 @@ class RedisLayout:
     @property
     def counters(self) -> str:
         return f"{self.prefix}:counters"
+
+    @property
+    def counted(self) -> str:
+        return f"{self.prefix}:counted"

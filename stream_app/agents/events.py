@@ -13,7 +13,7 @@ from stream_app.anomaly import make_monitor
 from stream_app.holdback import Holdback
 from stream_app.metrics import Metrics
 from stream_app.model_updates import ModelSlot
-from stream_app.pipeline import BatchOutput, Incoming, apply_batch_states, process_batch
+from stream_app.pipeline import BatchOutput, Incoming, apply_batch_states, count_deliveries, process_batch
 from stream_app.settings import Settings
 from stream_app.sinks.base import Store
 from stream_app.tables import Tables
@@ -61,7 +61,12 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
             holdback.add(out.samples)
             await emit(app, out, topics)
             await send_due_samples()
-            await store.write_recommendations(out.records, out.counters)
+            applied = out.counters["processed"]
+            counted = count_deliveries(batch, out, await store.counted_offsets({m.partition for m in batch}))
+            if out.counters["processed"] > applied:
+                log.warning("counted %d events the user state already held: their first delivery's counts were "
+                            "lost (a stop between the changelog and the store)", out.counters["processed"] - applied)
+            await store.write_recommendations(out.records, out.counters, counted)
             metrics.observe_batch(out.counters, (d.rejection.code for d in out.dead_letters),
                                   len(batch), out.scoring_s)
             metrics.observe_latency(out.scored_timestamps_ms)

@@ -21,9 +21,15 @@ class Store(ABC):
 
     @abstractmethod
     async def write_recommendations(
-        self, records: Sequence[Mapping[str, Any]], counters: Mapping[str, int]
+        self, records: Sequence[Mapping[str, Any]], counters: Mapping[str, int],
+        counted: Mapping[int, int] | None = None,
     ) -> None:
-        """Store each user's record (replacing the old one) and add to the counters."""
+        """Store each user's record (replacing the old one) and add to the counters; in the same atomic step
+        raise each events-topic partition's counted offset to ``counted[partition]``."""
+
+    @abstractmethod
+    async def counted_offsets(self, partitions: Iterable[int]) -> dict[int, int]:
+        """The highest offset of each partition the counters include (-1: none)."""
 
     @abstractmethod
     async def add_counters(self, counters: Mapping[str, int]) -> None:

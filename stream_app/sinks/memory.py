@@ -18,13 +18,20 @@ class MemoryStore(Store):
         self.popularity: dict[str, float] = {}
         self.neighbors: dict[str, dict[str, float]] = {}
         self._counters: Counter[str] = Counter()
+        self._counted: dict[int, int] = {}
 
     async def write_recommendations(
-        self, records: Sequence[Mapping[str, Any]], counters: Mapping[str, int]
+        self, records: Sequence[Mapping[str, Any]], counters: Mapping[str, int],
+        counted: Mapping[int, int] | None = None,
     ) -> None:
         for rec in records:
             self.records[rec["user_id"]] = dict(rec)
         self._counters.update(counters)
+        for partition, offset in (counted or {}).items():
+            self._counted[partition] = max(offset, self._counted.get(partition, -1))
+
+    async def counted_offsets(self, partitions: Iterable[int]) -> dict[int, int]:
+        return {p: self._counted.get(p, -1) for p in partitions}
 
     async def add_counters(self, counters: Mapping[str, int]) -> None:
         self._counters.update(counters)

@@ -12,6 +12,16 @@ from stream_app.redis_layout import COUNTER_NAMES, RedisLayout
 from stream_app.sinks.base import Store
 
 
+# raise hash fields to the given values, never lower them (a late write from a worker that lost the partition)
+RAISE_OFFSETS = """
+for i = 1, #ARGV, 2 do
+  local current = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '-1')
+  if tonumber(ARGV[i + 1]) > current then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+end
+return 0
+"""
+
+
 class RedisStore(Store):
     """Writes each micro-batch in one pipeline; checks the connection at start."""
 
@@ -37,13 +47,24 @@ class RedisStore(Store):
             self._client = None
 
     async def write_recommendations(
-        self, records: Sequence[Mapping[str, Any]], counters: Mapping[str, int]
+        self, records: Sequence[Mapping[str, Any]], counters: Mapping[str, int],
+        counted: Mapping[int, int] | None = None,
     ) -> None:
-        async with self.client.pipeline(transaction=False) as pipe:
+        async with self.client.pipeline(transaction=bool(counted)) as pipe:  # MULTI/EXEC with offsets
             for rec in records:
                 pipe.set(self.keys.recs(rec["user_id"]), orjson.dumps(rec), ex=self.ttl_s)
             self._queue_counters(pipe, counters)
+            if counted:
+                args = [str(v) for partition, offset in counted.items() for v in (partition, offset)]
+                pipe.eval(RAISE_OFFSETS, 1, self.keys.counted, *args)
             await pipe.execute()
+
+    async def counted_offsets(self, partitions: Iterable[int]) -> dict[int, int]:
+        wanted = list(partitions)
+        if not wanted:
+            return {}
+        values = await self.client.hmget(self.keys.counted, [str(p) for p in wanted])
+        return {p: -1 if v is None else int(v) for p, v in zip(wanted, values)}
 
     async def add_counters(self, counters: Mapping[str, int]) -> None:
         async with self.client.pipeline(transaction=False) as pipe:

@@ -7,7 +7,7 @@ import asyncio
 import orjson
 
 from models.anomaly.monitor import AnomalyMonitor
-from stream_app.pipeline import Incoming, apply_batch_states, process_batch
+from stream_app.pipeline import Incoming, apply_batch_states, count_deliveries, process_batch
 from stream_app.scoring import HeuristicRecommender
 from stream_app.settings import Settings
 from stream_app.sinks.memory import MemoryStore
@@ -88,3 +88,33 @@ def test_a_restarted_worker_resumes_detection_from_the_table_and_ignores_redeliv
     assert [a.detector for a in out.alerts if a.detector == "rate_burst"] == ["rate_burst"]
     assert out.alerts[0].evidence["events_in_window"] == 20  # counted once each, not 35
     assert out.counters["quarantined"] >= 10  # the clicks from the alert on are kept out of learning
+
+
+def test_a_crash_between_the_changelog_and_the_counters_still_counts_each_event_once():
+    """The state kept a batch whose counts were lost: re-delivered, it is counted as processed, not duplicate."""
+    store, table = MemoryStore(), {}
+    first = [msg(0, "u1", "a"), msg(1, "u1", "b"), Incoming(b"not json", None, 0, 2)]
+    out = run(first, table, store)
+    apply_batch_states(table, out)  # the changelog landed; the crash came before the store write
+    again = first + [msg(3, "u2", "a")]
+    out = run(again, table, store)
+    assert out.counters["duplicates"] == 2  # by the state: u1's two events were applied already
+    upto = count_deliveries(again, out, asyncio.run(store.counted_offsets([0])))
+    assert upto == {0: 3}
+    assert out.counters == {"events_in": 4, "processed": 3, "rejected": 1, "duplicates": 0}
+    asyncio.run(store.write_recommendations(out.records, out.counters, upto))
+    # and the batch delivered once more (the offsets commit was lost too): all of it counted already
+    out = run(again, table, store)
+    assert count_deliveries(again, out, asyncio.run(store.counted_offsets([0]))) == {}
+    assert out.counters == {"events_in": 4, "processed": 0, "rejected": 0, "duplicates": 4}
+
+
+def test_counts_landed_but_the_state_did_not():
+    """The opposite crash: re-applied to the state, but counted as a duplicate delivery."""
+    store, table = MemoryStore(), {}
+    batch = [msg(5, "u1", "a"), msg(6, "u1", "b")]
+    asyncio.run(store.write_recommendations([], {"events_in": 2, "processed": 2}, {0: 6}))
+    out = run(batch, table, store)
+    assert out.counters["processed"] == 2 and out.states  # the state needs them again
+    count_deliveries(batch, out, asyncio.run(store.counted_offsets([0])))
+    assert out.counters == {"events_in": 2, "processed": 0, "rejected": 0, "duplicates": 2}
