@@ -119,9 +119,13 @@ class Ensemble:
         names = list(self.scorers) if names is None else names
         return {n: NORMALISERS[self.scorers[n].blend](self.scorers[n].score_rows(items, types)) for n in names}
 
+    def active(self) -> list[str]:
+        """The scorers with a non-zero weight (all of them if every weight is zero): the rest add nothing."""
+        return [n for n in self.scorers if self.weights[n] != 0.0] or list(self.scorers)
+
     def score_rows(self, items: Sequence[Sequence[int]], types: Sequence[Sequence[int]]) -> torch.Tensor:
         """(batch, len(vocab)) blended scores; row 0 is ``-inf``."""
-        total = sum(self.weights[n] * z for n, z in self.parts(items, types).items())
+        total = sum(self.weights[n] * z for n, z in self.parts(items, types, self.active()).items())
         assert isinstance(total, torch.Tensor)
         total[:, 0] = float("-inf")
         return total
@@ -202,8 +206,7 @@ class Ensemble:
             return []
         encoded = [encode(self.vocab, h) for h in histories]
         items, types = [r for r, _ in encoded], [t for _, t in encoded]
-        names = [n for n in self.scorers if self.weights[n] != 0.0]  # a zero-weight scorer adds nothing
-        names = names or list(self.scorers)
+        names = self.active()
         parts = self.parts(items, types, names)
         weighted = torch.stack([self.weights[n] * parts[n] for n in names])  # (scorers, batch, n_rows)
         total = weighted.sum(0)  # (batch, n_rows)

@@ -67,3 +67,20 @@ def test_standardise_fast_path_matches_the_general_one() -> None:
     assert torch.allclose(standardise(scores), _standardise_general(scores), atol=1e-5)
     scores[2, 17] = float("-inf")  # -inf elsewhere: the general path
     assert torch.allclose(standardise(scores), _standardise_general(scores), atol=1e-5)
+
+
+def test_a_zero_weight_scorer_is_not_run_and_changes_no_score(ensemble_and_split: tuple[Ensemble, object]) -> None:
+    ensemble, _ = ensemble_and_split
+    items, types = [[1, 2], [3]], [[0, 0], [0]]
+    zeroed = Ensemble(ensemble.vocab, ensemble.scorers, {"popularity": 0.0, "covisitation": 0.7})
+    expected = 0.7 * ensemble.parts(items, types, ["covisitation"])["covisitation"]
+    expected[:, 0] = float("-inf")
+    calls = []
+    popularity = ensemble.scorers["popularity"]
+    original = popularity.score_rows
+    popularity.score_rows = lambda *a: calls.append(a) or original(*a)  # type: ignore[method-assign]
+    try:
+        assert torch.equal(zeroed.score_rows(items, types), expected)
+        assert calls == []
+    finally:
+        del popularity.score_rows
