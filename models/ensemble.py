@@ -125,7 +125,11 @@ class Ensemble:
 
     def score_rows(self, items: Sequence[Sequence[int]], types: Sequence[Sequence[int]]) -> torch.Tensor:
         """(batch, len(vocab)) blended scores; row 0 is ``-inf``."""
-        total = sum(self.weights[n] * z for n, z in self.parts(items, types, self.active()).items())
+        return self.blend(self.parts(items, types, self.active()))
+
+    def blend(self, parts: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Blended scores from ``parts`` (which must hold every scorer in ``active()``); row 0 is ``-inf``."""
+        total = sum(self.weights[n] * parts[n] for n in self.active())
         assert isinstance(total, torch.Tensor)
         total[:, 0] = float("-inf")
         return total

@@ -84,17 +84,24 @@ def rank_full(
     ranks: list[np.ndarray] = []
     for start in range(0, len(items), batch_size):
         b_items, b_types = items[start : start + batch_size], types[start : start + batch_size]
-        scores = score_fn(b_items, b_types)[:, 1:].float().clone()  # (batch, n_items)
-        if exclude_seen:
-            for b, h in enumerate(b_items):
-                if h:
-                    scores[b, torch.as_tensor(h) - 1] = float("-inf")
-        target = torch.as_tensor(targets[start : start + batch_size]) - 1
-        t_score = scores.gather(1, target[:, None])
-        cols = torch.arange(scores.shape[1])[None, :]
-        better = (scores > t_score) | ((scores == t_score) & (cols < target[:, None]))
-        ranks.append(better.sum(dim=1).numpy())
+        ranks.append(rank_scored(score_fn(b_items, b_types), b_items, targets[start : start + batch_size],
+                                 exclude_seen=exclude_seen))
     return np.concatenate(ranks) if ranks else np.zeros(0, dtype=np.int64)
+
+
+def rank_scored(scores: torch.Tensor, items: Sequence[Sequence[int]], targets: Sequence[int], *,
+                exclude_seen: bool = True) -> np.ndarray:
+    """``rank_full`` on scores already computed: (batch, n_rows) with row 0 the padding."""
+    scores = scores[:, 1:].float().clone()  # (batch, n_items)
+    if exclude_seen:
+        for b, h in enumerate(items):
+            if h:
+                scores[b, torch.as_tensor(h) - 1] = float("-inf")
+    target = torch.as_tensor(targets) - 1
+    t_score = scores.gather(1, target[:, None])
+    cols = torch.arange(scores.shape[1])[None, :]
+    better = (scores > t_score) | ((scores == t_score) & (cols < target[:, None]))
+    return better.sum(dim=1).numpy()
 
 
 def sample_negatives(

@@ -17,7 +17,7 @@ shake the blend.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -45,15 +45,24 @@ def candidate_features(ensemble: Ensemble, samples: Sequence[TrainingSample], pe
     target in column 0, and a ``(n, columns)`` mask of real candidates (not a repeat, the target or history)."""
     vocab = ensemble.vocab
     encoded = [encode(vocab, s.history) for s in samples]
-    parts = ensemble.parts([r for r, _ in encoded], [t for _, t in encoded])
-    z = torch.stack([parts[n] for n in ensemble.scorers], dim=-1)  # (n, n_rows, scorers)
-    targets = torch.as_tensor([vocab.row(s.target) for s in samples], dtype=torch.long)
+    items = [r for r, _ in encoded]
+    parts = ensemble.parts(items, [t for _, t in encoded])
+    return features_from_parts(parts, items, [vocab.row(s.target) for s in samples], per_scorer)
+
+
+def features_from_parts(parts: Mapping[str, torch.Tensor], items: Sequence[Sequence[int]], targets: Sequence[int],
+                        per_scorer: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``candidate_features`` from every scorer's normalised scores (``Ensemble.parts``, in scorer order),
+    the samples' history rows and target rows."""
+    z = torch.stack(list(parts.values()), dim=-1)  # (n, n_rows, scorers)
+    n = len(targets)
+    targets = torch.as_tensor(targets, dtype=torch.long)
     blocked = torch.zeros(z.shape[:2], dtype=torch.bool)
     blocked[:, 0] = True
-    for b, (rows, _) in enumerate(encoded):
+    for b, rows in enumerate(items):
         if rows:
             blocked[b, torch.as_tensor(rows)] = True
-    blocked[torch.arange(len(samples)), targets] = True
+    blocked[torch.arange(n), targets] = True
     k = min(per_scorer, z.shape[1])
     tops = [z[..., j].masked_fill(blocked, float("-inf")).topk(k, dim=1).indices for j in range(z.shape[2])]
     cand = torch.cat(tops, dim=1)  # (n, scorers * k), with repeats
@@ -63,7 +72,7 @@ def candidate_features(ensemble: Ensemble, samples: Sequence[TrainingSample], pe
     valid &= ~blocked.gather(1, ordered)
     rows = torch.cat([targets[:, None], ordered], dim=1)
     x = z.gather(1, rows[..., None].expand(-1, -1, z.shape[2]))
-    mask = torch.cat([torch.zeros(len(samples), 1, dtype=torch.bool), valid], dim=1)
+    mask = torch.cat([torch.zeros(n, 1, dtype=torch.bool), valid], dim=1)
     return torch.nan_to_num(x, nan=0.0, neginf=-1e9), mask
 
 
@@ -87,14 +96,21 @@ class BlendRefitter:
 
     def observe(self, ensemble: Ensemble, samples: Sequence[TrainingSample]) -> None:
         """Keep the scores of (up to ``per_batch`` of) ``samples``: call before anything learns them."""
-        usable = [s for s in samples if ensemble.vocab.row(s.target) and s.target not in s.items]
-        usable = usable[-self.config.per_batch:]
-        if not usable:
-            return
-        with torch.no_grad():
-            self.kept.append(candidate_features(ensemble, usable, self.config.per_scorer))
-        self.since += len(usable)
-        self.n_kept += len(usable)
+        usable = self.usable(ensemble, samples)
+        if usable:
+            with torch.no_grad():
+                self.keep(*candidate_features(ensemble, usable, self.config.per_scorer))
+
+    def usable(self, ensemble: Ensemble, samples: Sequence[TrainingSample]) -> list[TrainingSample]:
+        """The (at most ``per_batch``, the latest) samples of a batch ``observe`` keeps."""
+        fit = [s for s in samples if ensemble.vocab.row(s.target) and s.target not in s.items]
+        return fit[-self.config.per_batch:]
+
+    def keep(self, x: torch.Tensor, mask: torch.Tensor) -> None:
+        """Keep candidate features computed elsewhere (``features_from_parts``) on samples nothing has learnt."""
+        self.kept.append((x, mask))
+        self.since += len(x)
+        self.n_kept += len(x)
         while self.n_kept - len(self.kept[0][0]) >= self.config.window:
             self.n_kept -= len(self.kept.popleft()[0])
 

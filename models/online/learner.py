@@ -99,13 +99,18 @@ class OnlineLearner:
         """Samples held in the replay reservoir (at most ``config.replay_size``)."""
         return len(self._replay)
 
-    def learn(self, samples: Sequence[TrainingSample]) -> dict[str, Any]:
-        """Learn from a batch of samples (time order); returns counts, mean loss and seconds."""
+    def learn(self, samples: Sequence[TrainingSample], *,
+              unobserved: Sequence[TrainingSample] | None = None) -> dict[str, Any]:
+        """Learn from a batch of samples (time order); returns counts, mean loss and seconds.
+
+        ``unobserved``: those whose candidate scores the blend re-fit has not
+        kept yet (``blend.keep``, by a caller that scored them already); all by default.
+        """
         start = time.perf_counter()
         vocab = self.ensemble.vocab
         before = vocab.n_items
         if self.config.blend.every:
-            self.blend.observe(self.ensemble, samples)  # scored before anything learns them
+            self.blend.observe(self.ensemble, samples if unobserved is None else unobserved)  # before learning
         for s in samples:
             vocab.add_all(s.items)
             vocab.add(s.target)

@@ -12,7 +12,9 @@ here, so tests and benchmarks drive it directly.
   arrival; the serving weights never change, so that rank holds until
   another version serves, and is also the serving side of the next
   evaluation. An evaluation ranks the candidate, and the serving version only
-  on held-out samples it has not ranked yet.
+  on held-out samples it has not ranked yet. The same scorer pass gives the
+  learner's blend re-fit its candidate scores (``models.online.blend``): those
+  samples are not scored again when they are learnt.
 - Every ``promote_every`` learnt samples (or ``promote_every_s`` seconds) the
   learner's candidate is evaluated against the serving version on the
   hold-out and promoted only if it is not worse (``should_promote``).
@@ -45,10 +47,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
 from models.checkpoint import CheckpointError
 from models.ensemble import Ensemble
-from models.evaluation.prequential import is_scored, metrics_at, rank_samples
+from models.evaluation.prequential import MISS, is_scored, metrics_at, rank_samples
+from models.evaluation.protocol import rank_scored
+from models.history import encode
+from models.online.blend import features_from_parts
 from models.model_store import ModelStore
 from models.online.learner import OnlineConfig, OnlineLearner, should_promote
 from models.online.samples import TrainingSample
@@ -68,6 +74,7 @@ class Held:
     position: Position | None
     rank: int | None
     ranked_by: str
+    blend_fed: bool = False  # its arrival batch's candidate scores went to the blend re-fit already
 
 
 @dataclass(frozen=True)
@@ -146,18 +153,19 @@ class OnlineTrainer:
         entries: list[dict[str, Any]] = []
         ranks: list[int | None] = [None] * len(samples)
         ranked_by = ""  # not ranked yet: the next evaluation ranks what is still held out then
-        if self.probation is not None and samples:
-            ranks, ranked_by = self._rank_fresh(samples), self.serving_version
+        fed = self.probation is not None and bool(samples)  # the blend re-fit gets these samples' scores now
+        if fed:
+            ranks, ranked_by = self._rank_fresh(samples, feed_blend=True), self.serving_version
             entries += self._check_probation(samples, ranks)
         times = kafka_ms if kafka_ms is not None else [s.ts_ms for s in samples]
         for partition, offset in positions or ():
             self.sample_offsets.setdefault(partition, offset)  # a partition's first sample: nothing learnt yet
         where = positions if positions is not None else [None] * len(samples)
-        self.holdout.extend(Held(*fields, ranked_by) for fields in zip(samples, times, where, ranks))
+        self.holdout.extend(Held(*fields, ranked_by, fed) for fields in zip(samples, times, where, ranks))
         overflow = len(self.holdout) - self.config.eval_slice
         if overflow > 0:
             learn = [self.holdout.popleft() for _ in range(overflow)]
-            self.learner.learn([h.sample for h in learn])
+            self.learner.learn([h.sample for h in learn], unobserved=[h.sample for h in learn if not h.blend_fed])
             newest, oldest = max(h.kafka_ms for h in learn), min(h.kafka_ms for h in learn)
             self.newest_learnt_ms = max(newest, self.newest_learnt_ms or newest)
             self.oldest_unpromoted_ms = min(oldest, self.oldest_unpromoted_ms or oldest)
@@ -188,12 +196,32 @@ class OnlineTrainer:
         self.serving_version, self.probation = current, None
         self._restart_learning(self.serving)
 
-    def _rank_fresh(self, samples: Sequence[TrainingSample]) -> list[int | None]:
-        """The serving version's rank of each sample (None where the target is already in the history)."""
-        scored = [n for n, s in enumerate(samples) if is_scored(s)]
-        ranks: list[int | None] = [None] * len(samples)
-        for n, rank in zip(scored, rank_samples(self.serving, [samples[n] for n in scored]).tolist()):
-            ranks[n] = rank
+    def _rank_fresh(self, samples: Sequence[TrainingSample], *, feed_blend: bool = False,
+                    batch_size: int = 512) -> list[int | None]:
+        """The serving version's rank of each sample (None where the target is already in the history).
+
+        ``feed_blend``: also hand the learner's blend re-fit the candidate
+        scores of the samples it would keep from this batch, from the same
+        scorer pass (the serving version has not learnt them either), so it
+        need not score them again when they are learnt.
+        """
+        serving, vocab = self.serving, self.serving.vocab
+        ranks: list[int | None] = [None if not is_scored(s) else MISS for s in samples]
+        known = [n for n, s in enumerate(samples) if ranks[n] is not None and vocab.row(s.target)]
+        refit = self.learner.blend if feed_blend and self.learner_config.blend.every else None
+        kept = {id(s) for s in refit.usable(serving, samples)} if refit is not None else set()
+        for start in range(0, len(known), batch_size):
+            chunk = known[start:start + batch_size]
+            encoded = [encode(vocab, samples[n].history) for n in chunk]
+            items, targets = [r for r, _ in encoded], [vocab.row(samples[n].target) for n in chunk]
+            parts = serving.parts(items, [t for _, t in encoded], None if kept else serving.active())
+            for n, rank in zip(chunk, rank_scored(serving.blend(parts), items, targets).tolist()):
+                ranks[n] = rank
+            rows = [i for i, n in enumerate(chunk) if id(samples[n]) in kept]
+            if refit is not None and rows:
+                with torch.no_grad():
+                    refit.keep(*features_from_parts({k: v[rows] for k, v in parts.items()}, [items[i] for i in rows],
+                                                    [targets[i] for i in rows], refit.config.per_scorer))
         return ranks
 
     def _serving_ranks(self) -> np.ndarray:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import torch
+
 from models.model_store import ModelStore
+from models.online.blend import BlendRefitConfig, candidate_features
 from models.online.learner import OnlineConfig, OnlineLearner
 from models.online.samples import TrainingSample
 from models.online.trainer import OnlineTrainer, TrainerConfig, ensure_base
@@ -119,3 +122,29 @@ def test_serving_side_of_an_evaluation_equals_ranking_the_hold_out_afresh(tmp_pa
     assert len(checked) > 10 and sum(e["promoted"] for e in trainer.evaluations) >= 2
     assert any(stale for _, stale in checked)  # samples an older version ranked on arrival were re-ranked
     assert len({e["ndcg@10"] for e, _ in checked}) > 1  # the serving ranks did change over the stream
+
+
+def test_during_a_probation_the_blend_refit_gets_scores_from_the_ranking_pass(tmp_path) -> None:
+    store = ModelStore(tmp_path / "store")
+    tiny_ensemble().save(tmp_path / "base")
+    ensure_base(store, str(tmp_path / "base"))
+    learner_cfg = OnlineConfig(train_sequence=False, blend=BlendRefitConfig(every=10**6, per_batch=4))
+    trainer = OnlineTrainer(store, learner_cfg, TrainerConfig(eval_slice=10, promote_every=50,
+                                                              promote_every_s=1e9, rollback_window=10**6))
+    observed: list[int] = []
+    trainer.on_samples(samples(60))  # promotes: a probation starts
+    assert trainer.probation is not None
+    observe = trainer.learner.blend.observe
+    trainer.learner.blend.observe = lambda e, s: observed.append(len(s)) or observe(e, s)  # type: ignore[method-assign]
+    before = len(trainer.learner.blend.kept)
+    batch = samples(20, start=60)
+    trainer.on_samples(batch)
+    fed, learnt = list(trainer.learner.blend.kept)[before:]  # fed on arrival, then what learning scored
+    x, mask = fed
+    usable = trainer.learner.blend.usable(trainer.serving, batch)
+    want_x, want_mask = candidate_features(trainer.serving, usable, trainer.learner.blend.config.per_scorer)
+    assert len(usable) == 4 and torch.equal(x, want_x) and torch.equal(mask, want_mask)
+    # of the 20 learnt now, the 10 held out before the probation are scored when learnt; the 10 fed are not
+    assert observed == [10] and len(learnt[0]) == 4
+    trainer.on_samples(samples(20, start=80))
+    assert observed[-1] == 0  # all 20 learnt now came in fed batches
