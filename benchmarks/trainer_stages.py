@@ -1,0 +1,154 @@
+"""Where the trainer's time goes, and how many samples a second it sustains, with and without the blend re-fit.
+
+``OnlineTrainer.on_samples`` (what the trainer process runs on each batch)
+is driven directly, without Kafka, on the training samples the worker would
+emit for the first ``--users`` Amazon Beauty users' purchase streams (the
+swap-lag benchmark's stream), from a hidden-64 checkpoint trained without
+those users, in batches of ``--batch``, with the swap-lag benchmark's
+promotion settings. The clock the
+trainer sees advances as if samples arrived at ``--rate`` a second, so the
+time-based promotion fires as it would live. Each stage is timed with
+``time.perf_counter``; variants run alternately, ``--repeats`` times each,
+and the table quotes medians.
+
+    python benchmarks/trainer_stages.py --checkpoint runs/beauty-h64-rest   # made as in swap_lag.py
+
+A trainer keeps up with an offered rate only while its busy seconds per
+second of arrivals stay under 1 (``load`` in the table); above that, its
+backlog and so the swap lag grow with every promotion.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.stream_throughput import load_beauty  # noqa: E402
+from models.model_store import ModelStore  # noqa: E402
+from models.online.blend import BlendRefitConfig  # noqa: E402
+from models.online.learner import OnlineConfig  # noqa: E402
+from models.online.samples import TrainingSample, log_samples  # noqa: E402
+from models.online.trainer import OnlineTrainer, TrainerConfig, ensure_base  # noqa: E402
+
+
+class Stopwatch:
+    """Seconds spent in wrapped methods, by stage name."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    def wrap(self, obj: object, method: str, stage: str) -> None:
+        inner: Callable[..., Any] = getattr(obj, method)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.seconds[stage] += time.perf_counter() - start
+
+        setattr(obj, method, timed)
+
+
+def run_variant(checkpoint: Path, samples: list[TrainingSample], args: argparse.Namespace,
+                blend_every: int) -> dict[str, Any]:
+    """One pass over ``samples``; seconds per stage and per 1k samples, and the load at ``args.rate``."""
+    store = ModelStore(Path(tempfile.mkdtemp(prefix="bench-stages-")))
+    ensure_base(store, str(checkpoint))
+    arrived = [0.0]
+    learner_cfg = OnlineConfig(batch_size=args.batch, eval_slice=args.eval_slice,
+                               blend=BlendRefitConfig(every=blend_every))
+    trainer_cfg = TrainerConfig(eval_slice=args.eval_slice, promote_every=args.promote_every,
+                                promote_every_s=args.promote_every_s)
+    trainer = OnlineTrainer(store, learner_cfg, trainer_cfg, clock=lambda: arrived[0])
+    watch = Stopwatch()
+    watch.wrap(trainer, "_rank_fresh", "serving ranks")  # on arrival (and stale ones inside an evaluation)
+    watch.wrap(trainer, "_check_probation", "probation")
+    watch.wrap(trainer, "_evaluate", "evaluate+promote")
+    watch.wrap(trainer.store, "save", "save checkpoint")
+    wrapped_learner = None
+    start = time.perf_counter()
+    for i in range(0, len(samples), args.batch):
+        if trainer.learner is not wrapped_learner:  # a rollback makes a new learner
+            wrapped_learner = trainer.learner
+            watch.wrap(wrapped_learner.blend, "observe", "blend observe")
+            watch.wrap(wrapped_learner.blend, "maybe_refit", "blend refit")
+            watch.wrap(wrapped_learner, "_fit", "fine-tune")
+        batch = samples[i:i + args.batch]
+        arrived[0] += len(batch) / args.rate
+        trainer.on_samples(batch)
+    total = time.perf_counter() - start
+    stages = dict(watch.seconds)
+    stages["other"] = total - sum(v for k, v in stages.items() if k != "save checkpoint")  # save: in evaluate
+    n = len(samples)
+    return {"samples": n, "seconds": total, "stages_s": stages, "s_per_1k": 1000.0 * total / n,
+            "load_at_rate": total / (n / args.rate),
+            "promotions": sum(1 for e in trainer.evaluations if e["promoted"]),
+            "evaluations": len(trainer.evaluations),
+            "blend_fits": len(trainer.learner.blend.fits)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", type=Path, default=ROOT / "runs" / "beauty-h64-rest")
+    p.add_argument("--users", type=int, default=2500)
+    p.add_argument("--samples", type=int, default=6000, help="samples per pass (the swap-lag run offers 18,000)")
+    p.add_argument("--rate", type=float, default=300.0, help="arrival rate the trainer's clock follows")
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--promote-every", type=int, default=1000)
+    p.add_argument("--promote-every-s", type=float, default=3.0)
+    p.add_argument("--eval-slice", type=int, default=256)
+    p.add_argument("--blend-every", type=int, default=BlendRefitConfig().every)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "trainer_stages.json")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    samples = log_samples(load_beauty(args.users))[: args.samples]
+    variants = {"blend re-fit on": args.blend_every, "blend re-fit off": 0}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
+    for r in range(args.repeats):
+        for name, every in variants.items():
+            runs[name].append(run_variant(args.checkpoint, samples, args, every))
+            print(f"repeat {r + 1} {name}: {runs[name][-1]['s_per_1k']:.2f} s/1k", flush=True)
+    summary = {}
+    for name, rs in runs.items():
+        stages = sorted({k for x in rs for k in x["stages_s"]})
+        summary[name] = {
+            "s_per_1k": statistics.median(x["s_per_1k"] for x in rs),
+            "load_at_rate": statistics.median(x["load_at_rate"] for x in rs),
+            "stage_s_per_1k": {k: statistics.median(1000.0 * x["stages_s"].get(k, 0.0) / x["samples"] for x in rs)
+                               for k in stages},
+        }
+    on, off = summary["blend re-fit on"], summary["blend re-fit off"]
+    doc = {"command": " ".join(["python", "benchmarks/trainer_stages.py", *sys.argv[1:]]),
+           "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+           "summary": summary, "ratio_on_over_off": on["s_per_1k"] / off["s_per_1k"], "runs": runs}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(doc, indent=2) + "\n")
+    stages = sorted(set(on["stage_s_per_1k"]) | set(off["stage_s_per_1k"]))
+    print(f"\nmedians of {args.repeats}, seconds per 1,000 samples (load = busy s per s at {args.rate:g}/s)")
+    print(f"{'stage':18s} {'re-fit on':>10s} {'re-fit off':>10s}")
+    for k in stages:
+        print(f"{k:18s} {on['stage_s_per_1k'].get(k, 0.0):10.3f} {off['stage_s_per_1k'].get(k, 0.0):10.3f}")
+    print(f"{'total':18s} {on['s_per_1k']:10.3f} {off['s_per_1k']:10.3f}")
+    print(f"{'load':18s} {on['load_at_rate']:10.2f} {off['load_at_rate']:10.2f}")
+    print(f"on/off ratio {doc['ratio_on_over_off']:.2f}; wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
