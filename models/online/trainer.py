@@ -42,7 +42,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,9 +51,7 @@ import torch
 
 from models.checkpoint import CheckpointError
 from models.ensemble import Ensemble
-from models.evaluation.prequential import MISS, is_scored, metrics_at, rank_samples
-from models.evaluation.protocol import rank_scored
-from models.history import encode
+from models.evaluation.prequential import is_scored, metrics_at, rank_samples
 from models.online.blend import features_from_parts
 from models.model_store import ModelStore
 from models.online.learner import OnlineConfig, OnlineLearner, should_promote
@@ -196,8 +194,7 @@ class OnlineTrainer:
         self.serving_version, self.probation = current, None
         self._restart_learning(self.serving)
 
-    def _rank_fresh(self, samples: Sequence[TrainingSample], *, feed_blend: bool = False,
-                    batch_size: int = 512) -> list[int | None]:
+    def _rank_fresh(self, samples: Sequence[TrainingSample], *, feed_blend: bool = False) -> list[int | None]:
         """The serving version's rank of each sample (None where the target is already in the history).
 
         ``feed_blend``: also hand the learner's blend re-fit the candidate
@@ -205,24 +202,21 @@ class OnlineTrainer:
         scorer pass (the serving version has not learnt them either), so it
         need not score them again when they are learnt.
         """
-        serving, vocab = self.serving, self.serving.vocab
-        ranks: list[int | None] = [None if not is_scored(s) else MISS for s in samples]
-        known = [n for n, s in enumerate(samples) if ranks[n] is not None and vocab.row(s.target)]
+        scored = [s for s in samples if is_scored(s)]
         refit = self.learner.blend if feed_blend and self.learner_config.blend.every else None
-        kept = {id(s) for s in refit.usable(serving, samples)} if refit is not None else set()
-        for start in range(0, len(known), batch_size):
-            chunk = known[start:start + batch_size]
-            encoded = [encode(vocab, samples[n].history) for n in chunk]
-            items, targets = [r for r, _ in encoded], [vocab.row(samples[n].target) for n in chunk]
-            parts = serving.parts(items, [t for _, t in encoded], None if kept else serving.active())
-            for n, rank in zip(chunk, rank_scored(serving.blend(parts), items, targets).tolist()):
-                ranks[n] = rank
-            rows = [i for i, n in enumerate(chunk) if id(samples[n]) in kept]
-            if refit is not None and rows:
+        kept = {id(s) for s in refit.usable(self.serving, scored)} if refit is not None else set()
+
+        def feed(parts: Mapping[str, torch.Tensor], items: list[list[int]], targets: list[int],
+                 indices: list[int]) -> None:
+            assert refit is not None
+            rows = [i for i, n in enumerate(indices) if id(scored[n]) in kept]
+            if rows:
                 with torch.no_grad():
                     refit.keep(*features_from_parts({k: v[rows] for k, v in parts.items()}, [items[i] for i in rows],
                                                     [targets[i] for i in rows], refit.config.per_scorer))
-        return ranks
+
+        ranked = iter(rank_samples(self.serving, scored, with_parts=feed if kept else None).tolist())
+        return [next(ranked) if is_scored(s) else None for s in samples]
 
     def _serving_ranks(self) -> np.ndarray:
         """The serving version's ranks of the hold-out: those taken on arrival, ranking only the samples not
