@@ -111,11 +111,18 @@ async def _run(stack: EmbeddedStack, workdir: Path, n_users: int, baseline: bool
         print(f"\nevents in {counters['events_in']} = processed {counters['processed']} + rejected "
               f"{counters['rejected']} + duplicates {counters['duplicates']}  ({elapsed:.1f} s end to end)")
     finally:
-        code = worker.stop()
-        print(f"worker stopped (exit {code})")
+        _report_stop("worker", worker)
         if trainer is not None:
-            print(f"trainer stopped (exit {trainer.stop()})")
+            _report_stop("trainer", trainer)
         await store.close()
+
+
+def _report_stop(name: str, process: WorkerProcess) -> None:
+    """Stop ``process`` and print its exit code, with its log's tail when it did not exit cleanly."""
+    code = process.stop()
+    print(f"{name} stopped (exit {code})")
+    if code != 0:
+        print(f"--- {name} log (last 40 lines) ---\n" + "\n".join(process.log().splitlines()[-40:]))
 
 
 async def _wait_for_trainer(trainer: WorkerProcess, settings: Settings, timeout_s: float) -> None:

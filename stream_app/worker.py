@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import ThreadPoolExecutor
 
 import faust
@@ -23,6 +24,8 @@ from stream_app.sinks.base import Store
 from stream_app.sinks.redis import RedisStore
 from stream_app.tables import declare_tables
 from stream_app.topics import declare_topics
+
+log = logging.getLogger(__name__)
 
 
 def build_worker(settings: Settings, *, store: Store | None = None) -> faust.App:
@@ -68,4 +71,10 @@ def run_worker(settings: Settings) -> None:
     # (measured: ~6% of a busy worker's samples). A service has no terminal to spin in.
     worker.spinner = None
     settle_heap()  # the model and every module are loaded: nothing the collector needs to walk again
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exit_:
+        # mode turns any error (a crashed task, a failing stop) into exit 1 without printing it
+        if exit_.code and exit_.__context__ is not None:
+            log.error("worker exits with %s", exit_.code, exc_info=exit_.__context__)
+        raise

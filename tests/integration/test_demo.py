@@ -14,6 +14,7 @@ pytestmark = pytest.mark.integration
 def test_demo_serves_the_pretrained_ensemble_and_accounts_for_every_event(capsys):
     assert run_demo(users=2) == 0
     out = capsys.readouterr().out
+    print(out)  # shown with the failure: the demo prints a process's log tail when it exits non-zero
     # the later 40% of the real sample (1,728 events) plus 8 malformed lines: the counts add up
     assert "events in 1736 = processed 1728 + rejected 8 + duplicates 0" in out
     # users are served by a version from the model store, which the trainer started
