@@ -1,0 +1,42 @@
+"""Co-visitation restored from a checkpoint builds its neighbour dicts only when it needs them."""
+
+from __future__ import annotations
+
+from models.checkpoint import load_checkpoint, save_checkpoint
+from models.pipeline import replay_counts
+from models.scorers import CovisitationScorer
+from models.vocab import ItemVocab
+
+from models_synthetic import SYNTHETIC_ITEMS, synthetic_events
+
+EVENTS = synthetic_events(seed=3)  # synthetic ring walks (tests only)
+
+
+def fitted(events) -> CovisitationScorer:
+    scorer = CovisitationScorer(ItemVocab(SYNTHETIC_ITEMS, capacity=8))
+    replay_counts([scorer], events, holdout=0)
+    return scorer
+
+
+def test_a_loaded_scorer_learns_on_exactly_like_the_one_that_was_saved(tmp_path) -> None:
+    first, rest = EVENTS[: len(EVENTS) // 2], EVENTS[len(EVENTS) // 2 :]
+    saved = fitted(first)
+    _, loaded, _ = load_checkpoint(save_checkpoint(tmp_path, saved.vocab, {"covis": saved}))
+    restored = loaded["covis"]
+    assert restored._neighbors is None  # loading left the pairs as tensors
+    assert restored.neighbors == saved.neighbors  # built on first use, equal to what was saved
+    replay_counts([saved], rest, holdout=0)
+    replay_counts([restored], rest, holdout=0)
+    assert restored.neighbors == saved.neighbors
+    histories = [[SYNTHETIC_ITEMS[1], SYNTHETIC_ITEMS[2]], [SYNTHETIC_ITEMS[7]]]
+    assert (restored.score_batch(histories, SYNTHETIC_ITEMS) == saved.score_batch(histories, SYNTHETIC_ITEMS)).all()
+
+
+def test_observing_right_after_loading_keeps_the_loaded_pairs(tmp_path) -> None:
+    saved = fitted(EVENTS)
+    _, loaded, _ = load_checkpoint(save_checkpoint(tmp_path, saved.vocab, {"covis": saved}))
+    restored = loaded["covis"]
+    restored.observe([(SYNTHETIC_ITEMS[0], "view")], SYNTHETIC_ITEMS[5], "click", EVENTS[-1].ts)
+    saved.observe([(SYNTHETIC_ITEMS[0], "view")], SYNTHETIC_ITEMS[5], "click", EVENTS[-1].ts)
+    assert restored.neighbors == saved.neighbors
+    assert len(restored.state()[0]["src"]) == len(saved.state()[0]["src"])
