@@ -56,7 +56,7 @@ class ItemVocab:
         """The row of ``item``, or ``PAD`` (0) when unknown."""
         return self._rows.get(item, PAD)
 
-    def rows(self, items: Sequence[str]) -> list[int]:
+    def rows(self, items: Iterable[str]) -> list[int]:
         return [self._rows.get(i, PAD) for i in items]
 
     def item(self, row: int) -> str:

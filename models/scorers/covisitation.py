@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from models.history import History, split_history
@@ -110,16 +111,17 @@ class CovisitationScorer(Scorer):
         """
         if self._loaded is not None:
             return dict(self._loaded), {"config": asdict(self.config)}
-        src, dst, logw = [], [], []
-        for item, nbrs in self.neighbors.items():
-            for other, w in nbrs.items():
-                src.append(self.vocab.row(item))
-                dst.append(self.vocab.row(other))
-                logw.append(w)
+        src: list[int] = []
+        dst: list[int] = []
+        logw: list[float] = []
+        for item, nbrs in self.neighbors.items():  # bulk list operations: ~1M pairs on every promotion
+            src.extend([self.vocab.row(item)] * len(nbrs))
+            dst.extend(self.vocab.rows(nbrs))
+            logw.extend(nbrs.values())
         tensors = {
-            "src": torch.as_tensor(src, dtype=torch.long),
-            "dst": torch.as_tensor(dst, dtype=torch.long),
-            "log_weight": torch.as_tensor(logw, dtype=torch.float64),
+            "src": torch.from_numpy(np.array(src, dtype=np.int64)),
+            "dst": torch.from_numpy(np.array(dst, dtype=np.int64)),
+            "log_weight": torch.from_numpy(np.array(logw, dtype=np.float64)),
         }
         return tensors, {"config": asdict(self.config)}
 
