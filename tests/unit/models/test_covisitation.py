@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.pipeline import replay_counts
 from models.scorers import CovisitationScorer
@@ -40,3 +42,16 @@ def test_observing_right_after_loading_keeps_the_loaded_pairs(tmp_path) -> None:
     saved.observe([(SYNTHETIC_ITEMS[0], "view")], SYNTHETIC_ITEMS[5], "click", EVENTS[-1].ts)
     assert restored.neighbors == saved.neighbors
     assert len(restored.state()[0]["src"]) == len(saved.state()[0]["src"])
+
+
+def test_a_deep_copy_learns_on_its_own_and_shares_the_copied_vocabulary() -> None:
+    original = fitted(EVENTS[: len(EVENTS) // 2])
+    before = {item: dict(nbrs) for item, nbrs in original.neighbors.items()}
+    other = copy.deepcopy({"covis": original, "vocab": original.vocab})  # as an ensemble holds them
+    clone = other["covis"]
+    assert clone.vocab is other["vocab"] and clone.vocab is not original.vocab
+    assert clone.neighbors == before
+    replay_counts([clone], EVENTS[len(EVENTS) // 2 :], holdout=0)
+    clone.observe([(SYNTHETIC_ITEMS[0], "view")], "an-item-only-the-copy-saw", "click", EVENTS[-1].ts)
+    assert original.neighbors == before and "an-item-only-the-copy-saw" not in original.vocab
+    assert clone.neighbors != before
