@@ -100,14 +100,18 @@ def check_scores(recommender: EnsembleRecommender) -> None:
         raise ValueError("the model gives no finite scores for an empty history")
 
 
-async def announce(settings: Settings, entry: dict[str, Any]) -> None:
-    """Publish a model-store log entry on the model-updates topic."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_from_url(settings.kafka_url))
-    await producer.start()
-    try:
-        await producer.send_and_wait(settings.model_updates_topic, orjson.dumps(entry), key=b"model")
-    finally:
-        await producer.stop()
+async def announce(settings: Settings, entry: dict[str, Any], producer: AIOKafkaProducer | None = None) -> None:
+    """Publish a model-store log entry on the model-updates topic, with ``producer`` if given (the
+    trainer's own, already connected: a promotion does not wait for a new producer to bootstrap)."""
+    if producer is None:
+        own = AIOKafkaProducer(bootstrap_servers=bootstrap_from_url(settings.kafka_url))
+        await own.start()
+        try:
+            await announce(settings, entry, own)
+        finally:
+            await own.stop()
+        return
+    await producer.send_and_wait(settings.model_updates_topic, orjson.dumps(entry), key=b"model")
 
 
 def register(app: faust.App, settings: Settings, slot: ModelSlot, metrics: Metrics, load) -> None:

@@ -133,7 +133,7 @@ async def run_trainer(settings: Settings, *, stop: asyncio.Event | None = None) 
                                                  [(m.partition, m.offset) for m in good])
             for entry in entries:
                 log.info("%s %s", entry["action"], entry["version"])
-                await announce(settings, entry)
+                await announce(settings, entry, producer)
             if msgs:
                 await producer.flush()  # dead letters are durable before their offsets are committed
                 await consumer.commit()
