@@ -67,8 +67,7 @@ async def _scenario(stack, settings, start_worker, store, trainer, first, second
     async with redis_store(settings) as redis:
         await replay(first, bootstrap=stack.bootstrap, topic=settings.events_topic, progress=False)
         await wait_for_events(redis, len(first), worker)
-        promoted = await wait_until(lambda: store.current() != base and store.current(), "a promotion",
-                                    [trainer, worker])
+        await wait_until(lambda: store.current() != base and store.current(), "a promotion", [trainer, worker])
         # events keep flowing while the worker swaps
         sending = asyncio.create_task(replay(second, bootstrap=stack.bootstrap, topic=settings.events_topic,
                                              progress=False))
@@ -85,7 +84,10 @@ async def _scenario(stack, settings, start_worker, store, trainer, first, second
         samples = await consume(stack.bootstrap, settings.training_samples_topic, len(first) + len(second))
         assert len(samples) == len(first) + len(second)  # one sample per processed event, none twice
         served_by = {json.loads(m.value)["model_version"] for m in samples}
-        assert served_by >= {base, promoted}  # versions changed mid-stream, and samples say which served
+        # versions changed mid-stream, and samples say which served: the base, then promoted ones (a
+        # worker that finds two promotions staged between batches serves only the newer one, so the
+        # first promotion seen here need not have served)
+        assert base in served_by and served_by - {base} and served_by <= set(store.serving_stack()), served_by
 
         # an unreadable sample goes, unchanged, to the dead-letter topic with its reason
         producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap)
