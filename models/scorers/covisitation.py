@@ -44,8 +44,8 @@ class CovisitationScorer(Scorer):
         """item -> {neighbour: log2 weight}.
 
         Built from the loaded tensors on first use: a serving worker reads
-        only ``state()``, and building ~400k pairs of dicts was 75% of loading
-        a checkpoint (measured: 0.67 of 0.87 s), paid on every model swap.
+        only ``state()``, and building ~400k pairs of dicts on every model swap
+        made loading a checkpoint ~2x slower (``benchmarks/model_handling.py``).
         """
         if self._neighbors is None:
             assert self._loaded is not None
@@ -63,7 +63,7 @@ class CovisitationScorer(Scorer):
     def __deepcopy__(self, memo: dict[int, Any]) -> CovisitationScorer:
         """A copy that learns on independently (the trainer's candidates), without deep-copying every
         float: the inner dicts hold only strings and floats, the cached and loaded tensors are never
-        changed in place. ~20x faster than the generic deep copy (0.3 s for ~400k pairs)."""
+        changed in place. ~9x faster than the generic deep copy (``benchmarks/model_handling.py``)."""
         clone = copy.copy(self)
         memo[id(self)] = clone
         clone.vocab = copy.deepcopy(self.vocab, memo)  # the ensemble's scorers share one vocabulary
