@@ -94,6 +94,24 @@ def count_deliveries(batch: Sequence[Incoming], out: BatchOutput, counted: Mappi
     return newest
 
 
+def offset_gaps(batch: Sequence[Incoming], counted: Mapping[int, int]) -> list[tuple[int, int, int]]:
+    """Offsets a batch jumps over, as ``(partition, first missing, last missing)``.
+
+    A partition's messages should follow on from its counted offset (-1: none
+    counted yet, so where it starts is unknown) and from each other. On Apache
+    Kafka a gap can be legitimate (transaction markers, compaction); anywhere
+    else it means events were never delivered to this worker.
+    """
+    gaps = []
+    last = {p: o for p, o in counted.items() if o >= 0}
+    for m in sorted(batch, key=lambda m: (m.partition, m.offset)):
+        before = last.get(m.partition)
+        if before is not None and m.offset > before + 1:
+            gaps.append((m.partition, before + 1, m.offset - 1))
+        last[m.partition] = max(m.offset, before if before is not None else -1)
+    return gaps
+
+
 def state_config(settings: Settings) -> StateConfig:
     return StateConfig(
         history_len=settings.history_len,

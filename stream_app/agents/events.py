@@ -13,7 +13,7 @@ from stream_app.anomaly import make_monitor
 from stream_app.holdback import Holdback
 from stream_app.metrics import Metrics
 from stream_app.model_updates import ModelSlot
-from stream_app.pipeline import BatchOutput, Incoming, apply_batch_states, count_deliveries, process_batch
+from stream_app.pipeline import BatchOutput, Incoming, apply_batch_states, count_deliveries, offset_gaps, process_batch
 from stream_app.settings import Settings
 from stream_app.sinks.base import Store
 from stream_app.tables import Tables
@@ -62,7 +62,11 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
             await emit(app, out, topics)
             await send_due_samples()
             applied = out.counters["processed"]
-            counted = count_deliveries(batch, out, await store.counted_offsets({m.partition for m in batch}))
+            already = await store.counted_offsets({m.partition for m in batch})
+            for partition, first, last in offset_gaps(batch, already):
+                log.warning("events partition %d skipped offsets %d-%d: never delivered to this worker (lost, "
+                            "unless transaction markers or compaction left the gap)", partition, first, last)
+            counted = count_deliveries(batch, out, already)
             if out.counters["processed"] > applied:
                 log.warning("counted %d events the user state already held: their first delivery's counts were "
                             "lost (a stop between the changelog and the store)", out.counters["processed"] - applied)

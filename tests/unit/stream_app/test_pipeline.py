@@ -7,7 +7,7 @@ import asyncio
 import orjson
 
 from models.anomaly.monitor import AnomalyMonitor
-from stream_app.pipeline import Incoming, apply_batch_states, count_deliveries, process_batch
+from stream_app.pipeline import Incoming, apply_batch_states, count_deliveries, offset_gaps, process_batch
 from stream_app.scoring import HeuristicRecommender
 from stream_app.settings import Settings
 from stream_app.sinks.memory import MemoryStore
@@ -118,3 +118,11 @@ def test_counts_landed_but_the_state_did_not():
     assert out.counters["processed"] == 2 and out.states  # the state needs them again
     count_deliveries(batch, out, asyncio.run(store.counted_offsets([0])))
     assert out.counters == {"events_in": 2, "processed": 0, "rejected": 0, "duplicates": 2}
+
+
+def test_offset_gaps_names_the_offsets_a_batch_jumps_over():
+    batch = [Incoming(None, None, 0, 7), Incoming(None, None, 1, 3), Incoming(None, None, 0, 5),
+             Incoming(None, None, 1, 4), Incoming(None, None, 2, 9)]
+    # partition 0 counted up to 3: 4 and 6 are missing; 1 follows on; 2 has nothing counted yet
+    assert offset_gaps(batch, {0: 3, 1: 2, 2: -1}) == [(0, 4, 4), (0, 6, 6)]
+    assert offset_gaps(batch, {0: 7, 1: 4}) == []  # a re-delivery of what was counted: no gap
