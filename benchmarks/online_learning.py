@@ -46,6 +46,8 @@ every pre-training event, since all of them lie before the stream. Scored
 events: those whose item is not already in the user's latest 50 (repeats can
 never be a hit, as the top-10 excludes history); unknown items count as misses.
 
+``--stream-end F`` streams only up to fraction F of the log (validation: tune on 0.4 to 0.6, test on 0.6 to 1).
+
     python benchmarks/online_learning.py            # both data sets, about 20 minutes on 2 cores
     python benchmarks/online_learning.py --quick    # 4,000 Beauty users, 1 minute of pre-training
 """
@@ -111,6 +113,13 @@ def load_events(name: str, args: argparse.Namespace) -> tuple[list[Event], dict[
         events = sorted(read_events(TAOBAO, "taobao"), key=lambda e: e.ts)
         timing = {"log": str(TAOBAO.relative_to(ROOT)), "format": "taobao", "time": "the log's Unix times"}
     return events, timing
+
+
+def cut(events: list[Event], start: float, end: float) -> tuple[list[Event], list[Event]]:
+    """The first ``start`` of the log by time, and the events from there up to fraction ``end`` (``split_by_time``)."""
+    pre, _ = split_by_time(events, start)
+    upto, _ = split_by_time(events, end)
+    return pre, upto[len(pre):]
 
 
 def pipeline_config(name: str, args: argparse.Namespace) -> PipelineConfig:
@@ -187,7 +196,7 @@ def retrained(name: str, events: list[Event], frozen: PrequentialResult,
     Up to the retrain point it is the frozen run (the same model); after it, a
     fresh pre-training on everything before that point serves, frozen.
     """
-    pre, rest = split_by_time(events, args.retrain_at)
+    pre, rest = cut(events, args.retrain_at, args.stream_end)
     ensemble, _ = pretrain(name, pre, args, args.retrain_at)
     after = prequential(rest, lambda: ensemble, histories=user_histories(pre), batch_size=args.stream_batch)
     start = len(frozen.ts) - len(rest)  # the stream is sorted, so the part after the point is its suffix
@@ -232,14 +241,14 @@ def learner_cost(ensemble: Ensemble, pre: list[Event], rest: list[Event], config
 
 def run_dataset(name: str, args: argparse.Namespace, config: OnlineConfig) -> dict[str, Any]:
     events, timing = load_events(name, args)
-    pre, rest = split_by_time(events, args.pretrain_fraction)
+    pre, rest = cut(events, args.pretrain_fraction, args.stream_end)
     new_items = len({e.item_id for e in rest} - {e.item_id for e in pre})
     print(f"{name}: {len(events)} events, pre-training on {len(pre)}, streaming {len(rest)} "
           f"({new_items} items new to the stream)", flush=True)
     ensemble, info = pretrain(name, pre, args, args.pretrain_fraction)
     out: dict[str, Any] = {"data": {**timing, "events": len(events), "pretrain_events": len(pre),
                                     "stream_events": len(rest), "new_items_in_stream": new_items,
-                                    "pretrain_fraction": args.pretrain_fraction},
+                                    "pretrain_fraction": args.pretrain_fraction, "stream_end": args.stream_end},
                            "pretrain": {k: v for k, v in info.items() if k != "config"}}
     results: dict[str, PrequentialResult] = {}
     for variant in args.variants:
@@ -251,7 +260,7 @@ def run_dataset(name: str, args: argparse.Namespace, config: OnlineConfig) -> di
                         "learn_seconds": round(results[variant].seconds["learn"], 1), "blend": blend}
         print(f"{name}: {variant:10} NDCG@10 {m['ndcg@10']:.4f}  HR@10 {m['hr@10']:.4f}  "
               f"({m['n']} scored, {out[variant]['seconds']:.0f} s)", flush=True)
-    if args.retrain_at > args.pretrain_fraction and "frozen" in results:
+    if args.pretrain_fraction < args.retrain_at < args.stream_end and "frozen" in results:
         results[RETRAINED], tail_from = retrained(name, events, results["frozen"], args)
         m = results[RETRAINED].metrics(10)
         out[RETRAINED] = {"ndcg@10": round(m["ndcg@10"], 5), "hr@10": round(m["hr@10"], 5), "scored": m["n"],
@@ -369,8 +378,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--beauty-users", type=int, default=0, help="only the first N Beauty users (0: all)")
     p.add_argument("--horizon-days", type=float, default=365.0, help="Beauty users' start times spread over this")
     p.add_argument("--pretrain-fraction", type=float, default=0.6, help="share of events (by time) to pre-train on")
+    p.add_argument("--stream-end", type=float, default=1.0,
+                   help="stream only up to this share of events (by time), e.g. 0.6 for a validation split")
     p.add_argument("--retrain-at", type=float, default=0.8,
-                   help="add the 'retrained' variant: a fresh pre-training at this point of the log (0: off)")
+                   help="add the 'retrained' variant: a fresh pre-training at this point of the log "
+                        "(0, or not before --stream-end: off)")
     p.add_argument("--pretrain-minutes", type=float, default=4.0, help="cap on the transformer's pre-training")
     p.add_argument("--cache", type=Path, default=None,
                    help="directory for pre-trained ensembles: reused if present (delete to retrain)")
@@ -388,6 +400,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=RESULTS / "online_learning.json")
     args = p.parse_args(argv)
+    if not args.pretrain_fraction < args.stream_end <= 1.0:
+        p.error("--stream-end must lie after --pretrain-fraction and at most 1")
     if args.quick:
         args.beauty_users = args.beauty_users or 4000
         args.pretrain_minutes = min(args.pretrain_minutes, 1.0)
