@@ -103,15 +103,15 @@ def check_scores(recommender: EnsembleRecommender) -> None:
 async def announce(settings: Settings, entry: dict[str, Any], producer: AIOKafkaProducer | None = None) -> None:
     """Publish a model-store log entry on the model-updates topic, with ``producer`` if given (the
     trainer's own, already connected: a promotion does not wait for a new producer to bootstrap)."""
-    if producer is None:
-        own = AIOKafkaProducer(bootstrap_servers=bootstrap_from_url(settings.kafka_url))
-        await own.start()
-        try:
-            await announce(settings, entry, own)
-        finally:
-            await own.stop()
-        return
-    await producer.send_and_wait(settings.model_updates_topic, orjson.dumps(entry), key=b"model")
+    own = producer is None
+    if own:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap_from_url(settings.kafka_url))
+        await producer.start()
+    try:
+        await producer.send_and_wait(settings.model_updates_topic, orjson.dumps(entry), key=b"model")
+    finally:
+        if own:
+            await producer.stop()
 
 
 def register(app: faust.App, settings: Settings, slot: ModelSlot, metrics: Metrics, load) -> None:

@@ -108,7 +108,7 @@ def offset_gaps(batch: Sequence[Incoming], counted: Mapping[int, int]) -> list[t
         before = last.get(m.partition)
         if before is not None and m.offset > before + 1:
             gaps.append((m.partition, before + 1, m.offset - 1))
-        last[m.partition] = max(m.offset, before if before is not None else -1)
+        last[m.partition] = m.offset if before is None else max(before, m.offset)
     return gaps
 
 

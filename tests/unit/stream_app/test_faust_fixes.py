@@ -15,7 +15,7 @@ from stream_app import faust_fixes
 
 @pytest.fixture
 def fetched():
-    """What aiokafka was asked for: (partitions, the caller's set object) per fetch."""
+    """The partition set each fetch handed to aiokafka."""
     return []
 
 
