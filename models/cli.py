@@ -54,7 +54,7 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
             lr=args.lr,
             patience=args.patience,
             seed=args.seed,
-            bf16=not args.no_bf16,
+            bf16=False if args.no_bf16 else None,
             max_seconds=args.max_minutes * 60.0,
             threads=args.threads,
         ),
@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--val-users", type=int, default=5000, help="validation users sampled for early stopping")
     train.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    train.add_argument("--no-bf16", action="store_true", help="train in fp32 (bf16 autocast is the default)")
+    train.add_argument("--no-bf16", action="store_true", help="train in fp32 (the default where the CPU has no native bf16: AMX or AVX512-BF16)")
     train.add_argument("--no-progress", action="store_true", help="hide progress bars")
     train.set_defaults(func=cmd_train)
 

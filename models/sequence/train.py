@@ -28,6 +28,15 @@ class TrainResult:
     seconds: float = 0.0
 
 
+def native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AMX or AVX512-BF16).
+
+    Elsewhere bf16 autocast is emulated and slower than fp32: about 7x for the
+    full-softmax step on a 2-core AMD EPYC with AVX2 only (measured 2026-12-01).
+    """
+    return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
@@ -54,6 +63,7 @@ def train_sequence_model(
     keep = [i for i, h in enumerate(items) if len(h) >= 2]
     lengths = [min(len(items[i]), model.config.max_len + 1) for i in keep]
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    bf16 = native_bf16() if config.bf16 is None else config.bf16
     result, best_state, stale = TrainResult(), None, 0
     start = time.perf_counter()
     for epoch in range(config.epochs):
@@ -64,7 +74,7 @@ def train_sequence_model(
             inputs, in_types, targets = training_batch(
                 [items[keep[i]] for i in batch], [types[keep[i]] for i in batch], model.config.max_len
             )
-            autocast = torch.autocast("cpu", dtype=torch.bfloat16) if config.bf16 else contextlib.nullcontext()
+            autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
             with autocast:
                 loss = model(inputs, in_types, targets, n_rows)
             optimizer.zero_grad(set_to_none=True)

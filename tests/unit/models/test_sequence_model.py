@@ -58,3 +58,29 @@ def test_new_items_become_scorable_after_the_vocabulary_grows() -> None:
     vocab.add_all([f"later-item-{i}" for i in range(30)])
     scores = scorer.score_batch([["later-item-3", "synthetic-item-1"]], ["later-item-29", "synthetic-item-2"])
     assert scores.shape == (1, 2) and torch.isfinite(torch.as_tensor(scores)).all()
+
+
+def test_bf16_autocast_only_where_the_cpu_has_native_bf16(monkeypatch) -> None:
+    """``bf16=None`` (the default) trains in bf16 only on AMX/AVX512-BF16 CPUs: emulated bf16 is slower than fp32."""
+    import models.sequence.train as train
+
+    used: list[torch.dtype] = []
+    real_autocast = torch.autocast
+
+    def recording_autocast(device_type: str, dtype: torch.dtype, **kwargs):
+        used.append(dtype)
+        return real_autocast(device_type, dtype=dtype, **kwargs)
+
+    monkeypatch.setattr(train.torch, "autocast", recording_autocast)
+    vocab = ItemVocab(SYNTHETIC_ITEMS, capacity=64)
+    split = leave_one_out(user_histories(synthetic_events(n_users=20)), vocab)
+    config = replace(TINY_TRAIN, epochs=1, bf16=None)
+    for native, expected in ((False, []), (True, [torch.bfloat16])):
+        used.clear()
+        monkeypatch.setattr(train, "native_bf16", lambda native=native: native)
+        SequenceScorer(vocab, TINY_SEQ, seed=1).fit(split.fit_items, split.fit_types, config, progress=False)
+        assert sorted(set(used)) == expected
+    used.clear()
+    SequenceScorer(vocab, TINY_SEQ, seed=1).fit(split.fit_items, split.fit_types, replace(config, bf16=False),
+                                                progress=False)
+    assert used == []
