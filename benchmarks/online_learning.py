@@ -3,7 +3,7 @@
 Per data set, the log is put in time order and cut by time: the first
 ``--pretrain-fraction`` (60 %) pre-trains a fresh ensemble (transformer +
 co-visitation + popularity, ``models.pipeline.train_all``, hidden 64, one
-thread, a few minutes); the rest is streamed test-then-train
+thread, at most 10 minutes); the rest is streamed test-then-train
 (``models.evaluation.prequential``: every micro-batch of events is first
 ranked, each user's top-10 against the item they then touched, and only then
 learnt from) four times from that same start:
@@ -383,7 +383,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--retrain-at", type=float, default=0.8,
                    help="add the 'retrained' variant: a fresh pre-training at this point of the log "
                         "(0, or not before --stream-end: off)")
-    p.add_argument("--pretrain-minutes", type=float, default=4.0, help="cap on the transformer's pre-training")
+    p.add_argument("--pretrain-minutes", type=float, default=10.0,
+                   help="cap on the transformer's pre-training (fp32 on this 2-core AVX2 CPU: about 20 epochs at the 60%% cut)")
     p.add_argument("--cache", type=Path, default=None,
                    help="directory for pre-trained ensembles: reused if present (delete to retrain)")
     p.add_argument("--stream-batch", type=int, default=256, help="events per micro-batch (tested, then learnt)")
@@ -392,6 +393,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=OnlineConfig.batch_size, help="new samples per Adam step")
     p.add_argument("--replay-fraction", type=float, default=OnlineConfig.replay_fraction)
     p.add_argument("--replay-size", type=int, default=OnlineConfig.replay_size)
+    p.add_argument("--blend-per-batch", type=int, default=OnlineConfig.blend.per_batch,
+                   help="fresh samples of each micro-batch the blend re-fit keeps")
+    p.add_argument("--blend-window", type=int, default=OnlineConfig.blend.window,
+                   help="latest kept samples a blend re-fit uses")
     p.add_argument("--blend-every", type=int, default=OnlineConfig.blend.every,
                    help="re-fit the blend weights every N fresh samples (0: keep the pre-trained blend)")
     p.add_argument("--windows", type=int, default=10, help="time windows (equal event counts) in the plot")
@@ -409,7 +414,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     config = OnlineConfig(lr=args.lr, steps_per_batch=args.steps_per_batch, batch_size=args.batch_size,
                           replay_fraction=args.replay_fraction, replay_size=args.replay_size, seed=args.seed,
-                          blend=replace(OnlineConfig.blend, every=args.blend_every))
+                          blend=replace(OnlineConfig.blend, every=args.blend_every, per_batch=args.blend_per_batch,
+                                        window=args.blend_window))
     start = time.perf_counter()
     doc: dict[str, Any] = {
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *(sys.argv[1:] if argv is None else argv)]),
