@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import faust
 import orjson
+from faust.exceptions import ProducerSendError
+from faust.types import TopicT
 
 from stream_app.agents.acks import hold, release
 from models.online.samples import TrainingSample
@@ -22,6 +25,26 @@ from stream_app.topics import Topics, publish
 log = logging.getLogger(__name__)
 
 
+async def publish_samples(app: faust.App, topic: TopicT, samples: Sequence[TrainingSample]) -> int:
+    """Publish training samples in order; returns how many were sent.
+
+    A worker that is stopping closes its producer while the sample timer may
+    still be sending: those samples are not sent (logged), as held samples
+    are lost at any stop, and the worker still exits cleanly. Before, the
+    send error crashed the stopping worker (exit 1). Any other send error
+    propagates.
+    """
+    for sent, sample in enumerate(samples):
+        try:
+            await publish(app, topic, sample.user_id.encode(), orjson.dumps(sample.to_dict()))
+        except ProducerSendError:
+            if not app.should_stop:
+                raise
+            log.info("worker stopping: %d training samples not sent (the producer has closed)", len(samples) - sent)
+            return sent
+    return len(samples)
+
+
 def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
              slot: ModelSlot, metrics: Metrics, settings: Settings) -> None:
     """Attach the ``score-events`` agent to ``app``."""
@@ -34,14 +57,13 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
 
     async def send_due_samples() -> None:
         samples, dropped = holdback.release(trainable)
-        for sample in samples:
-            await publish(app, topics.training_samples, sample.user_id.encode(), orjson.dumps(sample.to_dict()))
+        await publish_samples(app, topics.training_samples, samples)
         if dropped:
             await store.add_counters({"samples_dropped": dropped})
 
     @app.timer(interval=0.25)
     async def release_held_samples() -> None:
-        if len(holdback):
+        if len(holdback) and not app.should_stop:
             await send_due_samples()
 
     @app.agent(topics.events, name="score-events")
