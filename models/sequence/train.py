@@ -34,7 +34,8 @@ def native_bf16() -> bool:
     Elsewhere bf16 autocast is emulated and slower than fp32: about 7x for the
     full-softmax step on a 2-core AMD EPYC with AVX2 only (measured 2026-12-01).
     """
-    return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # private torch.cpu helpers: may go away
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
 
 
 def seed_everything(seed: int) -> None:
