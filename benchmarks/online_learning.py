@@ -48,7 +48,7 @@ never be a hit, as the top-10 excludes history); unknown items count as misses.
 
 ``--stream-end F`` streams only up to fraction F of the log (validation: tune on 0.4 to 0.6, test on 0.6 to 1).
 
-    python benchmarks/online_learning.py            # both data sets, about 20 minutes on 2 cores
+    python benchmarks/online_learning.py            # both data sets: two ~12-minute pre-trainings, then ~30 minutes
     python benchmarks/online_learning.py --quick    # 4,000 Beauty users, 1 minute of pre-training
 """
 
