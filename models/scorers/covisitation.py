@@ -37,7 +37,7 @@ class CovisitationScorer(Scorer):
         self.config = config
         self._neighbors: dict[str, dict[str, float]] | None = {}  # None: not built from ``_loaded`` yet
         self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        self._loaded: dict[str, torch.Tensor] | None = None  # ``state()`` as loaded, until the first observe
+        self._loaded: dict[str, torch.Tensor] | None = None  # ``state()`` as loaded or last built, until an observe
 
     @property
     def neighbors(self) -> dict[str, dict[str, float]]:
@@ -121,7 +121,8 @@ class CovisitationScorer(Scorer):
         """Every (item, neighbour, log2 weight) as tensors of vocabulary rows.
 
         Right after ``from_state`` these are the loaded tensors (the serving
-        blend reads them on every model swap; rebuilding them walks ~1M pairs).
+        blend reads them on every model swap; rebuilding them walks ~1M pairs),
+        and once built they are kept until the next ``observe``.
         """
         if self._loaded is not None:
             return dict(self._loaded), {"config": asdict(self.config)}
@@ -132,12 +133,12 @@ class CovisitationScorer(Scorer):
             src.extend([self.vocab.row(item)] * len(nbrs))
             dst.extend(self.vocab.rows(nbrs))
             logw.extend(nbrs.values())
-        tensors = {
+        self._loaded = {
             "src": torch.from_numpy(np.array(src, dtype=np.int64)),
             "dst": torch.from_numpy(np.array(dst, dtype=np.int64)),
             "log_weight": torch.from_numpy(np.array(logw, dtype=np.float64)),
-        }
-        return tensors, {"config": asdict(self.config)}
+        }  # kept until the next observe: a promoted version is saved, then its serving form is built
+        return dict(self._loaded), {"config": asdict(self.config)}
 
     @classmethod
     def from_state(cls, vocab: ItemVocab, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> CovisitationScorer:

@@ -55,3 +55,17 @@ def test_a_deep_copy_learns_on_its_own_and_shares_the_copied_vocabulary() -> Non
     clone.observe([(SYNTHETIC_ITEMS[0], "view")], "an-item-only-the-copy-saw", "click", EVENTS[-1].ts)
     assert original.neighbors == before and "an-item-only-the-copy-saw" not in original.vocab
     assert clone.neighbors != before
+
+
+def test_the_state_is_built_once_and_follows_every_observe() -> None:
+    scorer = fitted(EVENTS[: len(EVENTS) // 2])
+    first, _ = scorer.state()
+    again, _ = scorer.state()
+    assert all(again[k] is first[k] for k in first)  # kept: not walked again
+    new_item = "an-item-seen-after-the-state-was-built"
+    scorer.observe([(SYNTHETIC_ITEMS[0], "view")], new_item, "click", EVENTS[-1].ts)
+    after, _ = scorer.state()
+    row = scorer.vocab.row(new_item)
+    assert len(after["src"]) > len(first["src"]) and row in after["dst"].tolist()
+    pairs = set(zip(after["src"].tolist(), after["dst"].tolist()))
+    assert pairs == {(scorer.vocab.row(i), scorer.vocab.row(n)) for i, nbrs in scorer.neighbors.items() for n in nbrs}
