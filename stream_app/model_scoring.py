@@ -16,7 +16,7 @@ import torch
 
 from models.ensemble import Ensemble
 from models.heuristic import Scored
-from models.linear_blend import LinearBlend, supports
+from models.linear_blend import serving_form
 from models.serving import ServingConfig, prepare_for_serving
 from stream_app.state import ItemActivity, UserState
 
@@ -42,7 +42,7 @@ class EnsembleRecommender:
     def __init__(self, ensemble: Ensemble, *, version: str, k: int = 10,
                  executor: ThreadPoolExecutor | None = None, device: torch.device | str = "cpu") -> None:
         self.ensemble = ensemble
-        self.blend = LinearBlend(ensemble, device) if supports(ensemble) else None  # else the reference path
+        self.blend = serving_form(ensemble, device)  # None: the reference path
         self.model_version = version
         self.k = k
         self.executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="scoring")

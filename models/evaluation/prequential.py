@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 
 from models.data.events import Event
 from models.ensemble import Ensemble
 from models.evaluation.metrics import hit_rate, ndcg
 from models.evaluation.protocol import rank_scored
 from models.history import encode
+from models.linear_blend import LinearBlend
 from models.online.samples import TrainingSample, sample_from
 
 
@@ -42,17 +42,15 @@ def is_scored(sample: TrainingSample) -> bool:
     return sample.target not in sample.items
 
 
-PartsHook = Callable[[Mapping[str, torch.Tensor], list[list[int]], list[int], list[int]], None]
-
-
 def rank_samples(ensemble: Ensemble, samples: Sequence[TrainingSample], *, batch_size: int = 512,
-                 with_parts: PartsHook | None = None) -> np.ndarray:
+                 linear: LinearBlend | None = None) -> np.ndarray:
     """0-based rank of each sample's target among all items, history excluded; unknown target: a miss.
 
-    A miss is ranked ``MISS``, beyond any cut-off. ``with_parts`` is called for
-    each chunk with every scorer's normalised scores (``Ensemble.parts``), the
-    chunk's history rows, target rows and indices into ``samples``, so a
-    caller can take more from the same scorer pass.
+    A miss is ranked ``MISS``, beyond any cut-off. ``linear``: the ensemble's
+    serving form (``linear_blend.serving_form``), which gives the same ranks
+    from one matmul per chunk instead of normalising every scorer over the
+    catalogue (about 4x faster at 12k items); building it costs about as
+    much as ranking 250 samples, so it pays for a version that ranks many.
     """
     vocab = ensemble.vocab
     ranks = np.full(len(samples), MISS, dtype=np.int64)
@@ -60,11 +58,12 @@ def rank_samples(ensemble: Ensemble, samples: Sequence[TrainingSample], *, batch
     for start in range(0, len(known), batch_size):
         chunk = known[start:start + batch_size]
         encoded = [encode(vocab, samples[n].history) for n in chunk]
-        items, targets = [r for r, _ in encoded], [vocab.row(samples[n].target) for n in chunk]
-        parts = ensemble.parts(items, [t for _, t in encoded], None if with_parts else ensemble.active())
-        ranks[chunk] = rank_scored(ensemble.blend(parts), items, targets)
-        if with_parts is not None:
-            with_parts(parts, items, targets, chunk)
+        items, types = [r for r, _ in encoded], [t for _, t in encoded]
+        targets = [vocab.row(samples[n].target) for n in chunk]
+        if linear is not None:
+            ranks[chunk] = linear.rank_targets(items, types, targets)
+        else:
+            ranks[chunk] = rank_scored(ensemble.blend(ensemble.parts(items, types, ensemble.active())), items, targets)
     return ranks
 
 

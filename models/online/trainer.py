@@ -12,9 +12,13 @@ here, so tests and benchmarks drive it directly.
   arrival; the serving weights never change, so that rank holds until
   another version serves, and is also the serving side of the next
   evaluation. An evaluation ranks the candidate, and the serving version only
-  on held-out samples it has not ranked yet. The same scorer pass gives the
-  learner's blend re-fit its candidate scores (``models.online.blend``): those
-  samples are not scored again when they are learnt.
+  on held-out samples it has not ranked yet. Versions that rank many samples
+  (the serving one, and the previous one on probation) rank through their
+  serving form (``LinearBlend``: the same ranks, a fraction of the work),
+  built once per version. The learner's blend re-fit gets the serving
+  version's candidate scores of the (at most ``per_batch``) fresh samples it
+  keeps (``models.online.blend``): those samples are not scored again when
+  they are learnt.
 - Every ``promote_every`` learnt samples (or ``promote_every_s`` seconds) the
   learner's candidate is evaluated against the serving version on the
   hold-out and promoted only if it is not worse (``should_promote``).
@@ -42,17 +46,16 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 
 from models.checkpoint import CheckpointError
 from models.ensemble import Ensemble
 from models.evaluation.prequential import is_scored, metrics_at, rank_samples
-from models.online.blend import features_from_parts
+from models.linear_blend import LinearBlend, serving_form
 from models.model_store import ModelStore
 from models.online.learner import OnlineConfig, OnlineLearner, should_promote
 from models.online.samples import TrainingSample
@@ -132,6 +135,7 @@ class OnlineTrainer:
         self.oldest_unpromoted_ms: int | None = None  # the oldest sample learnt since the last promotion
         self.probation: Probation | None = None
         self.evaluations: list[dict[str, Any]] = []
+        self._forms: dict[int, tuple[Ensemble, LinearBlend | None]] = {}  # id -> (version's ensemble, its form)
 
     def resume_offsets(self) -> dict[int, int]:
         """Per partition, the offset after the last sample the serving version learnt ({} if unknown)."""
@@ -197,26 +201,26 @@ class OnlineTrainer:
     def _rank_fresh(self, samples: Sequence[TrainingSample], *, feed_blend: bool = False) -> list[int | None]:
         """The serving version's rank of each sample (None where the target is already in the history).
 
-        ``feed_blend``: also hand the learner's blend re-fit the candidate
-        scores of the samples it would keep from this batch, from the same
-        scorer pass (the serving version has not learnt them either), so it
-        need not score them again when they are learnt.
+        ``feed_blend``: also hand the learner's blend re-fit the serving
+        version's candidate scores of the samples it keeps from this batch
+        (the serving version has not learnt them either), so it need not
+        score them again when they are learnt.
         """
         scored = [s for s in samples if is_scored(s)]
-        refit = self.learner.blend if feed_blend and self.learner_config.blend.every else None
-        kept = {id(s) for s in refit.usable(self.serving, scored)} if refit is not None else set()
-
-        def feed(parts: Mapping[str, torch.Tensor], items: list[list[int]], targets: list[int],
-                 indices: list[int]) -> None:
-            assert refit is not None
-            rows = [i for i, n in enumerate(indices) if id(scored[n]) in kept]
-            if rows:
-                with torch.no_grad():
-                    refit.keep(*features_from_parts({k: v[rows] for k, v in parts.items()}, [items[i] for i in rows],
-                                                    [targets[i] for i in rows], refit.config.per_scorer))
-
-        ranked = iter(rank_samples(self.serving, scored, with_parts=feed if kept else None).tolist())
+        if feed_blend and self.learner_config.blend.every:
+            self.learner.blend.observe(self.serving, scored)
+        ranked = iter(self._ranks(self.serving, scored).tolist())
         return [next(ranked) if is_scored(s) else None for s in samples]
+
+    def _ranks(self, ensemble: Ensemble, samples: Sequence[TrainingSample]) -> np.ndarray:
+        """``rank_samples`` for a version whose weights no longer change (serving, or previous on probation),
+        through its serving form, built on its first use and kept while the version is either of those."""
+        key = id(ensemble)
+        if key not in self._forms:
+            live = {id(self.serving)} | ({id(self.probation.previous)} if self.probation else set())
+            self._forms = {k: v for k, v in self._forms.items() if k in live}
+            self._forms[key] = (ensemble, serving_form(ensemble))  # holding the ensemble keeps its id unique
+        return rank_samples(ensemble, samples, linear=self._forms[key][1])
 
     def _serving_ranks(self) -> np.ndarray:
         """The serving version's ranks of the hold-out: those taken on arrival, ranking only the samples not
@@ -261,7 +265,7 @@ class OnlineTrainer:
         p = self.probation
         assert p is not None
         p.new_ranks.append(np.asarray([r for r in ranks if r is not None], dtype=np.int64))
-        p.old_ranks.append(rank_samples(p.previous, [s for s in samples if is_scored(s)]))
+        p.old_ranks.append(self._ranks(p.previous, [s for s in samples if is_scored(s)]))
         if p.n < self.config.rollback_window:
             return []
         self.probation = None

@@ -104,3 +104,23 @@ def test_each_item_names_the_recent_item_it_was_co_visited_with_most(ensemble: E
             named += 1
             assert s.because_of in parts and parts[s.because_of] == pytest.approx(max(parts.values()), rel=1e-5)
     assert named > 20  # the check saw real co-visitation, not only empty explanations
+
+
+@pytest.mark.parametrize("weights", [(0.5, 0.3, 0.2), (0.0, 1.0, 0.0)])  # co-visitation only: ties everywhere
+def test_target_ranks_equal_the_reference_ranking(ensemble: Ensemble, weights: tuple[float, ...]) -> None:
+    from models.evaluation.prequential import MISS, rank_samples
+    from models.online.samples import TrainingSample
+
+    blended = copy.deepcopy(ensemble)
+    blended.weights = dict(zip(["sequence", "covisitation", "popularity"], weights))
+    items = SYNTHETIC_ITEMS
+    histories = _histories()
+    samples = [TrainingSample(f"u{u}", [i for i, _ in h], [t for _, t in h], target, "view", 1.0, 0, "v1")
+               for u, h in enumerate(histories)
+               for target in (items[(7 * u + 3) % len(items)], items[(11 * u + 1) % len(items)], "unknown-target")]
+    samples += [TrainingSample("again", [items[4], items[2]], ["view", "view"], items[4], "view", 1.0, 0, "v1")]
+    want = rank_samples(blended, samples)
+    got = rank_samples(blended, samples, linear=LinearBlend(blended), batch_size=16)
+    assert (want == MISS).sum() == len(histories)  # every unknown target is a miss on both paths
+    assert got.tolist() == want.tolist()  # ties (equal scores) broken by row alike
+    assert len(set(want[want < MISS].tolist())) > 5  # the targets do rank differently

@@ -124,7 +124,7 @@ def test_serving_side_of_an_evaluation_equals_ranking_the_hold_out_afresh(tmp_pa
     assert len({e["ndcg@10"] for e, _ in checked}) > 1  # the serving ranks did change over the stream
 
 
-def test_during_a_probation_the_blend_refit_gets_scores_from_the_ranking_pass(tmp_path) -> None:
+def test_during_a_probation_the_blend_refit_gets_the_serving_scores_on_arrival(tmp_path) -> None:
     store = ModelStore(tmp_path / "store")
     tiny_ensemble().save(tmp_path / "base")
     ensure_base(store, str(tmp_path / "base"))
@@ -144,7 +144,8 @@ def test_during_a_probation_the_blend_refit_gets_scores_from_the_ranking_pass(tm
     usable = trainer.learner.blend.usable(trainer.serving, batch)
     want_x, want_mask = candidate_features(trainer.serving, usable, trainer.learner.blend.config.per_scorer)
     assert len(usable) == 4 and torch.equal(x, want_x) and torch.equal(mask, want_mask)
-    # of the 20 learnt now, the 10 held out before the probation are scored when learnt; the 10 fed are not
-    assert observed == [10] and len(learnt[0]) == 4
+    # the batch is observed on arrival (its 4 usable kept); of the 20 learnt now, the 10 held out before the
+    # probation are scored when learnt, the 10 fed on arrival are not
+    assert observed == [20, 10] and len(learnt[0]) == 4
     trainer.on_samples(samples(20, start=80))
     assert observed[-1] == 0  # all 20 learnt now came in fed batches
