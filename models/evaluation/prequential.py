@@ -50,7 +50,7 @@ def rank_samples(ensemble: Ensemble, samples: Sequence[TrainingSample], *, batch
     serving form (``linear_blend.serving_form``), which gives the same ranks
     from one matmul per chunk instead of normalising every scorer over the
     catalogue (about 4x faster at 12k items); building it costs about as
-    much as ranking 250 samples, so it pays for a version that ranks many.
+    much as ranking 200 samples, so it pays for a version that ranks many.
     """
     vocab = ensemble.vocab
     ranks = np.full(len(samples), MISS, dtype=np.int64)
