@@ -8,7 +8,7 @@ of tables resize them (see ``capacity`` and ``grow_rows``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import torch

@@ -7,7 +7,6 @@ import json
 import urllib.request
 from collections import defaultdict
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 

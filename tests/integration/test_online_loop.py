@@ -11,7 +11,6 @@ import sys
 import time
 import urllib.request
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
