@@ -17,7 +17,7 @@ shake the blend.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -46,17 +46,9 @@ def candidate_features(ensemble: Ensemble, samples: Sequence[TrainingSample], pe
     vocab = ensemble.vocab
     encoded = [encode(vocab, s.history) for s in samples]
     items = [r for r, _ in encoded]
-    parts = ensemble.parts(items, [t for _, t in encoded])
-    return features_from_parts(parts, items, [vocab.row(s.target) for s in samples], per_scorer)
-
-
-def features_from_parts(parts: Mapping[str, torch.Tensor], items: Sequence[Sequence[int]], targets: Sequence[int],
-                        per_scorer: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``candidate_features`` from every scorer's normalised scores (``Ensemble.parts``, in scorer order),
-    the samples' history rows and target rows."""
-    z = torch.stack(list(parts.values()), dim=-1)  # (n, n_rows, scorers)
-    n = len(targets)
-    targets = torch.as_tensor(targets, dtype=torch.long)
+    z = torch.stack(list(ensemble.parts(items, [t for _, t in encoded]).values()), dim=-1)  # (n, n_rows, scorers)
+    n = len(samples)
+    targets = torch.as_tensor([vocab.row(s.target) for s in samples], dtype=torch.long)
     blocked = torch.zeros(z.shape[:2], dtype=torch.bool)
     blocked[:, 0] = True
     for b, rows in enumerate(items):
@@ -99,20 +91,17 @@ class BlendRefitter:
         usable = self.usable(ensemble, samples)
         if usable:
             with torch.no_grad():
-                self.keep(*candidate_features(ensemble, usable, self.config.per_scorer))
+                x, mask = candidate_features(ensemble, usable, self.config.per_scorer)
+            self.kept.append((x, mask))
+            self.since += len(x)
+            self.n_kept += len(x)
+            while self.n_kept - len(self.kept[0][0]) >= self.config.window:
+                self.n_kept -= len(self.kept.popleft()[0])
 
     def usable(self, ensemble: Ensemble, samples: Sequence[TrainingSample]) -> list[TrainingSample]:
         """The (at most ``per_batch``, the latest) samples of a batch ``observe`` keeps."""
         fit = [s for s in samples if ensemble.vocab.row(s.target) and s.target not in s.items]
         return fit[-self.config.per_batch:]
-
-    def keep(self, x: torch.Tensor, mask: torch.Tensor) -> None:
-        """Keep candidate features computed elsewhere (``features_from_parts``) on samples nothing has learnt."""
-        self.kept.append((x, mask))
-        self.since += len(x)
-        self.n_kept += len(x)
-        while self.n_kept - len(self.kept[0][0]) >= self.config.window:
-            self.n_kept -= len(self.kept.popleft()[0])
 
     def maybe_refit(self, ensemble: Ensemble) -> dict[str, float] | None:
         """Re-fit ``ensemble.weights`` if ``every`` fresh samples have come; the new weights, or None."""

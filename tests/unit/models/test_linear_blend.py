@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from models.ensemble import Ensemble
+from models.evaluation.prequential import MISS, rank_samples
 from models.linear_blend import LinearBlend, supports
+from models.online.samples import TrainingSample
 from models.pipeline import replay_counts
 from models.scorers import CovisitationScorer, PopularityScorer
 from models.scorers.sequence import SequenceScorer
@@ -108,9 +110,6 @@ def test_each_item_names_the_recent_item_it_was_co_visited_with_most(ensemble: E
 
 @pytest.mark.parametrize("weights", [(0.5, 0.3, 0.2), (0.0, 1.0, 0.0)])  # co-visitation only: ties everywhere
 def test_target_ranks_equal_the_reference_ranking(ensemble: Ensemble, weights: tuple[float, ...]) -> None:
-    from models.evaluation.prequential import MISS, rank_samples
-    from models.online.samples import TrainingSample
-
     blended = copy.deepcopy(ensemble)
     blended.weights = dict(zip(["sequence", "covisitation", "popularity"], weights))
     items = SYNTHETIC_ITEMS
