@@ -49,8 +49,9 @@ def rank_samples(ensemble: Ensemble, samples: Sequence[TrainingSample], *, batch
     A miss is ranked ``MISS``, beyond any cut-off. ``linear``: the ensemble's
     serving form (``linear_blend.serving_form``), which gives the same ranks
     from one matmul per chunk instead of normalising every scorer over the
-    catalogue (about 4x faster at 12k items); building it costs about as
-    much as ranking 200 samples, so it pays for a version that ranks many.
+    catalogue (about 4x faster at 12k items, ``benchmarks/rank_paths.py``);
+    building it costs about as much as ranking 250 samples, so it pays for a
+    version that ranks many.
     """
     vocab = ensemble.vocab
     ranks = np.full(len(samples), MISS, dtype=np.int64)
