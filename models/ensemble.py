@@ -30,14 +30,17 @@ from models.vocab import ItemVocab
 def standardise(scores: torch.Tensor) -> torch.Tensor:
     """Per-row z-scores over finite entries; ``-inf`` (unknown, padding) becomes the row's minimum.
 
-    Usually only column 0 (padding) is ``-inf``: then one ``std_mean`` pass does it
-    (4x faster at 12k items than the general masked path, which handles the rest).
+    Usually only column 0 (padding) is ``-inf``: then a fast path does it (the
+    general masked path handles the rest). The fast path checks finiteness with
+    one ``aminmax`` and takes the standard deviation as the norm of the centred
+    rows: at (64, 12k) float32 on one core that is ~1 ms against ~9 ms for
+    ``isfinite().all()`` plus ``std_mean`` (``benchmarks/rank_paths.py``).
     """
     body = scores[:, 1:]
-    if scores.shape[1] < 2 or not torch.isfinite(body).all():
+    if scores.shape[1] < 2 or not bool(torch.isfinite(torch.stack(torch.aminmax(body))).all()):
         return _standardise_general(scores)
-    std, mean = torch.std_mean(body, dim=1, keepdim=True, correction=0)
-    std = std.clamp(min=1e-6)
+    mean = body.mean(1, keepdim=True)
+    std = (torch.linalg.vector_norm(body - mean, dim=1, keepdim=True) / math.sqrt(body.shape[1])).clamp(min=1e-6)
     z = (scores - mean) / std  # (batch, n_rows)
     finite0 = torch.isfinite(scores[:, :1])
     low = (body.amin(1, keepdim=True) - mean) / std
@@ -115,9 +118,20 @@ class Ensemble:
     def parts(
         self, items: Sequence[Sequence[int]], types: Sequence[Sequence[int]], names: Sequence[str] | None = None
     ) -> dict[str, torch.Tensor]:
-        """Each scorer's (or each of ``names``') normalised (batch, len(vocab)) scores."""
+        """Each scorer's (or each of ``names``') normalised (batch, len(vocab)) scores.
+
+        A scorer that scores every user alike (``per_user`` false: popularity) is
+        scored and normalised for one user and broadcast, as a read-only view.
+        """
         names = list(self.scorers) if names is None else names
-        return {n: NORMALISERS[self.scorers[n].blend](self.scorers[n].score_rows(items, types)) for n in names}
+        out: dict[str, torch.Tensor] = {}
+        for n in names:
+            scorer, normalise = self.scorers[n], NORMALISERS[self.scorers[n].blend]
+            if scorer.per_user or len(items) < 2:
+                out[n] = normalise(scorer.score_rows(items, types))
+            else:
+                out[n] = normalise(scorer.score_rows(items[:1], types[:1])).expand(len(items), -1)
+        return out
 
     def active(self) -> list[str]:
         """The scorers with a non-zero weight (all of them if every weight is zero): the rest add nothing."""

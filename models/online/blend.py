@@ -46,24 +46,24 @@ def candidate_features(ensemble: Ensemble, samples: Sequence[TrainingSample], pe
     vocab = ensemble.vocab
     encoded = [encode(vocab, s.history) for s in samples]
     items = [r for r, _ in encoded]
-    z = torch.stack(list(ensemble.parts(items, [t for _, t in encoded]).values()), dim=-1)  # (n, n_rows, scorers)
-    n = len(samples)
+    parts = list(ensemble.parts(items, [t for _, t in encoded]).values())  # each (n, n_rows)
+    n, n_rows = len(samples), parts[0].shape[1]
     targets = torch.as_tensor([vocab.row(s.target) for s in samples], dtype=torch.long)
-    blocked = torch.zeros(z.shape[:2], dtype=torch.bool)
+    blocked = torch.zeros((n, n_rows), dtype=torch.bool)
     blocked[:, 0] = True
     for b, rows in enumerate(items):
         if rows:
             blocked[b, torch.as_tensor(rows)] = True
     blocked[torch.arange(n), targets] = True
-    k = min(per_scorer, z.shape[1])
-    tops = [z[..., j].masked_fill(blocked, float("-inf")).topk(k, dim=1).indices for j in range(z.shape[2])]
+    k = min(per_scorer, n_rows)
+    tops = [z.masked_fill(blocked, float("-inf")).topk(k, dim=1).indices for z in parts]
     cand = torch.cat(tops, dim=1)  # (n, scorers * k), with repeats
     ordered, _ = cand.sort(dim=1)
     valid = torch.ones_like(ordered, dtype=torch.bool)
     valid[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
     valid &= ~blocked.gather(1, ordered)
     rows = torch.cat([targets[:, None], ordered], dim=1)
-    x = z.gather(1, rows[..., None].expand(-1, -1, z.shape[2]))
+    x = torch.stack([z.gather(1, rows) for z in parts], dim=-1)  # (n, columns, scorers): no full-catalogue stack
     mask = torch.cat([torch.zeros(n, 1, dtype=torch.bool), valid], dim=1)
     return torch.nan_to_num(x, nan=0.0, neginf=-1e9), mask
 

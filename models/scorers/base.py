@@ -24,6 +24,7 @@ class Scorer(ABC):
 
     kind: ClassVar[str]
     blend: ClassVar[str] = "zscore"  # how the ensemble normalises its scores (models.ensemble.NORMALISERS)
+    per_user: ClassVar[bool] = True  # False: every user gets the same scores (normalised once, broadcast)
 
     def __init__(self, vocab: ItemVocab) -> None:
         self.vocab = vocab

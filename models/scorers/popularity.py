@@ -23,6 +23,7 @@ class PopularityScorer(Scorer):
     """Same scores for every user: log(1 + decayed weighted count) at the latest event time."""
 
     kind = "popularity"
+    per_user = False
 
     def __init__(self, vocab: ItemVocab, config: PopularityConfig = PopularityConfig()) -> None:
         super().__init__(vocab)

@@ -67,6 +67,25 @@ def test_standardise_fast_path_matches_the_general_one() -> None:
     assert torch.allclose(standardise(scores), _standardise_general(scores), atol=1e-5)
     scores[2, 17] = float("-inf")  # -inf elsewhere: the general path
     assert torch.allclose(standardise(scores), _standardise_general(scores), atol=1e-5)
+    scores[2, 17] = float("nan")  # NaN is not finite either: the general path, no NaN out
+    z = standardise(scores)
+    assert torch.isfinite(z).all() and torch.allclose(z, _standardise_general(scores), atol=1e-5)
+
+
+def test_a_scorer_alike_for_every_user_is_normalised_once_and_broadcast(
+        ensemble_and_split: tuple[Ensemble, object]) -> None:
+    ensemble, _ = ensemble_and_split
+    items, types = [[1, 2], [3], [4, 5, 6]], [[0, 0], [0], [0, 0, 0]]
+    popularity = ensemble.scorers["popularity"]
+    calls: list[int] = []
+    original = popularity.score_rows
+    popularity.score_rows = lambda i, t: calls.append(len(i)) or original(i, t)  # type: ignore[method-assign]
+    try:
+        part = ensemble.parts(items, types, ["popularity"])["popularity"]
+    finally:
+        del popularity.score_rows
+    assert calls == [1] and part.shape == (3, len(ensemble.vocab))
+    assert torch.allclose(part, standardise(original(items, types)), atol=1e-6)
 
 
 def test_a_zero_weight_scorer_is_not_run_and_changes_no_score(ensemble_and_split: tuple[Ensemble, object]) -> None:
