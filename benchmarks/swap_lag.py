@@ -9,7 +9,10 @@ version the worker swaps to, the lag is the swap time minus the Kafka
 timestamp of the newest training sample learnt into that version (both clocks
 are this machine's): the best case. The oldest sample new to that version
 waited longest; its lag is reported too (the worst case). The worker logs each
-swap; this script reads the log.
+swap; this script reads the log. It also reports how many events the worker
+had not yet counted when the drain ended, how long after the last event was
+offered it had counted them all (the worker's backlog), and each process's
+CPU (cores, from ``/proc``) over the offered stream and the drain.
 
     tail -n +2501 data/amazon_beauty/sequences.txt > /tmp/beauty_rest.txt
     python -m models train --log /tmp/beauty_rest.txt --format sequences --out runs/beauty-h64-rest \
@@ -32,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import statistics
 import sys
@@ -77,19 +81,38 @@ async def scenario(args, stack, workdir: Path) -> dict:
     try:
         await asyncio.sleep(8.0)  # worker start-up (model load, group join)
         worker.check()
+        pids = {"worker": worker.process.pid, "trainer": trainer.process.pid,
+                "broker": stack.broker.process.pid, "redis": stack.redis.process.pid}
+        cpu_start = {n: cpu_seconds(p) for n, p in pids.items()}
+        own_start, wall_start = time.process_time(), time.monotonic()
         offered = await paced_produce(stack, settings.events_topic, events, args.rate)
-        deadline = time.monotonic() + args.drain_s
+        offered_at = time.monotonic()
+        deadline = offered_at + args.drain_s
+        caught_up_s = None  # seconds after the last event was offered until the worker had counted them all
         while time.monotonic() < deadline:  # let the trainer catch up and the last promotion land
             worker.check()
             trainer.check()
+            if caught_up_s is None and (await redis.counters())["events_in"] >= len(events):
+                caught_up_s = time.monotonic() - offered_at
             await asyncio.sleep(0.5)
         counters = await redis.counters()
+        wall = time.monotonic() - wall_start
+        cpu = {n: (c - cpu_start[n]) / wall if c is not None and cpu_start[n] is not None else None
+               for n, c in ((n, cpu_seconds(p)) for n, p in pids.items())}
+        cpu["load generator"] = (time.process_time() - own_start) / wall
+        swaps_by_drain_end = len(swaps_in(worker.log()))
+        while caught_up_s is None and time.monotonic() < deadline + args.settle_s:
+            if (await redis.counters())["events_in"] >= len(events):
+                caught_up_s = time.monotonic() - offered_at
+                break
+            worker.check()
+            await asyncio.sleep(0.5)
     finally:
         worker.stop()
         trainer.stop()
         await redis.close()
     promotions = [e for e in store.log() if e["action"] == "promote"][1:]  # the first one is the base
-    swaps = [s for s in swaps_in(worker.log()) if s["action"] == "promote"]
+    swaps = [s for s in swaps_in(worker.log())[:swaps_by_drain_end] if s["action"] == "promote"]
     span_s = {e["version"]: (e["newest_sample_ms"] - e["oldest_sample_ms"]) / 1000.0 for e in promotions
               if e.get("newest_sample_ms") is not None and e.get("oldest_sample_ms") is not None}
     for s in swaps:  # the version's oldest new sample waited this much longer than its newest
@@ -97,12 +120,23 @@ async def scenario(args, stack, workdir: Path) -> dict:
             s["oldest_sample_lag_s"] = s["swap_lag_s"] + span_s[s["version"]]
     return {
         "offered_events_per_s": offered, "events": len(events), "counters": counters,
+        "backlog_at_drain_end": len(events) - counters["events_in"], "caught_up_after_s": caught_up_s,
+        "cpu_cores": cpu,
         "promotions": promotions,
         "candidates_not_promoted": trainer.log().count("candidate not promoted"),
         "swaps": swaps,
         "swap_lag_s": summary([s["swap_lag_s"] for s in swaps]),
         "oldest_sample_lag_s": summary([s["oldest_sample_lag_s"] for s in swaps if "oldest_sample_lag_s" in s]),
     }
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds a process has used so far (Linux ``/proc``); None where unreadable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def summary(lags: list[float]) -> dict[str, float] | None:
@@ -116,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=300.0, help="offered events/s")
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--drain-s", type=float, default=20.0)
+    p.add_argument("--settle-s", type=float, default=60.0,
+                   help="after the drain, wait up to this long for the worker to count every event (backlog)")
     p.add_argument("--promote-every", type=int, default=1000)
     p.add_argument("--promote-every-s", type=float, default=3.0)
     p.add_argument("--eval-slice", type=int, default=256)
@@ -136,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{s['version']:8s} {s['swap_lag_s']:10.2f} {s.get('oldest_sample_lag_s', float('nan')):9.2f}")
     print(f"promotions {len(result['promotions'])}, swaps {len(result['swaps'])}, lag {result['swap_lag_s']}, "
           f"oldest-sample lag {result['oldest_sample_lag_s']}")
+    cores = ", ".join(f"{n} {c:.2f}" for n, c in result["cpu_cores"].items() if c is not None)
+    print(f"backlog at the drain's end {result['backlog_at_drain_end']} events, all counted "
+          f"{result['caught_up_after_s']} s after the last was offered; CPU cores while offered + drain: {cores}")
     print(f"wrote {args.out}")
     return 0
 
