@@ -32,6 +32,7 @@ def create_app(settings: Settings) -> faust.App:
         web_port=settings.web_port,
         web_bind="127.0.0.1",
         producer_compression_type=None,
+        producer_linger=settings.producer_linger_s,
         key_serializer="raw",
         value_serializer="raw",
     )
