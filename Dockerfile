@@ -3,6 +3,9 @@
 FROM python:3.11-slim
 ARG PIP_EXTRA_INDEX_URL=""
 ENV PIP_EXTRA_INDEX_URL=${PIP_EXTRA_INDEX_URL} PYTHONUNBUFFERED=1
+# glibc keeps freed memory in the heap: scoring and fine-tuning reuse large temporaries (same values and
+# reasons as MALLOC_ENV in stream_app/embedded.py, which the demo and the tests give their subprocesses)
+ENV MALLOC_MMAP_THRESHOLD_=536870912 MALLOC_TRIM_THRESHOLD_=1073741824 MALLOC_TOP_PAD_=67108864
 WORKDIR /app
 RUN pip install --no-cache-dir "torch==2.13.0"
 COPY pyproject.toml README.md ./
