@@ -33,7 +33,8 @@ class BlendRefitConfig:
 
     every: int = 1_024  # fresh samples kept between two fits
     window: int = 4_096  # latest fresh samples a fit uses
-    per_batch: int = 64  # at most this many samples of each ``learn`` batch are kept (cost)
+    per_batch: int = 64  # samples kept of every ``keep_of`` offered (cost): the latest of each batch
+    keep_of: int = 256  # ...counted over batches, so a stream of small batches keeps the same share
     per_scorer: int = 100  # each scorer's top items that join the candidate set
     min_gain: float = 0.01  # relative NDCG@10 gain on the window a move needs
     rounds: int = 2
@@ -84,11 +85,12 @@ class BlendRefitter:
         self.kept: deque[tuple[torch.Tensor, torch.Tensor]] = deque()
         self.since = 0
         self.n_kept = 0  # samples in ``kept``
+        self.offered = 0  # samples ``observe`` was given
         self.fits: list[dict[str, object]] = []
 
     def observe(self, ensemble: Ensemble, samples: Sequence[TrainingSample]) -> None:
         """Keep the scores of (up to ``per_batch`` of) ``samples``: call before anything learns them."""
-        usable = self.usable(ensemble, samples)
+        usable = self.usable(ensemble, samples, self._quota(len(samples)))
         if usable:
             with torch.no_grad():
                 x, mask = candidate_features(ensemble, usable, self.config.per_scorer)
@@ -98,10 +100,20 @@ class BlendRefitter:
             while self.n_kept - len(self.kept[0][0]) >= self.config.window:
                 self.n_kept -= len(self.kept.popleft()[0])
 
-    def usable(self, ensemble: Ensemble, samples: Sequence[TrainingSample]) -> list[TrainingSample]:
-        """The (at most ``per_batch``, the latest) samples of a batch ``observe`` keeps."""
+    def _quota(self, n: int) -> int:
+        """How many of the next ``n`` offered samples to keep: ``per_batch`` of every ``keep_of``, counted
+        over calls (one batch of 256 keeps 64, and so do four of 64). The trainer's batches are what the
+        consumer happens to return, often a few dozen: kept per batch, most samples were scored."""
+        cfg = self.config
+        before = self.offered * cfg.per_batch // cfg.keep_of
+        self.offered += n
+        return self.offered * cfg.per_batch // cfg.keep_of - before
+
+    @staticmethod
+    def usable(ensemble: Ensemble, samples: Sequence[TrainingSample], quota: int) -> list[TrainingSample]:
+        """The latest ``quota`` samples of a batch that can be scored (target known, not in the history)."""
         fit = [s for s in samples if ensemble.vocab.row(s.target) and s.target not in s.items]
-        return fit[-self.config.per_batch:]
+        return fit[len(fit) - min(quota, len(fit)):]
 
     def maybe_refit(self, ensemble: Ensemble) -> dict[str, float] | None:
         """Re-fit ``ensemble.weights`` if ``every`` fresh samples have come; the new weights, or None."""

@@ -7,7 +7,9 @@ here, so tests and benchmarks drive it directly.
 
 - The newest ``eval_slice`` samples are held out: not learnt yet, so a
   candidate and the serving version are compared on samples neither has seen.
-  Samples leave the hold-out (oldest first) to be learnt as new ones arrive.
+  Samples leave the hold-out (oldest first) to be learnt as new ones arrive,
+  ``batch_size`` at a time (the consumer's batches are often far smaller, and
+  each took an Adam step of its own), and all of them before an evaluation.
 - During a probation each fresh sample is ranked by the serving version on
   arrival; the serving weights never change, so that rank holds until
   another version serves, and is also the serving side of the next
@@ -164,8 +166,11 @@ class OnlineTrainer:
             self.sample_offsets.setdefault(partition, offset)  # a partition's first sample: nothing learnt yet
         where = positions if positions is not None else [None] * len(samples)
         self.holdout.extend(Held(*fields, ranked_by, fed) for fields in zip(samples, times, where, ranks))
-        overflow = len(self.holdout) - self.config.eval_slice
-        if overflow > 0:
+        overflow = len(self.holdout) - self.config.eval_slice  # ready to learn
+        pending = self.since_eval + max(overflow, 0)
+        due = self.probation is None and (pending >= self.config.promote_every or (
+            pending > 0 and self.clock() - self.last_eval >= self.config.promote_every_s))
+        if overflow >= self.learner_config.batch_size or (overflow > 0 and due):  # whole steps, or all before an evaluation
             learn = [self.holdout.popleft() for _ in range(overflow)]
             self.learner.learn([h.sample for h in learn], unobserved=[h.sample for h in learn if not h.blend_fed])
             newest, oldest = max(h.kafka_ms for h in learn), min(h.kafka_ms for h in learn)
@@ -176,8 +181,6 @@ class OnlineTrainer:
                     partition, offset = h.position
                     self.sample_offsets[partition] = max(self.sample_offsets.get(partition, 0), offset + 1)
             self.since_eval += overflow
-        due = self.probation is None and (self.since_eval >= self.config.promote_every or (
-            self.since_eval > 0 and self.clock() - self.last_eval >= self.config.promote_every_s))
         if due:
             entries += self._evaluate()
         return entries

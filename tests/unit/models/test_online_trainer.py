@@ -24,7 +24,7 @@ def make_trainer(tmp_path, **cfg) -> OnlineTrainer:
     entry = ensure_base(store, str(tmp_path / "base"))
     assert entry["version"] == "v0001" and ensure_base(store, str(tmp_path / "base")) is None
     config = TrainerConfig(**{"eval_slice": 10, "promote_every": 50, "promote_every_s": 1e9, **cfg})
-    return OnlineTrainer(store, OnlineConfig(train_sequence=False), config)
+    return OnlineTrainer(store, OnlineConfig(train_sequence=False, batch_size=10), config)  # learns every >=10
 
 
 def test_promotes_after_enough_samples_with_newest_held_out(tmp_path) -> None:
@@ -128,7 +128,8 @@ def test_during_a_probation_the_blend_refit_gets_the_serving_scores_on_arrival(t
     store = ModelStore(tmp_path / "store")
     tiny_ensemble().save(tmp_path / "base")
     ensure_base(store, str(tmp_path / "base"))
-    learner_cfg = OnlineConfig(train_sequence=False, blend=BlendRefitConfig(every=10**6, per_batch=4))
+    learner_cfg = OnlineConfig(train_sequence=False, batch_size=10,
+                               blend=BlendRefitConfig(every=10**6, per_batch=4, keep_of=20))  # 4 of every 20
     trainer = OnlineTrainer(store, learner_cfg, TrainerConfig(eval_slice=10, promote_every=50,
                                                               promote_every_s=1e9, rollback_window=10**6))
     observed: list[int] = []
@@ -141,11 +142,39 @@ def test_during_a_probation_the_blend_refit_gets_the_serving_scores_on_arrival(t
     trainer.on_samples(batch)
     fed, learnt = list(trainer.learner.blend.kept)[before:]  # fed on arrival, then what learning scored
     x, mask = fed
-    usable = trainer.learner.blend.usable(trainer.serving, batch)
+    usable = trainer.learner.blend.usable(trainer.serving, batch, 4)
     want_x, want_mask = candidate_features(trainer.serving, usable, trainer.learner.blend.config.per_scorer)
     assert len(usable) == 4 and torch.equal(x, want_x) and torch.equal(mask, want_mask)
-    # the batch is observed on arrival (its 4 usable kept); of the 20 learnt now, the 10 held out before the
-    # probation are scored when learnt, the 10 fed on arrival are not
-    assert observed == [20, 10] and len(learnt[0]) == 4
+    # the batch is observed on arrival (4 of its 20 kept); of the 20 learnt now, the 10 held out before the
+    # probation are scored when learnt (2 of those 10 kept), the 10 fed on arrival are not
+    assert observed == [20, 10] and len(learnt[0]) == 2
     trainer.on_samples(samples(20, start=80))
     assert observed[-1] == 0  # all 20 learnt now came in fed batches
+
+
+def test_learns_in_whole_steps_and_everything_before_an_evaluation(tmp_path) -> None:
+    # batches of 3 (a consumer's small fetches): nothing is learnt until 10 are ready, then all that are
+    trainer = make_trainer(tmp_path, eval_slice=10, promote_every=25)
+    seen = []
+    for start in range(0, 36, 3):
+        trainer.on_samples(samples(3, start=start))
+        seen.append(trainer.learner.seen)
+    # 21 read: 11 past the hold-out, a step's worth; 33 read: 12 more; 36 read: 26 past it, an evaluation is
+    # due (25), so the 3 not yet a step are learnt first
+    assert seen == [0, 0, 0, 0, 0, 0, 11, 11, 11, 11, 23, 26]
+    assert len(trainer.evaluations) == 1 and trainer.evaluations[0]["learnt"] == 26
+
+
+def test_the_blend_refit_keeps_the_same_share_of_small_batches_as_of_large_ones() -> None:
+    from models.online.blend import BlendRefitter
+    from tests.unit.models.test_model_store import tiny_ensemble as make
+
+    ensemble, stream = make(), samples(512)
+    kept = {}
+    for size in (256, 32):
+        refit = BlendRefitter(BlendRefitConfig(every=10**6))  # 64 of every 256
+        for start in range(0, len(stream), size):
+            refit.observe(ensemble, stream[start:start + size])
+        kept[size] = refit.n_kept
+    usable = len(BlendRefitter.usable(ensemble, stream, len(stream)))
+    assert usable > 256 and kept[256] == kept[32] == 128  # not 32 of each batch of 32 (up to 512)
