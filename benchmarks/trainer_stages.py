@@ -4,7 +4,7 @@
 is driven directly, without Kafka, on the training samples the worker would
 emit for the first ``--users`` Amazon Beauty users' purchase streams (the
 swap-lag benchmark's stream), from a hidden-64 checkpoint trained without
-those users, in batches of ``--batch``, with the swap-lag benchmark's
+those users, in calls of ``--fetch`` samples (default ``--batch``), with the swap-lag benchmark's
 promotion settings. The clock the
 trainer sees advances as if samples arrived at ``--rate`` a second, so the
 time-based promotion fires as it would live. Each stage is timed with
@@ -16,12 +16,20 @@ and the table quotes medians.
 A trainer keeps up with an offered rate only while its busy seconds per
 second of arrivals stay under 1 (``load`` in the table); above that, its
 backlog and so the swap lag grow with every promotion.
+
+The trainer process runs with glibc's malloc settings from
+``stream_app.embedded.MALLOC_ENV``; they must be set before a process starts,
+so set them for this one too to measure what it runs with (the JSON records them)::
+
+    env MALLOC_MMAP_THRESHOLD_=536870912 MALLOC_TRIM_THRESHOLD_=1073741824 MALLOC_TOP_PAD_=67108864 \
+        python benchmarks/trainer_stages.py --checkpoint runs/beauty-h64-rest
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -42,6 +50,7 @@ from models.online.blend import BlendRefitConfig  # noqa: E402
 from models.online.learner import OnlineConfig  # noqa: E402
 from models.online.samples import TrainingSample, log_samples  # noqa: E402
 from models.online.trainer import OnlineTrainer, TrainerConfig, ensure_base  # noqa: E402
+from stream_app.embedded import MALLOC_ENV  # noqa: E402
 
 
 class Stopwatch:
@@ -87,13 +96,14 @@ def run_variant(checkpoint: Path, samples: list[TrainingSample], args: argparse.
     watch.wrap(trainer.store, "save", "save checkpoint")
     wrapped_learner = None
     start = time.perf_counter()
-    for i in range(0, len(samples), args.batch):
+    fetch = args.fetch or args.batch
+    for i in range(0, len(samples), fetch):
         if trainer.learner is not wrapped_learner:  # a rollback makes a new learner
             wrapped_learner = trainer.learner
             watch.wrap(wrapped_learner.blend, "observe", "blend observe")
             watch.wrap(wrapped_learner.blend, "maybe_refit", "blend refit")
             watch.wrap(wrapped_learner, "_fit", "fine-tune")
-        batch = samples[i:i + args.batch]
+        batch = samples[i:i + fetch]
         arrived[0] += len(batch) / args.rate
         trainer.on_samples(batch)
     total = time.perf_counter() - start
@@ -113,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--users", type=int, default=2500)
     p.add_argument("--samples", type=int, default=6000, help="samples per pass (the swap-lag run offers 18,000)")
     p.add_argument("--rate", type=float, default=300.0, help="arrival rate the trainer's clock follows")
-    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--batch", type=int, default=256, help="samples per learning step (RECO_TRAINER_BATCH)")
+    p.add_argument("--fetch", type=int, default=0,
+                   help="samples per on_samples call, as the consumer returns them (0: --batch; live, often fewer)")
     p.add_argument("--promote-every", type=int, default=1000)
     p.add_argument("--promote-every-s", type=float, default=3.0)
     p.add_argument("--eval-slice", type=int, default=256)
@@ -142,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     on, off = summary["blend re-fit on"], summary["blend re-fit off"]
     doc = {"command": " ".join(["python", "benchmarks/trainer_stages.py", *sys.argv[1:]]),
            "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+           "malloc_env": {k: os.environ.get(k) for k in MALLOC_ENV},  # the trainer process gets MALLOC_ENV
            "summary": summary, "ratio_on_over_off": on["s_per_1k"] / off["s_per_1k"], "runs": runs}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2) + "\n")
