@@ -89,7 +89,8 @@ class BlendRefitter:
         self.fits: list[dict[str, object]] = []
 
     def observe(self, ensemble: Ensemble, samples: Sequence[TrainingSample]) -> None:
-        """Keep the scores of (up to ``per_batch`` of) ``samples``: call before anything learns them."""
+        """Keep the scores of ``samples`` (their share: ``per_batch`` of every ``keep_of``): call before
+        anything learns them."""
         usable = self.usable(ensemble, samples, self._quota(len(samples)))
         if usable:
             with torch.no_grad():
@@ -103,7 +104,7 @@ class BlendRefitter:
     def _quota(self, n: int) -> int:
         """How many of the next ``n`` offered samples to keep: ``per_batch`` of every ``keep_of``, counted
         over calls (one batch of 256 keeps 64, and so do four of 64). The trainer's batches are what the
-        consumer happens to return, often a few dozen: kept per batch, most samples were scored."""
+        consumer happens to return, often far fewer than 256: kept per batch, most samples were scored."""
         cfg = self.config
         before = self.offered * cfg.per_batch // cfg.keep_of
         self.offered += n
