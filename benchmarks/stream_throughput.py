@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import shutil
 import statistics
@@ -232,10 +233,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=500.0, help="offered load for the latency test, events/s")
     p.add_argument("--latency-seconds", type=float, default=20.0)
     p.add_argument("--skip-ablations", action="store_true")
+    p.add_argument("--latency-only", action="store_true",
+                   help="only the latency test, --repeats times (settings from RECO_* in the environment)")
     p.add_argument("--quick", metavar="DATASET", choices=["beauty", "taobao"],
                    help="only the micro-batched worker on one data set, once, printed, no JSON (for profiling)")
     p.add_argument("--out", type=Path, default=RESULTS / "stream_throughput.json")
     args = p.parse_args(argv)
+    if args.latency_only:
+        checkpoint = train_checkpoint(BEAUTY, "sequences", args.beauty_checkpoint, args.train_minutes)
+        workdir = Path(tempfile.mkdtemp(prefix="bench-stream-"))
+        try:
+            with embedded_stack(workdir / "stack") as stack:
+                runs_ms = [run_latency(stack, workdir, load_beauty(args.beauty_users), checkpoint, args.rate,
+                                       args.latency_seconds) for _ in range(args.repeats)]
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        doc = {"command": " ".join(["python", "benchmarks/stream_throughput.py", *sys.argv[1:]]),
+               "reco_env": {k: v for k, v in os.environ.items() if k.startswith("RECO_")},
+               "p50_ms": statistics.median(r["p50"] for r in runs_ms),
+               "p99_ms": statistics.median(r["p99"] for r in runs_ms), "runs": runs_ms}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(doc, indent=2) + "\n")
+        print(f"latency at {args.rate:.0f} events/s, medians of {args.repeats}: "
+              f"p50 {doc['p50_ms']:.1f} ms, p99 {doc['p99_ms']:.1f} ms; wrote {args.out}")
+        return 0
 
     checkpoints = {
         "beauty": train_checkpoint(BEAUTY, "sequences", args.beauty_checkpoint, args.train_minutes),
