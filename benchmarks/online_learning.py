@@ -394,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--replay-fraction", type=float, default=OnlineConfig.replay_fraction)
     p.add_argument("--replay-size", type=int, default=OnlineConfig.replay_size)
     p.add_argument("--blend-per-batch", type=int, default=OnlineConfig.blend.per_batch,
-                   help="fresh samples of each micro-batch the blend re-fit keeps")
+                   help="samples of every 256 offered (keep_of) that the blend re-fit keeps")
     p.add_argument("--blend-window", type=int, default=OnlineConfig.blend.window,
                    help="latest kept samples a blend re-fit uses")
     p.add_argument("--blend-every", type=int, default=OnlineConfig.blend.every,

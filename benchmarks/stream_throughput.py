@@ -243,9 +243,10 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint = train_checkpoint(BEAUTY, "sequences", args.beauty_checkpoint, args.train_minutes)
         workdir = Path(tempfile.mkdtemp(prefix="bench-stream-"))
         try:
+            events = load_beauty(args.beauty_users)
             with embedded_stack(workdir / "stack") as stack:
-                runs_ms = [run_latency(stack, workdir, load_beauty(args.beauty_users), checkpoint, args.rate,
-                                       args.latency_seconds) for _ in range(args.repeats)]
+                runs_ms = [run_latency(stack, workdir, events, checkpoint, args.rate, args.latency_seconds)
+                           for _ in range(args.repeats)]
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         doc = {"command": " ".join(["python", "benchmarks/stream_throughput.py", *sys.argv[1:]]),

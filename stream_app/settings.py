@@ -67,7 +67,7 @@ class Settings:
     trainer_batch: int = 256  # samples per learning step
     trainer_lr: float = 5e-4
     trainer_replay_size: int = 50_000  # past samples kept against forgetting
-    trainer_blend_every: int = 1_024  # fresh samples (at most 64 a batch) between blend-weight re-fits (0: never)
+    trainer_blend_every: int = 1_024  # kept samples (64 of every 256) between blend-weight re-fits (0: never)
     trainer_eval_slice: int = 512  # newest samples held out to compare candidate and serving
     trainer_promote_every: int = 2_000  # samples learnt between two candidate evaluations
     trainer_promote_every_s: float = 30.0  # ...or seconds, whichever comes first

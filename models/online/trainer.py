@@ -18,9 +18,9 @@ here, so tests and benchmarks drive it directly.
   (the serving one, and the previous one on probation) rank through their
   serving form (``LinearBlend``: the same ranks, a fraction of the work),
   built once per version. The learner's blend re-fit gets the serving
-  version's candidate scores of the (at most ``per_batch``) fresh samples it
-  keeps (``models.online.blend``): those samples are not scored again when
-  they are learnt.
+  version's candidate scores of the fresh samples it keeps (``per_batch`` of
+  every ``keep_of``; ``models.online.blend``): those samples are not scored
+  again when they are learnt.
 - Every ``promote_every`` learnt samples (or ``promote_every_s`` seconds) the
   learner's candidate is evaluated against the serving version on the
   hold-out and promoted only if it is not worse (``should_promote``).
