@@ -10,7 +10,7 @@ import orjson
 from faust.exceptions import ProducerSendError
 from faust.types import TopicT
 
-from stream_app.agents.acks import hold, release
+from stream_app.agents.batching import take_batches
 from models.online.samples import TrainingSample
 from stream_app.anomaly import make_monitor
 from stream_app.holdback import Holdback
@@ -69,8 +69,7 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
     @app.agent(topics.events, name="score-events")
     async def score_events(stream: faust.StreamT) -> None:
         await store.start()
-        async for events in stream.take_events(settings.max_batch, within=settings.max_wait_s):
-            hold(events)  # no awaits before this: the batch cannot be committed half-done
+        async for events in take_batches(stream, settings.max_batch, settings.max_wait_s):
             batch = [Incoming(e.value, e.message.key, e.message.partition, e.message.offset,
                               e.message.timestamp and int(e.message.timestamp * 1000))
                      for e in events]
@@ -98,7 +97,6 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
             metrics.observe_latency(out.scored_timestamps_ms)
             for alert in out.alerts:
                 metrics.alerts.labels(alert.detector).inc()
-            await release(stream, events)
 
 
 async def emit(app: faust.App, out: BatchOutput, topics: Topics) -> None:

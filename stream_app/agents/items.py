@@ -5,7 +5,7 @@ from __future__ import annotations
 import faust
 import orjson
 
-from stream_app.agents.acks import hold, release
+from stream_app.agents.batching import take_batches
 from stream_app.settings import Settings
 from stream_app.sinks.base import Store
 from stream_app.state import ItemActivity, apply_item_activity
@@ -19,8 +19,7 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store, setti
     @app.agent(topics.item_activity, name="item-stats")
     async def item_stats(stream: faust.StreamT) -> None:
         await store.start()
-        async for events in stream.take_events(settings.max_batch, within=settings.max_wait_s):
-            hold(events)
+        async for events in take_batches(stream, settings.max_batch, settings.max_wait_s):
             touched: dict[bytes, dict] = {}
             for e in events:
                 key = e.message.key
@@ -30,4 +29,3 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store, setti
             for key, stats in touched.items():
                 tables.items[key] = stats
             await store.publish_item_stats({k.decode(): v for k, v in touched.items()})
-            await release(stream, events)
