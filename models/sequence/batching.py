@@ -14,13 +14,14 @@ def pad_right(
     """The latest ``max_len`` of each history, right-padded: items, types (batch, L) and lengths (batch,)."""
     lengths = [min(len(h), max_len) for h in items]
     width = max(lengths, default=0) or 1
-    out_items = torch.zeros((len(items), width), dtype=torch.long)
-    out_types = torch.zeros((len(items), width), dtype=torch.long)
-    for b, (h, t, n) in enumerate(zip(items, types, lengths)):
-        if n:
-            out_items[b, :n] = torch.as_tensor(h[-n:])
-            out_types[b, :n] = torch.as_tensor(t[-n:])
-    return out_items, out_types, torch.as_tensor(lengths, dtype=torch.long)
+
+    def padded(seqs: Sequence[Sequence[int]]) -> torch.Tensor:
+        # padded Python rows, then one tensor: a few small tensor copies per user cost 4x as much
+        # (250 users: 4.5 vs 17.6 ms, /tmp timing, one thread), and the serving path calls this per batch
+        rows = [[*s[len(s) - n:], *[0] * (width - n)] for s, n in zip(seqs, lengths)]
+        return torch.tensor(rows, dtype=torch.long) if rows else torch.zeros((0, width), dtype=torch.long)
+
+    return padded(items), padded(types), torch.tensor(lengths, dtype=torch.long)
 
 
 def training_batch(

@@ -9,11 +9,20 @@ import torch
 from models.evaluation.protocol import leave_one_out
 from models.history import user_histories
 from models.scorers import SequenceScorer
-from models.sequence.batching import training_batch
+from models.sequence.batching import pad_right, training_batch
 from models.sequence.model import SeqRec
 from models.vocab import ItemVocab
 
 from models_synthetic import SYNTHETIC_ITEMS, TINY_SEQ, TINY_TRAIN, synthetic_events
+
+
+def test_pad_right_keeps_the_latest_items_and_pads_with_zeros() -> None:
+    items, types, lengths = pad_right([[5, 6, 7, 8], [], (9,)], [[1, 2, 3, 1], [], (2,)], max_len=3)
+    assert items.tolist() == [[6, 7, 8], [0, 0, 0], [9, 0, 0]]
+    assert types.tolist() == [[2, 3, 1], [0, 0, 0], [2, 0, 0]]
+    assert lengths.tolist() == [3, 0, 1] and items.dtype == types.dtype == torch.long
+    empty = pad_right([], [], max_len=3)
+    assert [t.shape for t in empty] == [(0, 1), (0, 1), (0,)]
 
 
 def test_tiny_training_run_lowers_the_loss() -> None:
