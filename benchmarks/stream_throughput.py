@@ -7,7 +7,7 @@ Taobao sample), each on fresh topics:
 - ``aiokafka``: a plain consumer, ``getmany`` + ``orjson.loads`` (the hardware limit);
 - ``faust_noop``: a Faust agent that does nothing per event (the framework's limit);
 - ``per_event``: the stream worker with ``max_batch=1``: every event scored alone;
-- ``micro_batched``: the stream worker with ``stream.take_events(256, within=0.02)``.
+- ``micro_batched``: the stream worker as configured (batches of up to 256, ``stream_app.agents.batching``).
 
 The two worker paths score with the same trained ensemble (transformer +
 co-visitation + popularity). Then, at a fixed offered load of 500 events/s,

@@ -10,8 +10,8 @@ import orjson
 from faust.exceptions import ProducerSendError
 from faust.types import TopicT
 
-from stream_app.agents.batching import take_batches
 from models.online.samples import TrainingSample
+from stream_app.agents.batching import take_batches
 from stream_app.anomaly import make_monitor
 from stream_app.holdback import Holdback
 from stream_app.metrics import Metrics
