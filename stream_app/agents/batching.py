@@ -21,6 +21,11 @@ so a worker stopped half-way through a batch (SIGTERM cancels the agent) could
 commit events it never processed; here an interrupted batch, and whatever is
 still in the buffer, is not acked and is delivered again, and the user state's
 source offset recognises what was already applied.
+
+It drives the stream as Faust's own take does, through its internals
+(``add_processor``, ``_enable_passive``, ``_processors``); faust-streaming is
+pinned in pyproject.toml, and the unit tests run it on Faust's agent test
+context.
 """
 
 from __future__ import annotations
