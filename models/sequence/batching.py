@@ -17,7 +17,8 @@ def pad_right(
 
     def padded(seqs: Sequence[Sequence[int]]) -> torch.Tensor:
         # padded Python rows, then one tensor: a few small tensor copies per user cost 4x as much
-        # (250 users: 4.0-4.5 vs 17.6 ms, /tmp timing, one thread), and the serving path calls this per batch
+        # (250 users: 4.0-4.5 vs 17.6 ms, /tmp timing, one thread; no measurable change in the worker's
+        # throughput, benchmarks/results/stream_latency_ab.json)
         rows = [[*s[len(s) - n:], *[0] * (width - n)] for s, n in zip(seqs, lengths)]
         return torch.tensor(rows, dtype=torch.long) if rows else torch.zeros((0, width), dtype=torch.long)
 
