@@ -95,6 +95,7 @@ def run_variant(checkpoint: Path, samples: list[TrainingSample], args: argparse.
     watch.wrap(trainer, "_evaluate", "evaluate+promote")
     watch.wrap(trainer.store, "save", "save checkpoint")
     wrapped_learner = None
+    windows: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))  # first sample -> seconds
     start = time.perf_counter()
     fetch = args.fetch or args.batch
     for i in range(0, len(samples), fetch):
@@ -105,7 +106,13 @@ def run_variant(checkpoint: Path, samples: list[TrainingSample], args: argparse.
             watch.wrap(wrapped_learner, "_fit", "fine-tune")
         batch = samples[i:i + fetch]
         arrived[0] += len(batch) / args.rate
+        before, call_start = dict(watch.seconds), time.perf_counter()
         trainer.on_samples(batch)
+        if args.windows:  # charged to the window the call's first sample falls in
+            window = windows[i - i % args.windows]
+            window["total"] += time.perf_counter() - call_start
+            for stage, seconds in watch.seconds.items():
+                window[stage] += seconds - before.get(stage, 0.0)
     total = time.perf_counter() - start
     stages = dict(watch.seconds)
     stages["other"] = total - sum(stages.values())
@@ -114,7 +121,29 @@ def run_variant(checkpoint: Path, samples: list[TrainingSample], args: argparse.
             "load_at_rate": total / (n / args.rate),
             "promotions": sum(1 for e in trainer.evaluations if e["promoted"]),
             "evaluations": len(trainer.evaluations),
-            "blend_fits": len(trainer.learner.blend.fits)}
+            "blend_fits": len(trainer.learner.blend.fits),
+            "windows": [window_row(first, samples[first:first + args.windows], seconds)
+                        for first, seconds in windows.items()]}
+
+
+def window_row(first: int, samples: list[TrainingSample], seconds: dict[str, float]) -> dict[str, Any]:
+    """One window of samples: how long their histories were and the trainer's seconds per 1,000 of them."""
+    per_1k = 1000.0 / len(samples)
+    return {"first_sample": first, "samples": len(samples), "mean_history": statistics.fmean(len(s.items) for s in samples),
+            "s_per_1k": per_1k * seconds["total"],
+            "stage_s_per_1k": {k: per_1k * v for k, v in seconds.items() if k != "total"}}
+
+
+def print_windows(runs: list[dict[str, Any]]) -> None:
+    """Seconds per 1,000 samples by window (median over repeats), blend re-fit on."""
+    print(f"\nby window, blend re-fit on (median of {len(runs)}): seconds per 1,000 samples")
+    print(f"{'first sample':>12s} {'mean history':>12s} {'total':>7s} {'fine-tune':>9s} {'serving ranks':>13s}")
+    for n, row in enumerate(runs[0]["windows"]):
+        rows = [r["windows"][n] for r in runs]
+        tune, ranks = (statistics.median(r["stage_s_per_1k"].get(k, 0.0) for r in rows)
+                       for k in ("fine-tune", "serving ranks"))
+        print(f"{row['first_sample']:12d} {row['mean_history']:12.2f} "
+              f"{statistics.median(r['s_per_1k'] for r in rows):7.2f} {tune:9.2f} {ranks:13.2f}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-slice", type=int, default=256)
     p.add_argument("--blend-every", type=int, default=BlendRefitConfig().every)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--windows", type=int, default=0,
+                   help="also time every this many samples apart, with their mean history length (0: off)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "trainer_stages.json")
     args = p.parse_args(argv)
@@ -165,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{k:18s} {on['stage_s_per_1k'].get(k, 0.0):10.3f} {off['stage_s_per_1k'].get(k, 0.0):10.3f}")
     print(f"{'total':18s} {on['s_per_1k']:10.3f} {off['s_per_1k']:10.3f}")
     print(f"{'load':18s} {on['load_at_rate']:10.2f} {off['load_at_rate']:10.2f}")
+    if args.windows:
+        print_windows(runs["blend re-fit on"])
     print(f"on/off ratio {doc['ratio_on_over_off']:.2f}; wrote {args.out}")
     return 0
 
