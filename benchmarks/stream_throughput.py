@@ -30,13 +30,12 @@ import statistics
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -45,12 +44,12 @@ from models.cli import main as models_cli  # noqa: E402
 from models.data.eventlog import read_log  # noqa: E402
 from models.data.events import Event  # noqa: E402
 from stream_app.demo import all_topics, demo_settings  # noqa: E402
-from stream_app.embedded import EmbeddedStack, embedded_stack  # noqa: E402
+from stream_app.embedded import EmbeddedStack, embedded_stack, free_port  # noqa: E402
 from stream_app.kafka_admin import ensure_topics  # noqa: E402
 from stream_app.replay.producer import encode, order_for_replay, replay  # noqa: E402
 from stream_app.settings import Settings  # noqa: E402
 from stream_app.sinks.redis import RedisStore  # noqa: E402
-from stream_app.worker_process import WorkerProcess  # noqa: E402
+from stream_app.worker_process import WorkerProcess, metric_samples, processed_by  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 BEAUTY = ROOT / "data" / "amazon_beauty" / "sequences.txt"
@@ -127,6 +126,54 @@ async def worker_rate(stack, settings: Settings, n: int, workdir: Path, noop: bo
         await store.close()
 
 
+# -- more than one worker process --------------------------------------------------------------
+
+def group_settings(settings: Settings, workers: int) -> list[Settings]:
+    """``workers`` members of one worker group: the same app and topics, each its own web port and data dir."""
+    return [settings] + [replace(settings, web_port=free_port(), data_dir=f"{settings.data_dir}-{i}")
+                         for i in range(1, workers)]
+
+
+async def start_group(group: list[Settings], workdir: Path, settle_s: float) -> list[WorkerProcess]:
+    """Start the group's workers, wait until each serves its web endpoint, then ``settle_s`` more seconds
+    for the consumer group to form and split the partitions before any event arrives."""
+    workers = [WorkerProcess.start(s, workdir / f"worker-{s.app_id}-{s.web_port}.log") for s in group]
+    for settings, worker in zip(group, workers):
+        while True:
+            worker.check()
+            try:
+                metric_samples(settings.web_port, "reco_events")
+                break
+            except OSError:
+                await asyncio.sleep(0.2)
+    await asyncio.sleep(settle_s)
+    return workers
+
+
+async def group_rate(stack, settings: Settings, events: list[Event], workers: int, workdir: Path,
+                     max_s: float) -> dict:
+    """Events/s of ``workers`` worker processes over a backlog produced once they have formed their group,
+    and each one's share of the events."""
+    group = group_settings(settings, workers)
+    await ensure_topics(stack.bootstrap, all_topics(settings), settings.partitions)
+    store = RedisStore(settings.redis_url, prefix=settings.redis_prefix)
+    await store.start()
+    procs = await start_group(group, workdir, settle_s=6.0)
+    try:
+        await replay(events, bootstrap=stack.bootstrap, topic=settings.events_topic, progress=False)
+
+        def check() -> None:
+            for w in procs:
+                w.check()
+
+        rate = await counter_rate(store, check, len(events), max_s)
+        return {"events_per_s": rate, "processed_by_worker": [processed_by(s.web_port) for s in group]}
+    finally:
+        for w in procs:
+            w.stop()
+        await store.close()
+
+
 def run_path(stack, workdir, path: str, events: list[Event], checkpoint: Path, max_s: float) -> float:
     overrides = {}
     if path in ("per_event", "micro_batched"):
@@ -140,12 +187,14 @@ def run_path(stack, workdir, path: str, events: list[Event], checkpoint: Path, m
 
 # -- latency at a fixed offered load --------------------------------------------------------
 
-def latency_histogram(port: int) -> dict[float, float]:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics/", timeout=5).read().decode()
-    for family in text_string_to_metric_families(text):
-        if family.name == "reco_event_to_redis_seconds":
-            return {float(s.labels["le"]): s.value for s in family.samples if s.name.endswith("_bucket")}
-    return {}
+def latency_histogram(ports: list[int]) -> dict[float, float]:
+    """The event-to-Redis histogram's cumulative buckets, summed over the workers on ``ports``."""
+    buckets: dict[float, float] = {}
+    for port in ports:
+        for s in metric_samples(port, "reco_event_to_redis_seconds"):
+            if s.name.endswith("_bucket"):
+                buckets[float(s.labels["le"])] = buckets.get(float(s.labels["le"]), 0.0) + s.value
+    return buckets
 
 
 def quantile(buckets: dict[float, float], q: float) -> float:
@@ -182,32 +231,46 @@ async def paced_produce(stack, topic: str, events: list[Event], rate: float) -> 
 
 
 def run_latency(stack, workdir, events: list[Event], checkpoint: Path, rate: float, seconds: float,
-                **overrides) -> dict[str, float]:
+                workers: int = 0, **overrides) -> dict[str, float]:
+    """Event-to-Redis latency at ``rate`` events/s offered. ``workers`` = 0: one worker started on a
+    500-event warm-up backlog; N: N workers (one group) started first and settled, then the warm-up."""
     settings = fresh_settings(stack, workdir, model_path=str(checkpoint), **overrides)
     warm, load = events[:500], events[500: 500 + int(rate * seconds)]
+    group = group_settings(settings, max(workers, 1))
 
     async def scenario() -> dict[str, float]:
-        await produce_backlog(stack, settings, warm)
         store = RedisStore(settings.redis_url, prefix=settings.redis_prefix)
         await store.start()
-        worker = WorkerProcess.start(settings, workdir / f"latency-{settings.app_id}.log")
+        if workers:
+            await ensure_topics(stack.bootstrap, all_topics(settings), settings.partitions)
+            procs = await start_group(group, workdir, settle_s=6.0)
+            await replay(warm, bootstrap=stack.bootstrap, topic=settings.events_topic, progress=False)
+        else:
+            await produce_backlog(stack, settings, warm)
+            procs = [WorkerProcess.start(settings, workdir / f"latency-{settings.app_id}.log")]
+        ports = [s.web_port for s in group]
+
+        async def wait_counted(n: int) -> None:
+            while (await store.counters())["events_in"] < n:
+                for w in procs:
+                    w.check()
+                await asyncio.sleep(0.1)
+
         try:
-            while (await store.counters())["events_in"] < len(warm):
-                worker.check()
-                await asyncio.sleep(0.1)
+            await wait_counted(len(warm))
             await asyncio.sleep(1.0)
-            before = latency_histogram(settings.web_port)
+            before = latency_histogram(ports)
             offered = await paced_produce(stack, settings.events_topic, load, rate)
-            while (await store.counters())["events_in"] < len(warm) + len(load):
-                worker.check()
-                await asyncio.sleep(0.1)
+            await wait_counted(len(warm) + len(load))
             await asyncio.sleep(0.5)
-            after = latency_histogram(settings.web_port)
+            after = latency_histogram(ports)
             delta = {b: after[b] - before.get(b, 0.0) for b in after}
             return {"p50": quantile(delta, 0.5), "p99": quantile(delta, 0.99),
-                    "offered_events_per_s": offered, "events": len(load)}
+                    "offered_events_per_s": offered, "events": len(load), "workers": len(group),
+                    "processed_by_worker": [processed_by(s.web_port) for s in group]}
         finally:
-            worker.stop()
+            for w in procs:
+                w.stop()
             await store.close()
 
     return asyncio.run(scenario())
@@ -237,6 +300,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="only the latency test, --repeats times (settings from RECO_* in the environment)")
     p.add_argument("--quick", metavar="DATASET", choices=["beauty", "taobao"],
                    help="only the micro-batched worker on one data set, once, printed, no JSON (for profiling)")
+    p.add_argument("--scale-out", type=int, nargs="+", metavar="N",
+                   help="only Beauty with N worker processes for each N given (e.g. 1 2), alternating, --repeats "
+                        "times: backlog throughput and latency at --rate; writes --out")
+    p.add_argument("--workers", type=int, default=0,
+                   help="with --quick or --latency-only: this many worker processes in one group, started and "
+                        "settled before the events are produced (0: one worker started on the backlog, as before)")
     p.add_argument("--out", type=Path, default=RESULTS / "stream_throughput.json")
     args = p.parse_args(argv)
     if args.latency_only:
@@ -245,8 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             events = load_beauty(args.beauty_users)
             with embedded_stack(workdir / "stack") as stack:
-                runs_ms = [run_latency(stack, workdir, events, checkpoint, args.rate, args.latency_seconds)
-                           for _ in range(args.repeats)]
+                runs_ms = [run_latency(stack, workdir, events, checkpoint, args.rate, args.latency_seconds,
+                                       workers=args.workers) for _ in range(args.repeats)]
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         doc = {"command": " ".join(["python", "benchmarks/stream_throughput.py", *sys.argv[1:]]),
@@ -259,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
               f"p50 {doc['p50_ms']:.1f} ms, p99 {doc['p99_ms']:.1f} ms; wrote {args.out}")
         return 0
 
+    if args.scale_out:
+        return scale_out(args)
     checkpoints = {
         "beauty": train_checkpoint(BEAUTY, "sequences", args.beauty_checkpoint, args.train_minutes),
         "taobao": train_checkpoint(TAOBAO, "taobao", ROOT / "runs" / "taobao-h64", 1.0),
@@ -268,8 +339,15 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-stream-"))
     if args.quick:
         with embedded_stack(workdir / "stack") as stack:
-            rate = run_path(stack, workdir, "micro_batched", datasets[args.quick], checkpoints[args.quick],
-                            args.max_seconds)
+            if args.workers:
+                settings = fresh_settings(stack, workdir, model_path=str(checkpoints[args.quick]), max_batch=256)
+                got = asyncio.run(group_rate(stack, settings, datasets[args.quick], args.workers, workdir,
+                                             args.max_seconds))
+                rate = got["events_per_s"]
+                print(f"processed by each worker: {got['processed_by_worker']}")
+            else:
+                rate = run_path(stack, workdir, "micro_batched", datasets[args.quick], checkpoints[args.quick],
+                                args.max_seconds)
         print(f"{args.quick} micro_batched: {rate:,.0f} events/s")
         return 0
     result: dict = {"command": " ".join(["python", "benchmarks/stream_throughput.py", *sys.argv[1:]]),
@@ -307,6 +385,44 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print_table(result)
+    return 0
+
+
+def scale_out(args: argparse.Namespace) -> int:
+    """Throughput and latency with 1..N worker processes in one group, side by side on the same stack."""
+    checkpoint = train_checkpoint(BEAUTY, "sequences", args.beauty_checkpoint, args.train_minutes)
+    events = load_beauty(args.beauty_users)
+    runs: dict[int, list[dict]] = {n: [] for n in args.scale_out}
+    workdir = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    try:
+        with embedded_stack(workdir / "stack") as stack:
+            for r in range(args.repeats):
+                for n in args.scale_out:  # alternating, so drift hits every group size alike
+                    settings = fresh_settings(stack, workdir, model_path=str(checkpoint))
+                    got = asyncio.run(group_rate(stack, settings, events, n, workdir, args.max_seconds))
+                    lat = run_latency(stack, workdir, events, checkpoint, args.rate, args.latency_seconds, workers=n)
+                    runs[n].append({**got, "latency_ms": lat})
+                    print(f"run {r} workers {n}: {got['events_per_s']:,.0f} events/s, at {args.rate:g} events/s "
+                          f"p50 {lat['p50']:.0f} ms, p99 {lat['p99']:.0f} ms (by worker {lat['processed_by_worker']})",
+                          flush=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    summary = {n: {"events_per_s": statistics.median(x["events_per_s"] for x in rs),
+                   "p50_ms": statistics.median(x["latency_ms"]["p50"] for x in rs),
+                   "p99_ms": statistics.median(x["latency_ms"]["p99"] for x in rs)} for n, rs in runs.items()}
+    base = summary[args.scale_out[0]]["events_per_s"]
+    doc = {"command": " ".join(["python", "benchmarks/stream_throughput.py", *sys.argv[1:]]),
+           "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+           "events": len(events), "offered_events_per_s": args.rate, "summary": summary,
+           "throughput_ratio_over_first": {n: v["events_per_s"] / base for n, v in summary.items()}, "runs": runs}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"\n| workers | events/s (median of {args.repeats}) | ratio | p50 ms at {args.rate:g}/s | p99 ms |")
+    print("|---|---|---|---|---|")
+    for n, v in summary.items():
+        print(f"| {n} | {v['events_per_s']:,.0f} | {v['events_per_s'] / base:.2f} | {v['p50_ms']:,.0f} "
+              f"| {v['p99_ms']:,.0f} |")
+    print(f"wrote {args.out}")
     return 0
 
 

@@ -6,8 +6,12 @@ import asyncio
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from stream_app.embedded import child_env, terminate
 from stream_app.settings import Settings
@@ -81,3 +85,18 @@ async def wait_for_events(store: Store, total: int, worker: WorkerProcess, timeo
             raise WorkerError(f"worker accounted for {seen} of {total} events; counters {counters}\n"
                               f"{worker.log()[-3000:]}")
         await asyncio.sleep(0.2)
+
+
+def metric_samples(port: int, family_name: str) -> list[Sample]:
+    """One metric family's samples on a worker's Prometheus endpoint ([] if it has none yet)."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics/", timeout=5).read().decode()
+    for family in text_string_to_metric_families(text):
+        if family.name == family_name:
+            return family.samples
+    return []
+
+
+def processed_by(port: int) -> float:
+    """How many events the worker serving ``port`` has processed (its own count, not the group's)."""
+    return sum(s.value for s in metric_samples(port, "reco_events")
+               if s.name == "reco_events_total" and s.labels["outcome"] == "processed")
