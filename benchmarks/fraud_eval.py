@@ -51,14 +51,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from aiokafka.partitioner import murmur2  # noqa: E402
-
 from models.anomaly.alerts import Alert  # noqa: E402
 from models.anomaly.inject import AttackLabel, InjectionConfig, Injected, inject_attacks, is_synthetic  # noqa: E402
 from models.anomaly.monitor import AnomalyMonitor, MonitorConfig  # noqa: E402
 from models.data.eventlog import read_events  # noqa: E402
 from models.data.events import Event  # noqa: E402
 from models.data.timeline import stagger_users  # noqa: E402
+from stream_app.touches import partition_of  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 SOURCES = {
@@ -94,16 +93,17 @@ class Run:
     real_users: int
 
 
-def worker_of(user_id: str, workers: int, partitions: int) -> int:
-    """The worker that sees a user's events: Kafka's default partitioner (murmur2 of the key, as the replay
-    and the worker's producers use), partitions dealt out to the workers round robin."""
-    return (murmur2(user_id.encode()) & 0x7FFFFFFF) % partitions % workers
-
-
-def run_monitor(injected: Injected, config: MonitorConfig, workers: int = 1, partitions: int = 4) -> Run:
-    """Every event through the monitor of the worker its user's partition belongs to (one monitor per worker,
-    each seeing only its users' events, as on the stream)."""
-    monitors = [AnomalyMonitor(config) for _ in range(workers)]
+def run_monitor(injected: Injected, config: MonitorConfig, workers: int = 1, partitions: int = 4,
+                item_keyed: bool = True) -> Run:
+    """Every event through one monitor (``workers`` = 1), or as the stream splits the work among workers:
+    each user's events through the monitor of the worker holding their partition (Kafka's default
+    partitioner, partitions dealt out round robin). ``item_keyed``: the item-keyed detectors run apart, on
+    every touch with its user's context, and every worker takes in their alerts (the stream's
+    ``item-anomalies`` agent and alerts follower, without their Kafka hops); otherwise each worker runs them
+    on its own users' events only (the stream before that agent)."""
+    split = workers > 1 and item_keyed
+    monitors = [AnomalyMonitor(config, items=not split) for _ in range(workers)]
+    item_side = AnomalyMonitor(config)
     owner: dict[str, AnomalyMonitor] = {}
     alerts: list[Alert] = []
     micros, dropped = [], []
@@ -112,9 +112,17 @@ def run_monitor(injected: Injected, config: MonitorConfig, workers: int = 1, par
     for event in injected.events:
         monitor = owner.get(event.user_id)
         if monitor is None:
-            monitor = owner[event.user_id] = monitors[worker_of(event.user_id, workers, partitions)]
+            monitor = owner[event.user_id] = monitors[partition_of(event.user_id, partitions) % workers]
         t0 = time.perf_counter_ns()
-        alerts += monitor.observe(event)
+        if split:
+            raised, context = monitor.observe_user(event)
+            raised += item_side.observe_item(event, context)
+            for other in monitors:
+                for alert in raised:
+                    other.apply(alert)
+            alerts += raised
+        else:
+            alerts += monitor.observe(event)
         micros.append((time.perf_counter_ns() - t0) / 1000.0)
         user_out = monitor.is_quarantined(event.user_id, event.ts)
         dropped.append(user_out or monitor.is_item_quarantined(event.item_id, event.ts))
@@ -395,6 +403,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1,
                         help="stream workers sharing the users (each runs its own monitor on its partitions' users)")
     parser.add_argument("--partitions", type=int, default=4, help="events topic partitions (with --workers)")
+    parser.add_argument("--no-item-keyed", dest="item_keyed", action="store_false",
+                        help="with --workers: each worker runs the item-keyed detectors on its own users only")
     parser.add_argument("--out", type=Path, default=RESULTS / "fraud.json")
     args = parser.parse_args(argv)
     command = " ".join(["python benchmarks/fraud_eval.py", *(sys.argv[1:] if argv is None else argv)])
@@ -406,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
         for seed in args.seeds:
             started = time.perf_counter()
             run = run_monitor(inject_attacks(load(name, seed), injection, seed=seed), config,
-                              args.workers, args.partitions)
+                              args.workers, args.partitions, args.item_keyed)
             single = per_seed[seed] = evaluate([run])["overall"]
             print(f"{name:7} seed {seed}: {len(run.injected.events):7} events  precision {fmt(single['precision'])}"
                   f"  recall {fmt(single['recall'])}"
@@ -423,6 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     doc = {"command": command, **evaluate(all_runs), "datasets": per_dataset, "sweep": sweep_rows,
            "rank_effect": rank_rows,
            "seeds": args.seeds, "workers": args.workers, "partitions": args.partitions,
+           "item_keyed": args.item_keyed,
            "tuning": "thresholds from real Taobao/OTTO users' extremes, checked on Taobao seeds 0-2",
            "monitor_config": asdict(config), "injection": asdict(injection),
            "machine": f"{platform.processor() or platform.machine()}, Python {platform.python_version()}, "

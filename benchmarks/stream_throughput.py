@@ -70,7 +70,7 @@ def fresh_settings(stack: EmbeddedStack, workdir: Path, **overrides) -> Settings
     return demo_settings(
         stack, workdir / tag, app_id=f"bench-{tag}", redis_prefix=f"bench-{tag}",
         events_topic=f"events-{tag}", recommendations_topic=f"recs-{tag}", dead_letter_topic=f"dlq-{tag}",
-        item_activity_topic=f"items-{tag}", alerts_topic=f"alerts-{tag}",
+        item_activity_topic=f"items-{tag}", item_touches_topic=f"touches-{tag}", alerts_topic=f"alerts-{tag}",
         training_samples_topic=f"samples-{tag}", model_updates_topic=f"models-{tag}",
         **{"log_level": "error", **overrides})
 

@@ -23,11 +23,12 @@ def with_overrides(config: Any, overrides: dict[str, Any]) -> Any:
     return replace(config, **changes)
 
 
-def make_monitor(settings: Settings) -> AnomalyMonitor | None:
-    """The monitor the settings ask for, or None when anomaly detection is off."""
+def make_monitor(settings: Settings, *, items: bool = True) -> AnomalyMonitor | None:
+    """The monitor the settings ask for, or None when anomaly detection is off (``items``: see
+    ``AnomalyMonitor``; the events agent's leaves the item-keyed detectors to the item-anomalies agent)."""
     if not settings.anomaly_detection:
         return None
     config = MonitorConfig(forget_idle_users=True)  # user states keep their snapshots
     if settings.anomaly_config:
         config = with_overrides(config, json.loads(Path(settings.anomaly_config).read_text()))
-    return AnomalyMonitor(config)
+    return AnomalyMonitor(config, items=items)

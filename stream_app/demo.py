@@ -52,8 +52,8 @@ def demo_settings(stack: EmbeddedStack, workdir: Path, **overrides) -> Settings:
 
 def all_topics(settings: Settings) -> list[str]:
     return [settings.events_topic, settings.recommendations_topic, settings.dead_letter_topic,
-            settings.item_activity_topic, settings.alerts_topic, settings.training_samples_topic,
-            settings.model_updates_topic]
+            settings.item_activity_topic, settings.item_touches_topic, settings.alerts_topic,
+            settings.training_samples_topic, settings.model_updates_topic]
 
 
 def pretrain(events: list[Event], out: Path) -> Path:

@@ -15,11 +15,13 @@ from typing import Any, Protocol
 from models.data.events import Event
 from models.heuristic import Scored
 from models.anomaly.alerts import Alert
+from models.anomaly.base import UserContext
 from models.anomaly.monitor import AnomalyMonitor
 from models.online.samples import TrainingSample, sample_from
 from stream_app.records import Rejection, decode_event, recommendation_record
 from stream_app.settings import Settings
 from stream_app.state import ItemActivity, StateConfig, UserState, apply_events
+from stream_app.touches import Touch, touch
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,7 @@ class BatchOutput:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     samples: list[TrainingSample] = field(default_factory=list)  # one per applied event, in order per user
     alerts: list[Alert] = field(default_factory=list)  # anomaly alerts this batch raised
+    touches: list[Touch] = field(default_factory=list)  # observed events for the item-keyed detectors
     counters: Counter[str] = field(default_factory=Counter)
     scoring_s: float = 0.0
     scored_timestamps_ms: list[int | None] = field(default_factory=list)  # Kafka times of scored events
@@ -155,7 +158,10 @@ async def process_batch(
             by_user[ev.user_id].append((msg.offset, ev))
             kafka_ts[ev.user_id].append(msg.timestamp_ms)
             if monitor is not None:
-                out.alerts += observe_new(monitor, table.get(ev.user_id.encode()), msg.offset, ev)
+                alerts, context = observe_new(monitor, table.get(ev.user_id.encode()), msg.offset, ev)
+                out.alerts += alerts
+                if context is not None:
+                    out.touches.append(touch(ev, context))
     out.counters["events_in"] = len(batch)
     out.counters["rejected"] = len(out.dead_letters)
 
@@ -215,18 +221,22 @@ def _item_json(s: Scored) -> dict[str, Any]:
     return d
 
 
-def observe_new(monitor: AnomalyMonitor, state: UserState | None, offset: int, event: Event) -> list[Alert]:
-    """The monitor's alerts for ``event``, unless it is a re-delivery the user's state already holds.
+def observe_new(monitor: AnomalyMonitor, state: UserState | None, offset: int, event: Event
+                ) -> tuple[list[Alert], UserContext | None]:
+    """The monitor's alerts for ``event``, unless it is a re-delivery the user's state already holds, and,
+    where the item-keyed detectors run elsewhere (``monitor.items`` false), the user's context to send them.
 
     A user the monitor does not hold (a restart, a partition that moved) is
     first restored from the snapshot and the latest events kept in their state.
     """
     if state is not None and offset <= state["offset"]:
-        return []
+        return [], None
     if state is not None and state.get("anomaly") and not monitor.knows(event.user_id):
         history = (Event(user_id=event.user_id, item_id=item, event_type=kind, ts=ts) for item, kind, ts in state["events"])
         monitor.restore_user(event.user_id, state["anomaly"], history)
-    return monitor.observe(event)
+    if monitor.items:
+        return monitor.observe(event), None
+    return monitor.observe_user(event)
 
 
 def apply_batch_states(table: MutableMapping[bytes, UserState], out: BatchOutput) -> None:

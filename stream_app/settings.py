@@ -30,6 +30,7 @@ class Settings:
     recommendations_topic: str = "recommendations"
     dead_letter_topic: str = "events-dead-letter"
     item_activity_topic: str = "item-activity"
+    item_touches_topic: str = "item-touches"  # internal: each event with its user's context, by item (shilling)
     alerts_topic: str = "alerts"
     training_samples_topic: str = "training-samples"
     partitions: int = 4

@@ -16,6 +16,7 @@ class Topics:
     recommendations: TopicT  # out: one record per scored user, keyed by user id
     dead_letters: TopicT  # out: rejected events, original bytes, reason in headers
     item_activity: TopicT  # internal re-partition: item activity keyed by item id
+    item_touches: TopicT  # internal re-partition: events with their user's context, by item (stream_app.touches)
     alerts: TopicT  # out: fraud/anomaly alerts (filled by the detectors)
     training_samples: TopicT  # out: training samples (filled by the trainer loop)
 
@@ -30,6 +31,7 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
         recommendations=topic(settings.recommendations_topic),
         dead_letters=topic(settings.dead_letter_topic),
         item_activity=topic(settings.item_activity_topic),
+        item_touches=topic(settings.item_touches_topic),
         alerts=topic(settings.alerts_topic),
         training_samples=topic(settings.training_samples_topic),
     )

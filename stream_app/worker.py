@@ -12,7 +12,8 @@ from models.serving import ServingConfig
 
 from stream_app import model_updates, web
 from stream_app.gc_tuning import settle_heap
-from stream_app.agents import events, items
+from stream_app.agents import events, item_anomalies, items
+from stream_app.anomaly import make_monitor
 from stream_app.app import create_app
 from stream_app.metrics import Metrics
 from stream_app.model_scoring import EnsembleRecommender
@@ -37,8 +38,11 @@ def build_worker(settings: Settings, *, store: Store | None = None) -> faust.App
     metrics = Metrics()
     slot = ModelSlot(make_recommender(settings, store), on_swap=metrics.observe_swap)
     metrics.set_model_version(slot.model_version)
-    events.register(app, topics, tables, store, slot, metrics, settings)
+    monitor = make_monitor(settings, items=False)  # the item-keyed detectors run in item_anomalies
+    events.register(app, topics, tables, store, slot, metrics, settings, monitor)
     items.register(app, topics, tables, store, settings)
+    if monitor is not None:
+        item_anomalies.register(app, topics, metrics, settings, monitor)
     if settings.model_store and isinstance(slot.serving, EnsembleRecommender):
         executor = slot.serving.executor  # every version scores on the one scoring thread
         model_updates.register(app, settings, slot, metrics,

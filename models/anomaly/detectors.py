@@ -17,7 +17,11 @@ User states (value of a table keyed by user id), all JSON-able:
 
 Item state (keyed by item id):
 
-- ``shilling``: {"users": {start: [user, ...]}, "suspects": {start: [user, ...]}, "muted_until": ts, "recent": rows}
+- ``shilling``: {"users": {start: [user, ...]}, "suspects": {start: [user, ...]}, "newest": ts, "muted_until": ts,
+  "recent": rows}. Its touches come from every worker, each sending a
+  micro-batch's at once, so they arrive out of event-time order: windows
+  close by the newest time seen (``newest``), a late touch still counts in
+  its windows that are open, and the fullest of those is checked.
 
 ``muted_until`` is the end of the last window holding the alerted event: an
 entity raises one alert per detector and window, and the hopping windows that
@@ -257,13 +261,18 @@ class Shilling(Detector[ShillingConfig]):
             raise ValueError("shilling needs the user's context (first-seen time, flagged)")
         cfg = self.config
         st = state or fresh_state(users={}, suspects={})
-        starts = hopping_starts(event.ts, cfg.window_s, cfg.step_s)
-        users = add_distinct(live(st["users"], event.ts, cfg.window_s), starts, event.user_id, cfg.max_users)
-        suspects = live(st["suspects"], event.ts, cfg.window_s)
+        newest = max(st.get("newest", event.ts), event.ts)  # the windows' clock: touches arrive out of order
+        starts = [s for s in hopping_starts(event.ts, cfg.window_s, cfg.step_s) if s + cfg.window_s > newest]
+        if not starts:  # later than every window holding it: too late to count
+            return {**st, "newest": newest}, None
+        users = add_distinct(live(st["users"], newest, cfg.window_s), starts, event.user_id, cfg.max_users)
+        suspects = live(st["suspects"], newest, cfg.window_s)
         if self.is_suspect(event, context):
             suspects = add_distinct(suspects, starts, event.user_id, cfg.max_users)
-        new = {**st, "users": users, "suspects": suspects, "recent": remember(st["recent"], event_row(event))}
-        start = starts[0]  # the oldest open window holds the most
+        new = {**st, "users": users, "suspects": suspects, "newest": newest,
+               "recent": remember(st["recent"], event_row(event))}
+        # the window with the most suspects (in event-time order, the oldest: it holds all the others hold)
+        start = max(starts, key=lambda s: (len(suspects.get(str(s), ())), -s))
         n_sus, n_all = len(suspects.get(str(start), ())), len(users[str(start)])
         if n_sus < cfg.min_suspects or n_sus < cfg.min_share * n_all or event.ts < st["muted_until"]:
             return new, None

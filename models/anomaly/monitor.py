@@ -18,6 +18,14 @@ in a table) and ``emitted`` (alert key -> window end, forgotten
 detector states idle past their window (``Detector.expire``), as Faust's
 windowed tables expire theirs; that keeps memory to the active entities.
 
+On the stream the work is split: a worker sees only its partitions' users,
+so its monitor (``items=False``) runs the user-keyed detectors
+(``observe_user``) and hands each event's ``UserContext`` on; the
+item-anomalies agent's monitor runs the item-keyed ones (``observe_item``)
+over all of an item's touches, and every worker's monitor takes in the
+alerts raised there (``apply``). ``observe`` does both in one process
+(replay and evaluation), with the same alerts for events in time order.
+
 On the stream, ``user_snapshot``/``restore_user`` move one user's part of all
 this to and from a changelog-backed table keyed by user, so a restarted worker
 (or one that takes over a partition) carries on where the old one stopped:
@@ -77,10 +85,18 @@ def _key(entity_type: str, entity_id: str) -> str:
 
 
 class AnomalyMonitor:
-    """Runs every detector on each event, in event-time order, and returns the new alerts."""
+    """Runs every detector on each event, in event-time order, and returns the new alerts.
 
-    def __init__(self, config: MonitorConfig | None = None) -> None:
+    ``items`` = False leaves out the item-keyed part (shilling): on the stream,
+    a worker sees only its partitions' users, so it sends each event's touch
+    with the ``UserContext`` from ``observe_user`` to the item-keyed agent,
+    whose own monitor runs ``observe_item`` over all of an item's traffic;
+    alerts raised there come back through ``apply``.
+    """
+
+    def __init__(self, config: MonitorConfig | None = None, *, items: bool = True) -> None:
         self.config = config = config or MonitorConfig()
+        self.items = items
         self.price_jump = PriceJump(config.price_jump)
         self.user_detectors: list[Detector] = [
             RateBurst(config.rate_burst),
@@ -101,16 +117,41 @@ class AnomalyMonitor:
 
     def observe(self, event: Event) -> list[Alert]:
         """The alerts this event raises (each key at most once over the stream's life)."""
+        raised, context = self._user_alerts(event)
+        if self.items:
+            raised += self._item_alerts(event, context)
+        return self._emit(raised, event.ts)
+
+    def observe_user(self, event: Event) -> tuple[list[Alert], UserContext]:
+        """The user-keyed detectors' alerts for this event, and its user's context for the item-keyed ones."""
+        raised, context = self._user_alerts(event)
+        return self._emit(raised, event.ts), context
+
+    def observe_item(self, event: Event, context: UserContext) -> list[Alert]:
+        """The item-keyed detectors' alerts for this event, given its user's context from ``observe_user``."""
+        return self._emit(self._item_alerts(event, context), event.ts)
+
+    def apply(self, alert: Alert) -> None:
+        """Take in an alert raised by another monitor (the item-keyed agent's): its quarantine holds here too,
+        and it is not raised again here."""
+        if alert.key in self.emitted:
+            return
+        self._remember_emitted(alert.key, alert.window_end)
+        entity = _key(alert.entity_type, alert.entity_id)
+        self.quarantine[entity] = max(self.quarantine.get(entity, float("-inf")), alert.expires_ts)
+
+    def _user_alerts(self, event: Event) -> tuple[list[Alert], UserContext]:
         first = self.first_seen.setdefault(event.user_id, event.ts)
         raised: list[Alert] = []
         for detector in self.user_detectors:
             raised += detector.observe(event)
         flagged = bool(raised) or self.is_quarantined(event.user_id, event.ts)
         raised += self.learned.observe(event, UserContext(first, flagged))
-        context = UserContext(first, flagged or bool(raised))
+        return raised, UserContext(first, flagged or bool(raised))
+
+    def _item_alerts(self, event: Event, context: UserContext) -> list[Alert]:
         item_alerts = self.shilling.observe(event, context)
-        raised += item_alerts + self._member_alerts(event, context, item_alerts)
-        return self._emit(raised, event.ts)
+        return item_alerts + self._member_alerts(event, context, item_alerts)
 
     def is_quarantined(self, user_id: str, ts: float) -> bool:
         """Whether an alert on the user is still in force at ``ts``."""

@@ -10,9 +10,9 @@ import orjson
 from faust.exceptions import ProducerSendError
 from faust.types import TopicT
 
+from models.anomaly.monitor import AnomalyMonitor
 from models.online.samples import TrainingSample
 from stream_app.agents.batching import take_batches
-from stream_app.anomaly import make_monitor
 from stream_app.holdback import Holdback
 from stream_app.metrics import Metrics
 from stream_app.model_updates import ModelSlot
@@ -21,6 +21,7 @@ from stream_app.settings import Settings
 from stream_app.sinks.base import Store
 from stream_app.tables import Tables
 from stream_app.topics import Topics, publish
+from stream_app.touches import by_partition
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +47,9 @@ async def publish_samples(app: faust.App, topic: TopicT, samples: Sequence[Train
 
 
 def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
-             slot: ModelSlot, metrics: Metrics, settings: Settings) -> None:
-    """Attach the ``score-events`` agent to ``app``."""
-
-    monitor = make_monitor(settings)  # users of this worker's partitions; snapshots ride in their user state
+             slot: ModelSlot, metrics: Metrics, settings: Settings, monitor: AnomalyMonitor | None) -> None:
+    """Attach the ``score-events`` agent to ``app``. ``monitor``: the user-keyed anomaly detectors (users of
+    this worker's partitions; snapshots ride in their user state), None when detection is off."""
     holdback = Holdback(settings.sample_holdback_s)
 
     def trainable(sample: TrainingSample) -> bool:
@@ -107,6 +107,9 @@ async def emit(app: faust.App, out: BatchOutput, topics: Topics) -> None:
         await publish(app, topics.recommendations, rec["user_id"].encode(), orjson.dumps(rec))
     for alert in out.alerts:
         await topics.alerts.send(key=alert.entity_id.encode(), value=orjson.dumps(alert.to_dict()))
+    touches = topics.item_touches
+    for partition, rows in by_partition(out.touches, touches.partitions or 1).items():
+        await app.producer.send(touches.get_topic_name(), None, orjson.dumps(rows), partition, None, None)
     for dl in out.dead_letters:
         msg = dl.message
         log.warning("dead letter %s at partition %d offset %d: %s",

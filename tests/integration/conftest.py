@@ -49,7 +49,7 @@ def settings(stack: EmbeddedStack, tmp_path: Path) -> Settings:
     s = demo_settings(
         stack, tmp_path, app_id=f"it-{tag}", redis_prefix=f"it-{tag}",
         events_topic=f"events-{tag}", recommendations_topic=f"recs-{tag}",
-        dead_letter_topic=f"dlq-{tag}", item_activity_topic=f"items-{tag}",
+        dead_letter_topic=f"dlq-{tag}", item_activity_topic=f"items-{tag}", item_touches_topic=f"touches-{tag}",
         alerts_topic=f"alerts-{tag}", training_samples_topic=f"samples-{tag}",
         model_updates_topic=f"models-{tag}",
     )

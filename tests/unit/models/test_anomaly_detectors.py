@@ -173,6 +173,20 @@ def test_shilling_fires_on_an_item_pushed_by_new_accounts() -> None:
     assert a.evidence["suspects"] == fake[:10] and a.event_ts == T0 + 9 * 120.0
 
 
+def test_shilling_counts_touches_that_arrive_out_of_order() -> None:
+    """Two workers' micro-batches interleave: the later half of a campaign arrives first (30 minutes apart
+    in event time); the earlier touches still count in the windows they share, and one alert follows."""
+    fake = touches([f"fake{n}" for n in range(12)], gap=150.0)
+    arrived = fake[6:] + fake[:6]
+    alerts = run(Shilling(ShillingConfig(min_suspects=10)), arrived, new_users)
+    assert [(a.entity_id, len(a.evidence["suspects"])) for a in alerts] == [("target", 10)]
+    # a touch later than every window that holds it is too late: it counts nowhere
+    detector = Shilling(ShillingConfig(min_suspects=10))
+    run(detector, touches(["x"], start=3 * 3600.0), new_users)
+    assert run(detector, touches([f"late{n}" for n in range(12)], gap=1.0), new_users) == []
+    assert all("late0" not in users for users in detector.states["target"]["users"].values())
+
+
 def test_shilling_is_quiet_for_established_users_and_when_suspects_are_a_minority() -> None:
     detector = Shilling(ShillingConfig(min_suspects=10))
     assert run(detector, touches([f"old{n}" for n in range(30)]), old_users) == []

@@ -61,6 +61,34 @@ def test_a_shilling_campaign_alerts_the_item_and_its_fake_accounts() -> None:
     assert [(a.entity_id, a.detector) for a in observe_all(monitor, late)] == [("fake-late", "shilling_member")]
 
 
+def test_split_monitors_see_a_campaign_spread_over_two_workers_as_one_does() -> None:
+    """Users on two workers' monitors (items=False), their touches through one item-side monitor whose
+    alerts every worker applies: the same alerts as one monitor seeing everything, and the quarantines hold
+    on the worker that keeps each user out of training."""
+    events = [Event("regular", "target", "view", T0 - 10 * DAY)]
+    events += [Event(f"fake{n}", "target", "add_to_cart", T0 + n * 150.0) for n in range(12)]
+    events += [Event("fake-late", "target", "view", T0 + 3000.0), Event("regular", "target", "view", T0 + 3001.0)]
+    whole = {(a.entity_type, a.entity_id, a.detector) for a in observe_all(AnomalyMonitor(), events)}
+    workers = [AnomalyMonitor(items=False), AnomalyMonitor(items=False)]
+    item_side = AnomalyMonitor()
+    split = set()
+    for e in events:  # each worker holds alternate fake accounts: neither sees 10 of them alone
+        user_side = workers[int(e.user_id[-1]) % 2 if e.user_id[-1].isdigit() else 0]
+        alerts, context = user_side.observe_user(e)
+        alerts += item_side.observe_item(e, context)
+        for worker in workers:  # the alerts topic reaches every worker
+            for a in alerts:
+                worker.apply(a)
+        split |= {(a.entity_type, a.entity_id, a.detector) for a in alerts}
+    assert ("item", "target", "shilling") in whole
+    assert split == whole
+    assert workers[1].holds_back("fake1", "target", T0 + 2000.0)
+    assert workers[0].holds_back("regular", "target", T0 + 2000.0)  # the item is quarantined everywhere
+    # a worker alone sees too few new accounts on the item to alert
+    alone = AnomalyMonitor()
+    assert not any(a.detector == "shilling" for e in events if e.user_id[-1] in "13579" for a in alone.observe(e))
+
+
 def test_flagged_users_feed_the_shilling_detector() -> None:
     monitor = AnomalyMonitor()
     users = [f"u{n}" for n in range(10)]

@@ -1,0 +1,64 @@
+"""The item-keyed anomaly agent, and every worker following the alerts it raises.
+
+``item-anomalies`` reads the item-touches topic (``stream_app.touches``): all
+of an item's touches reach one agent instance, whatever worker their users
+are on, and its monitor runs the item-keyed detectors (shilling) over them,
+publishing alerts on the item and on the suspect users behind it.
+``follow_alerts`` reads the alerts topic in full on every worker (no
+consumer group, from the start, so a restarted worker gets the quarantines
+in force back) and hands each alert to the worker's user-side monitor, whose
+quarantines keep those users' and items' events out of training.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+from models.anomaly.alerts import Alert
+from models.anomaly.monitor import AnomalyMonitor
+from stream_app.agents.batching import take_batches
+from stream_app.anomaly import make_monitor
+from stream_app.metrics import Metrics
+from stream_app.settings import Settings
+from stream_app.tansu_compat import bootstrap_from_url
+from stream_app.topics import Topics
+from stream_app.touches import from_touch
+
+log = logging.getLogger(__name__)
+
+
+def register(app: faust.App, topics: Topics, metrics: Metrics, settings: Settings,
+             user_monitor: AnomalyMonitor) -> None:
+    """Attach the ``item-anomalies`` agent and the alerts follower to ``app``."""
+    monitor = make_monitor(settings)  # used through observe_item only: the users' side is user_monitor's
+
+    @app.agent(topics.item_touches, name="item-anomalies")
+    async def item_anomalies(stream: faust.StreamT) -> None:
+        assert monitor is not None
+        async for events in take_batches(stream, settings.max_batch, settings.max_wait_s):
+            alerts: list[Alert] = []
+            for e in events:
+                for row in orjson.loads(e.value):
+                    alerts += monitor.observe_item(*from_touch(row))
+            for alert in alerts:
+                await topics.alerts.send(key=alert.entity_id.encode(), value=orjson.dumps(alert.to_dict()))
+                metrics.alerts.labels(alert.detector).inc()
+
+    @app.task
+    async def follow_alerts() -> None:
+        consumer = AIOKafkaConsumer(settings.alerts_topic, bootstrap_servers=bootstrap_from_url(settings.kafka_url),
+                                    group_id=None, auto_offset_reset="earliest", enable_auto_commit=False,
+                                    fetch_max_wait_ms=settings.fetch_max_wait_ms)
+        await consumer.start()
+        try:
+            async for msg in consumer:
+                try:
+                    user_monitor.apply(Alert.from_dict(orjson.loads(msg.value)))
+                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                    log.error("unreadable alert at partition %d offset %d ignored: %s", msg.partition, msg.offset, exc)
+        finally:
+            await consumer.stop()

@@ -1,0 +1,29 @@
+"""Touches for the item-keyed detectors: wire form, and one item's touches always in one partition."""
+
+from __future__ import annotations
+
+from aiokafka.partitioner import DefaultPartitioner
+
+from models.anomaly.base import UserContext
+from models.data.events import Event
+from stream_app.touches import by_partition, from_touch, partition_of, touch
+
+
+def test_a_touch_comes_back_as_its_event_and_context() -> None:
+    event = Event("u1", "i9", "purchase", 1_700_000_000.5, price=12.5)
+    context = UserContext(first_seen_ts=1_699_990_000.0, flagged=True)
+    assert from_touch(touch(event, context)) == (event, context)
+
+
+def test_items_go_where_kafkas_default_partitioner_puts_their_key() -> None:
+    for item in ("i1", "item-42", "B00ABC", "x" * 40):
+        assert partition_of(item, 8) == DefaultPartitioner()(item.encode(), list(range(8)), list(range(8)))
+
+
+def test_touches_are_grouped_by_their_items_partition_in_order() -> None:
+    rows = [touch(Event(f"u{n}", f"i{n % 5}", "view", float(n)), UserContext(0.0)) for n in range(40)]
+    grouped = by_partition(rows, 4)
+    assert sorted(r[3] for part in grouped.values() for r in part) == [float(n) for n in range(40)]
+    for partition, part in grouped.items():
+        assert [r[3] for r in part] == sorted(r[3] for r in part)  # order kept
+        assert {partition_of(r[0], 4) for r in part} == {partition}  # an item never splits
