@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from models.cli import main as models_cli
 from stream_app.demo import all_topics, demo_settings
 from stream_app.embedded import EmbeddedStack, embedded_stack
 from stream_app.kafka_admin import ensure_topics
+from stream_app.replay.producer import order_for_replay
 from stream_app.settings import Settings
 from stream_app.sinks.redis import RedisStore
 from stream_app.worker_process import WorkerProcess
@@ -101,3 +103,25 @@ async def consume(bootstrap: str, topic: str, expected: int, timeout_s: float = 
     finally:
         await consumer.stop()
     return out
+
+
+def halves_by_user(events: list) -> tuple[list, list, dict[str, int]]:
+    """Every user's first half of ``events``, then every user's second half (each in replay order), and
+    each user's event count: a state that was not carried over from the first part shows in every user."""
+    by_user: dict[str, list] = defaultdict(list)
+    for e in events:
+        by_user[e.user_id].append(e)
+    first = order_for_replay([e for evs in by_user.values() for e in evs[: len(evs) // 2]])
+    second = order_for_replay([e for evs in by_user.values() for e in evs[len(evs) // 2:]])
+    return first, second, {u: len(evs) for u, evs in by_user.items()}
+
+
+def assert_every_event_applied_once(counters: dict, records: dict, per_user: dict[str, int], log: str) -> None:
+    """Nothing lost or applied twice (re-deliveries are counted as duplicates), no partition skipped an
+    offset, and every user's state (``records``: their Redis records) holds all of their events."""
+    assert counters["processed"] == sum(per_user.values()), log[-4000:]
+    assert counters["rejected"] == 0
+    assert counters["events_in"] == counters["processed"] + counters["duplicates"]
+    assert "skipped offsets" not in log
+    stale = {u: (records[u]["events_seen"], n) for u, n in per_user.items() if records[u]["events_seen"] != n}
+    assert stale == {}

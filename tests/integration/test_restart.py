@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
 from dataclasses import replace
 
 import pytest
@@ -11,7 +10,7 @@ import pytest
 from models.data.eventlog import read_events
 from stream_app.replay.producer import order_for_replay, replay
 from stream_app.worker_process import wait_for_events
-from tests.integration.conftest import SAMPLE, redis_store
+from tests.integration.conftest import SAMPLE, assert_every_event_applied_once, halves_by_user, redis_store
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -24,14 +23,9 @@ def settings(settings):
 @pytest.mark.parametrize("stop", ["sigterm", "sigkill"])
 def test_user_state_survives_a_worker_restart(stack, settings, start_worker, stop):
     events = order_for_replay(read_events(SAMPLE / "taobao_user_behavior.csv", "taobao"))
-    by_user = defaultdict(list)
-    for e in events:
-        by_user[e.user_id].append(e)
     # each user's first half before the stop, second half after: every user's state
     # must be recovered and then extended, so a stale recovery shows in every list
-    first = order_for_replay([e for evs in by_user.values() for e in evs[: len(evs) // 2]])
-    second = order_for_replay([e for evs in by_user.values() for e in evs[len(evs) // 2:]])
-    per_user = {u: len(evs) for u, evs in by_user.items()}
+    first, second, per_user = halves_by_user(events)
 
     async def scenario():
         async with redis_store(settings) as store:
@@ -56,14 +50,9 @@ def test_user_state_survives_a_worker_restart(stack, settings, start_worker, sto
     # no event lost, none applied twice. Faust is at-least-once: after a crash (and now and
     # then after a graceful stop whose last commit had not landed) events are re-delivered;
     # the state's source offset recognises them and they are counted as duplicates.
-    assert counters["processed"] == len(events), log[-4000:]
-    assert counters["rejected"] == 0
-    assert counters["events_in"] == counters["processed"] + counters["duplicates"]
-    # and none arrived out of order: every partition carried on from its last counted offset
-    assert "skipped offsets" not in log
-    # every user's state holds all of their events: the part before the restart was recovered
-    stale = {u: (records[u]["events_seen"], n) for u, n in per_user.items() if records[u]["events_seen"] != n}
-    assert stale == {}
+    # None arrived out of order: every partition carried on from its last counted offset. Every
+    # user's state holds all of their events: the part before the restart was recovered.
+    assert_every_event_applied_once(counters, records, per_user, log)
     # (tansu reports changelog end offsets too low when the last batch holds several records,
     # which would end Faust's recovery early; whether that happens here depends on producer
     # batching, so the work-around itself is tested deterministically in test_tansu_offsets.py)

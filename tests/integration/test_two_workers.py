@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
 from dataclasses import replace
 
 import orjson
@@ -15,7 +14,7 @@ from stream_app.embedded import free_port
 from stream_app.replay.producer import order_for_replay, replay
 from stream_app.touches import partition_of
 from stream_app.worker_process import processed_by, wait_for_events
-from tests.integration.conftest import SAMPLE, consume, redis_store
+from tests.integration.conftest import SAMPLE, assert_every_event_applied_once, consume, halves_by_user, redis_store
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -27,14 +26,9 @@ def settings(settings):
 
 def test_two_workers_share_the_stream_and_hand_over_users(stack, settings, start_worker, tmp_path):
     events = order_for_replay(read_events(SAMPLE / "taobao_user_behavior.csv", "taobao"))
-    by_user = defaultdict(list)
-    for e in events:
-        by_user[e.user_id].append(e)
     # each user's first half while both workers run, the second half after one has stopped:
     # the stopped worker's users must carry on from their recovered state on the other
-    first = order_for_replay([e for evs in by_user.values() for e in evs[: len(evs) // 2]])
-    second = order_for_replay([e for evs in by_user.values() for e in evs[len(evs) // 2:]])
-    per_user = {u: len(evs) for u, evs in by_user.items()}
+    first, second, per_user = halves_by_user(events)
     other = replace(settings, web_port=free_port(), data_dir=str(tmp_path / "worker-1-data"))
 
     async def scenario():
@@ -57,14 +51,9 @@ def test_two_workers_share_the_stream_and_hand_over_users(stack, settings, start
     # both workers took part: Kafka split the partitions (and so the users) between them
     assert all(share > 0 for share in shares), (shares, left_log[-3000:])
     assert sum(shares) == len(first)
-    # nothing lost, nothing applied twice, across the hand-over
-    assert counters["processed"] == len(events), log[-4000:]
-    assert counters["rejected"] == 0
-    assert counters["events_in"] == counters["processed"] + counters["duplicates"]
-    assert "skipped offsets" not in log
-    # the departed worker's users carried on from their state, recovered from its changelog
-    stale = {u: (records[u]["events_seen"], n) for u, n in per_user.items() if records[u]["events_seen"] != n}
-    assert stale == {}
+    # nothing lost, nothing applied twice across the hand-over, and the departed worker's users
+    # carried on from their state, recovered from its changelog
+    assert_every_event_applied_once(counters, records, per_user, log)
 
 
 def shill_accounts(per_partition: int = 4, partitions: int = 4) -> list[str]:
