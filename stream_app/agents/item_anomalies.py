@@ -42,8 +42,14 @@ def register(app: faust.App, topics: Topics, metrics: Metrics, settings: Setting
         async for events in take_batches(stream, settings.max_batch, settings.max_wait_s):
             alerts: list[Alert] = []
             for e in events:
-                for row in orjson.loads(e.value):
-                    alerts += monitor.observe_item(*from_touch(row))
+                try:
+                    touches = [from_touch(row) for row in orjson.loads(e.value)]
+                except (orjson.JSONDecodeError, TypeError, ValueError) as exc:  # only workers write here
+                    log.error("unreadable touches at partition %d offset %d ignored: %s",
+                              e.message.partition, e.message.offset, exc)
+                    continue
+                for event, context in touches:
+                    alerts += monitor.observe_item(event, context)
             for alert in alerts:
                 await topics.alerts.send(key=alert.entity_id.encode(), value=orjson.dumps(alert.to_dict()))
                 metrics.alerts.labels(alert.detector).inc()
