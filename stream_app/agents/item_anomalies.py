@@ -13,6 +13,7 @@ quarantines keep those users' and items' events out of training.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 import faust
 import orjson
@@ -31,6 +32,24 @@ from stream_app.touches import from_touch
 log = logging.getLogger(__name__)
 
 
+def item_alerts(monitor: AnomalyMonitor, messages: Iterable[tuple[bytes, int, int]]) -> list[Alert]:
+    """The item-keyed detectors' alerts for a batch of touches messages (value, partition, offset), in order.
+
+    Only workers write the topic, so an unreadable message is a bug: it is
+    logged with its position and skipped, and the rest of the batch counts.
+    """
+    alerts: list[Alert] = []
+    for value, partition, offset in messages:
+        try:
+            touches = [from_touch(row) for row in orjson.loads(value)]
+        except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
+            log.error("unreadable touches at partition %d offset %d ignored: %s", partition, offset, exc)
+            continue
+        for event, context in touches:
+            alerts += monitor.observe_item(event, context)
+    return alerts
+
+
 def register(app: faust.App, topics: Topics, metrics: Metrics, settings: Settings,
              user_monitor: AnomalyMonitor) -> None:
     """Attach the ``item-anomalies`` agent and the alerts follower to ``app``."""
@@ -40,16 +59,7 @@ def register(app: faust.App, topics: Topics, metrics: Metrics, settings: Setting
     async def item_anomalies(stream: faust.StreamT) -> None:
         assert monitor is not None
         async for events in take_batches(stream, settings.max_batch, settings.max_wait_s):
-            alerts: list[Alert] = []
-            for e in events:
-                try:
-                    touches = [from_touch(row) for row in orjson.loads(e.value)]
-                except (orjson.JSONDecodeError, TypeError, ValueError) as exc:  # only workers write here
-                    log.error("unreadable touches at partition %d offset %d ignored: %s",
-                              e.message.partition, e.message.offset, exc)
-                    continue
-                for event, context in touches:
-                    alerts += monitor.observe_item(event, context)
+            alerts = item_alerts(monitor, [(e.value, e.message.partition, e.message.offset) for e in events])
             for alert in alerts:
                 await topics.alerts.send(key=alert.entity_id.encode(), value=orjson.dumps(alert.to_dict()))
                 metrics.alerts.labels(alert.detector).inc()

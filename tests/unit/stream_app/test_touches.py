@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import orjson
 from aiokafka.partitioner import DefaultPartitioner
 
 from models.anomaly.base import UserContext
+from models.anomaly.monitor import AnomalyMonitor
 from models.data.events import Event
+from stream_app.agents.item_anomalies import item_alerts
 from stream_app.touches import by_partition, from_touch, partition_of, touch
 
 
@@ -27,3 +30,14 @@ def test_touches_are_grouped_by_their_items_partition_in_order() -> None:
     for partition, part in grouped.items():
         assert [r[3] for r in part] == sorted(r[3] for r in part)  # order kept
         assert {partition_of(r[0], 4) for r in part} == {partition}  # an item never splits
+
+
+def test_an_unreadable_touches_message_is_logged_and_the_batch_still_counts(caplog) -> None:
+    """Synthetic: 12 new accounts push one item, in two messages around a broken one."""
+    rows = [touch(Event(f"fake{n}", "target", "add_to_cart", 1_700_000_400.0 + 150.0 * n),
+                  UserContext(1_700_000_400.0 + 150.0 * n)) for n in range(12)]
+    messages = [(orjson.dumps(rows[:6]), 0, 10), (b"not json", 0, 11), (orjson.dumps([["too", "short"]]), 0, 12),
+                (orjson.dumps(rows[6:]), 0, 13)]
+    alerts = item_alerts(AnomalyMonitor(items=True), messages)
+    assert [(a.entity_id, a.detector) for a in alerts if a.entity_type == "item"] == [("target", "shilling")]
+    assert "offset 11" in caplog.text and "offset 12" in caplog.text
