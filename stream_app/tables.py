@@ -1,8 +1,9 @@
 """Changelog-backed state tables.
 
 Keys are the raw UTF-8 bytes of the id, the same bytes the events are keyed
-by, so the producer's partitioner puts each changelog record on the partition
-of its source events (``use_partitioner=True`` lets a micro-batch write keys
+by (item-touches is written to the partition Kafka's partitioner gives the
+item id, ``stream_app.touches``), so the producer's partitioner puts each
+changelog record on the partition of its source events (``use_partitioner=True`` lets a micro-batch write keys
 from several partitions at once).
 """
 
@@ -20,6 +21,7 @@ from stream_app.settings import Settings
 class Tables:
     users: TableT  # user id -> rolling state (see stream_app.state)
     items: TableT  # item id -> {"pop": log2 popularity, "nbrs": {item: log2 weight}}
+    item_anomalies: TableT  # item id -> the item-keyed detectors' state (AnomalyMonitor.item_snapshot)
 
 
 def declare_tables(app: faust.App, settings: Settings) -> Tables:
@@ -27,4 +29,4 @@ def declare_tables(app: faust.App, settings: Settings) -> Tables:
         return app.Table(name, default=None, partitions=settings.partitions, use_partitioner=True,
                          key_type=bytes)  # values: faust's json codec, which uses orjson
 
-    return Tables(users=table("user-state"), items=table("item-stats"))
+    return Tables(users=table("user-state"), items=table("item-stats"), item_anomalies=table("item-anomaly-state"))

@@ -11,8 +11,8 @@ key (entity, detector, window) and quarantines its entity until
 
 Stream state beyond the detectors' own (all JSON-able, keyed as shown):
 ``first_seen`` (user -> ts), ``quarantine`` ("user:<id>"/"item:<id>" -> expiry
-ts), ``shilling_alerts`` (item -> its latest shilling alert; ``Alert.to_dict``
-in a table) and ``emitted`` (alert key -> window end, forgotten
+ts), ``shilling_alerts`` (item -> its latest shilling alert, kept as long as
+its quarantine) and ``emitted`` (alert key -> window end, forgotten
 ``dedupe_horizon_s`` later). Once an hour of event time (and at most once per
 ``prune_min_events`` events) the monitor also drops
 detector states idle past their window (``Detector.expire``), as Faust's
@@ -31,6 +31,9 @@ this to and from a changelog-backed table keyed by user, so a restarted worker
 (or one that takes over a partition) carries on where the old one stopped:
 the snapshot holds what cannot be recomputed, and the detectors' windows are
 rebuilt from the user's latest events, which that table keeps anyway.
+``item_snapshot``/``restore_item`` do the same for one item's part (the
+shilling windows themselves: no item history is kept elsewhere) through the
+item-anomalies agent's table keyed by item.
 """
 
 from __future__ import annotations
@@ -112,6 +115,7 @@ class AnomalyMonitor:
         self.shilling_alerts: dict[str, Alert] = {}
         self.emitted: dict[AlertKey, float] = {}
         self._emitted_by_user: dict[str, dict[AlertKey, None]] = {}  # index of ``emitted`` for snapshots
+        self._members: dict[str, dict[str, None]] = {}  # item -> users alerted as its shilling campaign's members
         self._next_prune = float("-inf")
         self._since_prune = 0
 
@@ -137,8 +141,7 @@ class AnomalyMonitor:
         if alert.key in self.emitted:
             return
         self._remember_emitted(alert.key, alert.window_end)
-        entity = _key(alert.entity_type, alert.entity_id)
-        self.quarantine[entity] = max(self.quarantine.get(entity, float("-inf")), alert.expires_ts)
+        self._quarantine(_key(alert.entity_type, alert.entity_id), alert.expires_ts)
 
     def _user_alerts(self, event: Event) -> tuple[list[Alert], UserContext]:
         first = self.first_seen.setdefault(event.user_id, event.ts)
@@ -205,8 +208,7 @@ class AnomalyMonitor:
         if snapshot.get("first_seen") is not None:
             self.first_seen.setdefault(user_id, float(snapshot["first_seen"]))
         if snapshot.get("quarantine") is not None:
-            entity = _key("user", user_id)
-            self.quarantine[entity] = max(self.quarantine.get(entity, float("-inf")), float(snapshot["quarantine"]))
+            self._quarantine(_key("user", user_id), float(snapshot["quarantine"]))
         for entity_type, entity_id, detector_name, window_start, end in snapshot.get("emitted") or []:
             self._remember_emitted((entity_type, entity_id, detector_name, float(window_start)), float(end))
         if any(user_id in d.states for d in [*self.user_detectors, self.learned]):
@@ -221,6 +223,59 @@ class AnomalyMonitor:
         if snapshot.get("prices"):
             restored = self.price_jump.states.setdefault(user_id, fresh_state(prices=()))
             restored["prices"] = tuple(float(p) for p in snapshot["prices"])
+
+    def knows_item(self, item_id: str) -> bool:
+        """Whether the item-keyed detectors hold this item's state in memory."""
+        return item_id in self.shilling.states
+
+    def item_snapshot(self, item_id: str) -> dict[str, Any]:
+        """The item-keyed part of the monitor for one item, JSON-able (the item-anomalies agent's table value).
+
+        That is the shilling detector's open windows, the item's latest
+        shilling alert and quarantine, and the users already alerted as its
+        campaign's members (so none is alerted twice after a restart).
+        """
+        snapshot: dict[str, Any] = {}
+        state = self.shilling.states.get(item_id)
+        if state is not None:
+            snapshot["shilling"] = state
+        alert = self.shilling_alerts.get(item_id)
+        if alert is not None:
+            snapshot["alert"] = alert.to_dict()
+        quarantine = self.quarantine.get(_key("item", item_id))
+        if quarantine is not None:
+            snapshot["quarantine"] = quarantine
+        members = [[user, self.quarantine.get(_key("user", user), alert.expires_ts if alert else 0.0)]
+                   for user in self._members.get(item_id, ())]
+        if members:
+            snapshot["members"] = members
+        return snapshot
+
+    def restore_item(self, item_id: str, snapshot: dict[str, Any]) -> None:
+        """Bring back an item's part (after a restart, or its partition moving here) from ``item_snapshot``.
+
+        Nothing is alerted. An item already live here keeps its in-memory
+        state, which is newer.
+        """
+        if self.knows_item(item_id):
+            return
+        if snapshot.get("shilling") is not None:
+            self.shilling.states[item_id] = snapshot["shilling"]
+        if snapshot.get("alert") is not None:
+            alert = Alert.from_dict(snapshot["alert"])
+            self.shilling_alerts[item_id] = alert
+            self._remember_emitted(alert.key, alert.window_end)
+        if snapshot.get("quarantine") is not None:
+            self._quarantine(_key("item", item_id), float(snapshot["quarantine"]))
+        alert = self.shilling_alerts.get(item_id)
+        for user, until in snapshot.get("members") or []:
+            self._members.setdefault(item_id, {})[user] = None
+            self._quarantine(_key("user", user), float(until))
+            if alert is not None:
+                self._remember_emitted(("user", user, MEMBER_DETECTOR, alert.window_start), alert.window_end)
+
+    def _quarantine(self, entity: str, until: float) -> None:
+        self.quarantine[entity] = max(self.quarantine.get(entity, float("-inf")), until)
 
     def _member_alerts(self, event: Event, context: UserContext, item_alerts: list[Alert]) -> list[Alert]:
         """Alerts on a shilling alert's suspects, and on a suspect touching an item quarantined for shilling.
@@ -254,8 +309,9 @@ class AnomalyMonitor:
                 continue
             alert = self.config.quarantine.expiry(alert)
             self._remember_emitted(alert.key, alert.window_end)
-            entity = _key(alert.entity_type, alert.entity_id)
-            self.quarantine[entity] = max(self.quarantine.get(entity, float("-inf")), alert.expires_ts)
+            self._quarantine(_key(alert.entity_type, alert.entity_id), alert.expires_ts)
+            if alert.detector == MEMBER_DETECTOR:
+                self._members.setdefault(alert.evidence["item_id"], {})[alert.entity_id] = None
             out.append(alert)
         self._since_prune += 1
         if ts >= self._next_prune and self._since_prune >= self.config.prune_min_events:
@@ -278,6 +334,9 @@ class AnomalyMonitor:
             if key[0] == "user":
                 self._emitted_by_user.setdefault(key[1], {})[key] = None
         self.quarantine = {k: until for k, until in self.quarantine.items() if until >= horizon}
+        self.shilling_alerts = {item: alert for item, alert in self.shilling_alerts.items()
+                                if _key("item", item) in self.quarantine}
+        self._members = {item: users for item, users in self._members.items() if item in self.shilling_alerts}
         if self.config.forget_idle_users:
             active = {u for d in [*self.user_detectors, self.learned] for u in d.states}
             active |= {k.split(":", 1)[1] for k in self.quarantine if k.startswith("user:")}

@@ -3,7 +3,9 @@
 ``item-anomalies`` reads the item-touches topic (``stream_app.touches``): all
 of an item's touches reach one agent instance, whatever worker their users
 are on, and its monitor runs the item-keyed detectors (shilling) over them,
-publishing alerts on the item and on the suspect users behind it.
+publishing alerts on the item and on the suspect users behind it. Its state
+lives in the changelog-backed ``item-anomaly-state`` table, so a restart in
+the middle of a campaign does not start its windows again.
 ``follow_alerts`` reads the alerts topic in full on every worker (no
 consumer group, from the start, so a restarted worker gets the quarantines
 in force back) and hands each alert to the worker's user-side monitor, whose
@@ -13,7 +15,8 @@ quarantines keep those users' and items' events out of training.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
+from typing import Any
 
 import faust
 import orjson
@@ -25,6 +28,7 @@ from stream_app.agents.batching import take_batches
 from stream_app.anomaly import make_monitor
 from stream_app.metrics import Metrics
 from stream_app.settings import Settings
+from stream_app.tables import Tables
 from stream_app.tansu_compat import bootstrap_from_url
 from stream_app.topics import Topics
 from stream_app.touches import from_touch
@@ -32,13 +36,22 @@ from stream_app.touches import from_touch
 log = logging.getLogger(__name__)
 
 
-def item_alerts(monitor: AnomalyMonitor, messages: Iterable[tuple[bytes, int, int]]) -> list[Alert]:
+def item_alerts(monitor: AnomalyMonitor, messages: Iterable[tuple[bytes, int, int]],
+                table: MutableMapping[bytes, Any] | None = None) -> list[Alert]:
     """The item-keyed detectors' alerts for a batch of touches messages (value, partition, offset), in order.
+
+    ``table`` (item id bytes -> ``AnomalyMonitor.item_snapshot``) is where the
+    monitor's item state survives a restart: an item the monitor does not
+    hold is restored from it before its first touch, and every item touched
+    is written back once, after the batch. Re-delivered touches (at least
+    once) change nothing: the windows count distinct users, and an alert
+    already raised is not raised again.
 
     Only workers write the topic, so an unreadable message is a bug: it is
     logged with its position and skipped, and the rest of the batch counts.
     """
     alerts: list[Alert] = []
+    touched: set[str] = set()
     for value, partition, offset in messages:
         try:
             touches = [from_touch(row) for row in orjson.loads(value)]
@@ -46,11 +59,18 @@ def item_alerts(monitor: AnomalyMonitor, messages: Iterable[tuple[bytes, int, in
             log.error("unreadable touches at partition %d offset %d ignored: %s", partition, offset, exc)
             continue
         for event, context in touches:
+            if table is not None and event.item_id not in touched:
+                touched.add(event.item_id)
+                if not monitor.knows_item(event.item_id):
+                    monitor.restore_item(event.item_id, table.get(event.item_id.encode()) or {})
             alerts += monitor.observe_item(event, context)
+    if table is not None:
+        for item in touched:
+            table[item.encode()] = monitor.item_snapshot(item)
     return alerts
 
 
-def register(app: faust.App, topics: Topics, metrics: Metrics, settings: Settings,
+def register(app: faust.App, topics: Topics, tables: Tables, metrics: Metrics, settings: Settings,
              user_monitor: AnomalyMonitor) -> None:
     """Attach the ``item-anomalies`` agent and the alerts follower to ``app``."""
     monitor = make_monitor(settings)  # used through observe_item only: the users' side is user_monitor's
@@ -59,7 +79,8 @@ def register(app: faust.App, topics: Topics, metrics: Metrics, settings: Setting
     async def item_anomalies(stream: faust.StreamT) -> None:
         assert monitor is not None
         async for events in take_batches(stream, settings.max_batch, settings.max_wait_s):
-            alerts = item_alerts(monitor, [(e.value, e.message.partition, e.message.offset) for e in events])
+            alerts = item_alerts(monitor, [(e.value, e.message.partition, e.message.offset) for e in events],
+                                 tables.item_anomalies)
             for alert in alerts:
                 await topics.alerts.send(key=alert.entity_id.encode(), value=orjson.dumps(alert.to_dict()))
                 metrics.alerts.labels(alert.detector).inc()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 
 from models.anomaly.alerts import Alert, QuarantinePolicy
+from models.anomaly.base import UserContext
 from models.anomaly.monitor import AnomalyMonitor, MonitorConfig
 from models.data.events import Event
 
@@ -147,3 +148,32 @@ def test_purchase_prices_travel_in_the_snapshot() -> None:
     restored.restore_user("u", snapshot, [Event("u", b.item_id, "purchase", b.ts) for b in buys])  # no prices
     spike = Event("u", "gold", "purchase", T0 + 9 * DAY, price=500.0)
     assert [a.detector for a in observe_all(restored, [spike])] == ["price_jump"]
+
+
+def test_an_item_snapshot_restored_in_a_new_monitor_carries_on_a_campaign() -> None:
+    """What a restarted item-anomalies agent does: a campaign half-seen before the restart is completed, not
+    started again, and neither the item nor a member already alerted is alerted twice."""
+    fakes = [Event(f"fake{n}", "target", "add_to_cart", T0 + n * 150.0) for n in range(16)]
+    context = {e.user_id: UserContext(e.ts) for e in fakes}  # new accounts, as the worker's monitor says
+
+    def run(monitor: AnomalyMonitor, events: list[Event]) -> list[tuple[str, str, str]]:
+        return [(a.entity_type, a.entity_id, a.detector) for e in events for a in monitor.observe_item(e, context[e.user_id])]
+
+    def through_table(monitor: AnomalyMonitor) -> dict:
+        return orjson.loads(orjson.dumps(monitor.item_snapshot("target")))  # the table's JSON codec
+
+    whole = run(AnomalyMonitor(items=True), fakes)
+    assert ("item", "target", "shilling") in whole and len(whole) == 1 + 16
+    before = AnomalyMonitor(items=True)
+    assert run(before, fakes[:8]) == []  # 8 new accounts: under the 10 that alert
+    restored = AnomalyMonitor(items=True)
+    assert not restored.knows_item("target")
+    restored.restore_item("target", through_table(before))
+    assert restored.knows_item("target")
+    assert run(restored, fakes[8:12]) == whole[:1 + 12]  # the 10th account completes the campaign begun before
+    assert run(AnomalyMonitor(items=True), fakes[8:12]) == []  # what a restart without the table saw
+    again = AnomalyMonitor(items=True)  # a second restart, after the alert: it and its members travel too
+    again.restore_item("target", through_table(restored))
+    assert again.is_item_quarantined("target", fakes[12].ts) and again.is_quarantined("fake3", fakes[12].ts)
+    assert run(again, fakes[:12]) == []  # re-delivered touches raise nothing new
+    assert run(again, fakes[12:]) == whole[1 + 12:]  # later accounts are still named, one by one

@@ -41,3 +41,17 @@ def test_an_unreadable_touches_message_is_logged_and_the_batch_still_counts(capl
     alerts = item_alerts(AnomalyMonitor(items=True), messages)
     assert [(a.entity_id, a.detector) for a in alerts if a.entity_type == "item"] == [("target", "shilling")]
     assert "offset 11" in caplog.text and "offset 12" in caplog.text
+
+
+def test_the_agents_table_carries_a_campaign_over_a_restart() -> None:
+    """Synthetic: 12 new accounts push one item, 6 before and 6 after the agent restarts with an empty monitor."""
+    rows = [touch(Event(f"fake{n}", "target", "add_to_cart", 1_700_000_400.0 + 150.0 * n),
+                  UserContext(1_700_000_400.0 + 150.0 * n)) for n in range(12)]
+    table: dict[bytes, dict] = {}
+    assert item_alerts(AnomalyMonitor(items=True), [(orjson.dumps(rows[:6]), 0, 0)], table) == []
+    assert set(table) == {b"target"}
+    table = orjson.loads(orjson.dumps({k.decode(): v for k, v in table.items()}))  # the changelog's JSON codec
+    table = {k.encode(): v for k, v in table.items()}
+    after = item_alerts(AnomalyMonitor(items=True), [(orjson.dumps(rows[6:]), 0, 1)], table)
+    assert [(a.entity_id, a.detector) for a in after if a.entity_type == "item"] == [("target", "shilling")]
+    assert item_alerts(AnomalyMonitor(items=True), [(orjson.dumps(rows[6:]), 0, 1)], {}) == []  # without it
