@@ -10,6 +10,14 @@ themselves are safe in Kafka; checked by stopping a demo worker holding 30 s
 of samples: it exits cleanly and they are gone). The hold delays samples
 before they enter the topic, so it comes on top of the measured swap lag,
 which starts there.
+
+Whatever a hold misses is counted: the holdback remembers the samples it
+released over the last ``remember_s`` (processing time), and
+``released_in`` says how many of them an alert arriving now would have
+stopped had it come in time (the alert's user's samples, or those on its
+item, with event times in its window). Mostly these are a bot's first
+events, before a detector could decide; the rest are alerts that took
+longer than the hold to arrive.
 """
 
 from __future__ import annotations
@@ -24,10 +32,13 @@ from models.online.samples import TrainingSample
 class Holdback:
     """Samples in arrival order, each released ``delay_s`` after it was added."""
 
-    def __init__(self, delay_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, delay_s: float, clock: Callable[[], float] = time.monotonic, remember_s: float = 60.0) -> None:
         self.delay_s = delay_s
         self.clock = clock
+        self.remember_s = remember_s
         self._held: deque[tuple[float, TrainingSample]] = deque()
+        self._released: deque[tuple[float, str, str]] = deque()  # (released at, user, item), oldest first
+        self._event_ts: dict[tuple[str, str], deque[float]] = {}  # ("user"/"item", id) -> released samples' ts
 
     def __len__(self) -> int:
         return len(self._held)
@@ -43,6 +54,28 @@ class Holdback:
             _, sample = self._held.popleft()
             if keep(sample):
                 out.append(sample)
+                self._remember(now, sample)
             else:
                 dropped += 1
+        self._forget(now - self.remember_s)
         return out, dropped
+
+    def released_in(self, entity_type: str, entity_id: str, start: float, end: float) -> int:
+        """How many samples released in the last ``remember_s`` were of this user (``entity_type`` "user") or
+        on this item ("item") with event times in ``[start, end)``."""
+        return sum(start <= ts < end for ts in self._event_ts.get((entity_type, entity_id), ()))
+
+    def _remember(self, now: float, sample: TrainingSample) -> None:
+        self._released.append((now, sample.user_id, sample.target))
+        for key in (("user", sample.user_id), ("item", sample.target)):
+            self._event_ts.setdefault(key, deque()).append(sample.ts)
+
+    def _forget(self, before: float) -> None:
+        """Drop what was released before ``before``: oldest first, the same order in every entity's deque."""
+        while self._released and self._released[0][0] < before:
+            _, user, item = self._released.popleft()
+            for key in (("user", user), ("item", item)):
+                times = self._event_ts[key]
+                times.popleft()
+                if not times:
+                    del self._event_ts[key]

@@ -37,6 +37,9 @@ class Metrics:
             "reco_model_swap_lag_seconds", "From the newest training sample in the serving weights entering "
             "the samples topic to those weights serving", registry=r)
         self.alerts = Counter("reco_alerts", "Anomaly alerts published, by detector", ["detector"], registry=r)
+        self.samples_before_alert = Counter(
+            "reco_samples_released_before_alert", "Training samples already released when an alert covering "
+            "their event reached this worker (the holdback missed them), by detector", ["detector"], registry=r)
 
     def observe_swap(self, entry: Mapping[str, Any]) -> None:
         """A hot swap happened between two micro-batches (``entry``: ``ModelSlot.swap``'s result)."""

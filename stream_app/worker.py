@@ -42,7 +42,7 @@ def build_worker(settings: Settings, *, store: Store | None = None) -> faust.App
     events.register(app, topics, tables, store, slot, metrics, settings, monitor)
     items.register(app, topics, tables, store, settings)
     if monitor is not None:
-        item_anomalies.register(app, topics, tables, metrics, settings, monitor)
+        item_anomalies.register(app, topics, tables, metrics, settings)
     if settings.model_store and isinstance(slot.serving, EnsembleRecommender):
         executor = slot.serving.executor  # every version scores on the one scoring thread
         model_updates.register(app, settings, slot, metrics,

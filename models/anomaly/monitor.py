@@ -135,13 +135,14 @@ class AnomalyMonitor:
         """The item-keyed detectors' alerts for this event, given its user's context from ``observe_user``."""
         return self._emit(self._item_alerts(event, context), event.ts)
 
-    def apply(self, alert: Alert) -> None:
+    def apply(self, alert: Alert) -> bool:
         """Take in an alert raised by another monitor (the item-keyed agent's): its quarantine holds here too,
-        and it is not raised again here."""
+        and it is not raised again here. False if this monitor had it already."""
         if alert.key in self.emitted:
-            return
+            return False
         self._remember_emitted(alert.key, alert.window_end)
         self._quarantine(_key(alert.entity_type, alert.entity_id), alert.expires_ts)
+        return True
 
     def _user_alerts(self, event: Event) -> tuple[list[Alert], UserContext]:
         first = self.first_seen.setdefault(event.user_id, event.ts)

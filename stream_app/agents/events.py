@@ -10,13 +10,22 @@ import orjson
 from faust.exceptions import ProducerSendError
 from faust.types import TopicT
 
+from models.anomaly.alerts import Alert
 from models.anomaly.monitor import AnomalyMonitor
 from models.online.samples import TrainingSample
 from stream_app.agents.batching import take_batches
+from stream_app.agents.item_anomalies import read_alerts
 from stream_app.holdback import Holdback
 from stream_app.metrics import Metrics
 from stream_app.model_updates import ModelSlot
-from stream_app.pipeline import BatchOutput, Incoming, apply_batch_states, count_deliveries, offset_gaps, process_batch
+from stream_app.pipeline import (
+    BatchOutput,
+    Incoming,
+    apply_batch_states,
+    count_deliveries,
+    offset_gaps,
+    process_batch,
+)
 from stream_app.settings import Settings
 from stream_app.sinks.base import Store
 from stream_app.tables import Tables
@@ -61,10 +70,29 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
         if dropped:
             await store.add_counters({"samples_dropped": dropped})
 
+    async def count_released_before(alerts: Sequence[Alert]) -> None:
+        """Count the released samples each new alert came too late to stop (``Holdback.released_in``)."""
+        late = 0
+        for alert in alerts:
+            n = holdback.released_in(alert.entity_type, alert.entity_id, alert.window_start, alert.window_end)
+            if n:
+                metrics.samples_before_alert.labels(alert.detector).inc(n)
+                late += n
+        if late:
+            await store.add_counters({"samples_released_before_alert": late})
+
     @app.timer(interval=0.25)
     async def release_held_samples() -> None:
         if len(holdback) and not app.should_stop:
             await send_due_samples()
+
+    if monitor is not None:
+        @app.task
+        async def follow_alerts() -> None:
+            """Every alert, whoever raised it, into this worker's monitor (see ``read_alerts``)."""
+            async for alert in read_alerts(settings):
+                if monitor.apply(alert):
+                    await count_released_before([alert])
 
     @app.agent(topics.events, name="score-events")
     async def score_events(stream: faust.StreamT) -> None:
@@ -97,6 +125,7 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
             metrics.observe_latency(out.scored_timestamps_ms)
             for alert in out.alerts:
                 metrics.alerts.labels(alert.detector).inc()
+            await count_released_before(out.alerts)
 
 
 async def emit(app: faust.App, out: BatchOutput, topics: Topics) -> None:

@@ -6,16 +6,16 @@ are on, and its monitor runs the item-keyed detectors (shilling) over them,
 publishing alerts on the item and on the suspect users behind it. Its state
 lives in the changelog-backed ``item-anomaly-state`` table, so a restart in
 the middle of a campaign does not start its windows again.
-``follow_alerts`` reads the alerts topic in full on every worker (no
-consumer group, from the start, so a restarted worker gets the quarantines
-in force back) and hands each alert to the worker's user-side monitor, whose
+``read_alerts`` reads the alerts topic in full (no consumer group, from the
+start, so a restarted worker gets the quarantines in force back): every
+worker's events agent hands each alert to its user-side monitor, whose
 quarantines keep those users' and items' events out of training.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, MutableMapping
+from collections.abc import AsyncIterator, Iterable, MutableMapping
 from typing import Any
 
 import faust
@@ -70,10 +70,9 @@ def item_alerts(monitor: AnomalyMonitor, messages: Iterable[tuple[bytes, int, in
     return alerts
 
 
-def register(app: faust.App, topics: Topics, tables: Tables, metrics: Metrics, settings: Settings,
-             user_monitor: AnomalyMonitor) -> None:
-    """Attach the ``item-anomalies`` agent and the alerts follower to ``app``."""
-    monitor = make_monitor(settings)  # used through observe_item only: the users' side is user_monitor's
+def register(app: faust.App, topics: Topics, tables: Tables, metrics: Metrics, settings: Settings) -> None:
+    """Attach the ``item-anomalies`` agent to ``app``."""
+    monitor = make_monitor(settings)  # used through observe_item only: the users' side is the events agent's
 
     @app.agent(topics.item_touches, name="item-anomalies")
     async def item_anomalies(stream: faust.StreamT) -> None:
@@ -85,17 +84,21 @@ def register(app: faust.App, topics: Topics, tables: Tables, metrics: Metrics, s
                 await topics.alerts.send(key=alert.entity_id.encode(), value=orjson.dumps(alert.to_dict()))
                 metrics.alerts.labels(alert.detector).inc()
 
-    @app.task
-    async def follow_alerts() -> None:
-        consumer = AIOKafkaConsumer(settings.alerts_topic, bootstrap_servers=bootstrap_from_url(settings.kafka_url),
-                                    group_id=None, auto_offset_reset="earliest", enable_auto_commit=False,
-                                    fetch_max_wait_ms=settings.fetch_max_wait_ms)
-        await consumer.start()
-        try:
-            async for msg in consumer:
-                try:
-                    user_monitor.apply(Alert.from_dict(orjson.loads(msg.value)))
-                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                    log.error("unreadable alert at partition %d offset %d ignored: %s", msg.partition, msg.offset, exc)
-        finally:
-            await consumer.stop()
+
+async def read_alerts(settings: Settings) -> AsyncIterator[Alert]:
+    """Every alert on the alerts topic, from its start and then as they come (no consumer group: each worker
+    reads them all, so a restarted one gets the quarantines in force back). Unreadable ones are logged."""
+    consumer = AIOKafkaConsumer(settings.alerts_topic, bootstrap_servers=bootstrap_from_url(settings.kafka_url),
+                                group_id=None, auto_offset_reset="earliest", enable_auto_commit=False,
+                                fetch_max_wait_ms=settings.fetch_max_wait_ms)
+    await consumer.start()
+    try:
+        async for msg in consumer:
+            try:
+                alert = Alert.from_dict(orjson.loads(msg.value))
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                log.error("unreadable alert at partition %d offset %d ignored: %s", msg.partition, msg.offset, exc)
+                continue
+            yield alert
+    finally:
+        await consumer.stop()

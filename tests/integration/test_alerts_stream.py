@@ -55,7 +55,33 @@ def test_a_bot_gets_one_alert_and_no_training_samples(stack, settings, start_wor
     assert counters["quarantined"] + counters.get("samples_dropped", 0) == len(bot)
     users = [json.loads(m.value)["user_id"] for m in samples]
     assert BOT not in users and len(users) == len(real)  # every real event trains, no bot event does
+    assert counters.get("samples_released_before_alert", 0) == 0  # the hold covered the alert
     assert bot_recs is not None and len(bot_recs["items"]) > 0  # quarantined users still get recommendations
+
+
+def test_samples_that_left_before_their_alert_are_counted(stack, settings, start_worker):
+    """With no hold, the synthetic bot's first 8 views (at least) train before its 13th raises the alert:
+    every one of them is counted."""
+    real = order_for_replay(read_events(SAMPLE / "taobao_user_behavior.csv", "taobao"))
+    bot = bot_events(real)
+    settings = replace(settings, sample_holdback_s=0.0)
+    worker = start_worker(settings)
+
+    async def scenario():
+        async with redis_store(settings) as store:
+            kw = dict(bootstrap=stack.bootstrap, topic=settings.events_topic, progress=False)
+            await replay(real + bot[:8], **kw)
+            await wait_for_events(store, len(real) + 8, worker)
+            await replay(bot[8:], **kw)
+            await wait_for_events(store, len(real) + len(bot), worker)
+            await consume(stack.bootstrap, settings.alerts_topic, 1, timeout_s=10)
+            samples = await consume(stack.bootstrap, settings.training_samples_topic, len(real) + 8)
+            return await store.counters(), samples
+
+    counters, samples = asyncio.run(scenario())
+    trained = sum(json.loads(m.value)["user_id"] == BOT for m in samples)  # 8, and any of the next 4 in
+    assert 8 <= trained < 13 and counters["samples_released_before_alert"] == trained  # batches before the 13th
+    assert counters["quarantined"] == len(bot) - trained
 
 
 def test_detection_survives_a_worker_crash(stack, settings, start_worker):

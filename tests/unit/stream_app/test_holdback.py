@@ -22,3 +22,17 @@ def test_release_waits_for_the_delay_and_drops_quarantined_users() -> None:
     assert [s.target for s in released] == ["item1"] and dropped == 1 and len(hold) == 1
     now[0] = 102.0
     assert [s.target for s in hold.release(lambda s: True)[0]] == ["item3"]
+
+
+def test_samples_an_alert_came_too_late_for_are_counted_while_remembered() -> None:
+    now = [100.0]
+    hold = Holdback(1.0, clock=lambda: now[0], remember_s=10.0)
+    hold.add([sample("bot", 1000), sample("bot", 2000), sample("human", 3000)])  # event times 1, 2, 3 s
+    now[0] = 101.0
+    assert len(hold.release(lambda s: True)[0]) == 3
+    assert hold.released_in("user", "bot", 0.0, 60.0) == 2  # an alert on the bot's window, too late for both
+    assert hold.released_in("user", "bot", 2.0, 60.0) == 1  # only the events inside the alert's window
+    assert hold.released_in("item", "item3000", 0.0, 60.0) == 1 and hold.released_in("user", "other", 0.0, 60.0) == 0
+    now[0] = 111.5
+    hold.release(lambda s: True)  # forgotten remember_s after their release
+    assert hold.released_in("user", "bot", 0.0, 60.0) == 0 and hold._event_ts == {}
