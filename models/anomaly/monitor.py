@@ -256,12 +256,16 @@ class AnomalyMonitor:
         """Bring back an item's part (after a restart, or its partition moving here) from ``item_snapshot``.
 
         Nothing is alerted. An item already live here keeps its in-memory
-        state, which is newer.
+        state, which is newer. Raises ``ValueError`` (or ``KeyError``,
+        ``TypeError``) on a malformed snapshot.
         """
         if self.knows_item(item_id):
             return
-        if snapshot.get("shilling") is not None:
-            self.shilling.states[item_id] = snapshot["shilling"]
+        state = snapshot.get("shilling")
+        if state is not None:
+            if not (isinstance(state, dict) and all(isinstance(state.get(k), dict) for k in ("users", "suspects"))):
+                raise ValueError(f"not a shilling state: {str(state)[:80]}")
+            self.shilling.states[item_id] = state
         if snapshot.get("alert") is not None:
             alert = Alert.from_dict(snapshot["alert"])
             self.shilling_alerts[item_id] = alert
@@ -274,6 +278,12 @@ class AnomalyMonitor:
             self._quarantine(_key("user", user), float(until))
             if alert is not None:
                 self._remember_emitted(("user", user, MEMBER_DETECTOR, alert.window_start), alert.window_end)
+
+    def forget_item(self, item_id: str) -> None:
+        """Drop what the item-keyed part holds for one item (a snapshot that could not be restored)."""
+        self.shilling.states.pop(item_id, None)
+        self.shilling_alerts.pop(item_id, None)
+        self._members.pop(item_id, None)
 
     def _quarantine(self, entity: str, until: float) -> None:
         self.quarantine[entity] = max(self.quarantine.get(entity, float("-inf")), until)

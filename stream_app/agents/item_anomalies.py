@@ -62,12 +62,24 @@ def item_alerts(monitor: AnomalyMonitor, messages: Iterable[tuple[bytes, int, in
             if table is not None and event.item_id not in touched:
                 touched.add(event.item_id)
                 if not monitor.knows_item(event.item_id):
-                    monitor.restore_item(event.item_id, table.get(event.item_id.encode()) or {})
+                    restore(monitor, event.item_id, table.get(event.item_id.encode()))
             alerts += monitor.observe_item(event, context)
     if table is not None:
         for item in touched:
             table[item.encode()] = monitor.item_snapshot(item)
     return alerts
+
+
+def restore(monitor: AnomalyMonitor, item_id: str, snapshot: Any) -> None:
+    """``monitor.restore_item`` from a table value; one it cannot read (another version's format, say) is
+    logged and the item starts afresh, rather than stopping the agent on every start."""
+    if not snapshot:
+        return
+    try:
+        monitor.restore_item(item_id, snapshot)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        log.error("item %r: unreadable item-anomaly-state value ignored, its windows start afresh: %r", item_id, exc)
+        monitor.forget_item(item_id)
 
 
 def register(app: faust.App, topics: Topics, tables: Tables, metrics: Metrics, settings: Settings) -> None:

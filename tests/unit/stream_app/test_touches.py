@@ -55,3 +55,15 @@ def test_the_agents_table_carries_a_campaign_over_a_restart() -> None:
     after = item_alerts(AnomalyMonitor(items=True), [(orjson.dumps(rows[6:]), 0, 1)], table)
     assert [(a.entity_id, a.detector) for a in after if a.entity_type == "item"] == [("target", "shilling")]
     assert item_alerts(AnomalyMonitor(items=True), [(orjson.dumps(rows[6:]), 0, 1)], {}) == []  # without it
+
+
+def test_an_unreadable_table_value_is_logged_and_the_item_starts_afresh(caplog) -> None:
+    """Synthetic: 12 new accounts push one item whose table value is not a snapshot."""
+    rows = [touch(Event(f"fake{n}", "target", "add_to_cart", 1_700_000_400.0 + 150.0 * n),
+                  UserContext(1_700_000_400.0 + 150.0 * n)) for n in range(12)]
+    for broken in ({"shilling": "not a state"}, {"alert": {"entity_type": "item"}}, ["a", "list"]):
+        table = {b"target": broken}
+        alerts = item_alerts(AnomalyMonitor(items=True), [(orjson.dumps(rows), 0, 0)], table)
+        assert [(a.entity_id, a.detector) for a in alerts if a.entity_type == "item"] == [("target", "shilling")]
+        assert "target" in caplog.text and table[b"target"]["shilling"]  # written back whole
+        caplog.clear()
