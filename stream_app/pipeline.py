@@ -228,12 +228,18 @@ def observe_new(monitor: AnomalyMonitor, state: UserState | None, offset: int, e
 
     A user the monitor does not hold (a restart, a partition that moved) is
     first restored from the snapshot and the latest events kept in their state.
+    A re-delivery raises nothing, but its touch is sent again: a worker that
+    died after the state reached its changelog may not have sent it, and the
+    item-keyed windows count distinct users, so a second copy changes nothing.
     """
-    if state is not None and offset <= state["offset"]:
+    redelivered = state is not None and offset <= state["offset"]
+    if redelivered and monitor.items:
         return [], None
     if state is not None and state.get("anomaly") and not monitor.knows(event.user_id):
         history = (Event(user_id=event.user_id, item_id=item, event_type=kind, ts=ts) for item, kind, ts in state["events"])
         monitor.restore_user(event.user_id, state["anomaly"], history)
+    if redelivered:
+        return [], monitor.user_context(event.user_id, event.ts)
     if monitor.items:
         return monitor.observe(event), None
     return monitor.observe_user(event)

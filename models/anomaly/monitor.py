@@ -157,6 +157,10 @@ class AnomalyMonitor:
         item_alerts = self.shilling.observe(event, context)
         return item_alerts + self._member_alerts(event, context, item_alerts)
 
+    def user_context(self, user_id: str, ts: float) -> UserContext:
+        """What the user side knows of a user at ``ts`` now, without observing an event (a re-delivered one)."""
+        return UserContext(self.first_seen.get(user_id, ts), self.is_quarantined(user_id, ts))
+
     def is_quarantined(self, user_id: str, ts: float) -> bool:
         """Whether an alert on the user is still in force at ``ts``."""
         return self.quarantine.get(_key("user", user_id), float("-inf")) > ts
