@@ -181,7 +181,8 @@ def stream(
     if variant == "online_fixed_blend":
         config = replace(config, blend=replace(config.blend, every=0))
     learner = OnlineLearner(ensemble, config)
-    learner.remember(log_samples(pre))
+    if args.replay_seed:
+        learner.remember(log_samples(pre))
     result = prequential(rest, lambda: learner.ensemble, learn=learner.learn, histories=histories,
                          batch_size=args.stream_batch)
     fits = learner.blend.fits
@@ -210,7 +211,8 @@ def learner_cost(ensemble: Ensemble, pre: list[Event], rest: list[Event], config
     """Seconds per ``learn`` call of N samples, of ``candidate()``, and of a checkpoint save/load."""
     samples = log_samples(rest, histories=user_histories(pre))
     learner = OnlineLearner(ensemble, config)
-    learner.remember(log_samples(pre))
+    if args.replay_seed:
+        learner.remember(log_samples(pre))
     out: dict[str, Any] = {"learn": []}
     pos = 0
     for n in sizes:
@@ -399,6 +401,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="latest kept samples a blend re-fit uses")
     p.add_argument("--blend-every", type=int, default=OnlineConfig.blend.every,
                    help="re-fit the blend weights every N fresh samples (0: keep the pre-trained blend)")
+    p.add_argument("--no-replay-seed", dest="replay_seed", action="store_false",
+                   help="start the replay buffer empty, as the trainer process does (default: seeded with the "
+                        "pre-training log)")
     p.add_argument("--windows", type=int, default=10, help="time windows (equal event counts) in the plot")
     p.add_argument("--cost-sizes", type=int, nargs="*", default=[64, 256, 1024], help="learn() sizes to time")
     p.add_argument("--cost-repeats", type=int, default=3)
@@ -421,6 +426,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *(sys.argv[1:] if argv is None else argv)]),
         "machine": platform.processor() or platform.machine(), "torch": torch.__version__, "threads": 1,
         "online_config": asdict(config), "stream_batch": args.stream_batch, "quick": args.quick,
+        "replay_seeded_with_pretraining_log": args.replay_seed,
     }
     for name in args.datasets:
         doc[name] = run_dataset(name, args, config)
