@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from models.data.eventlog import read_events
 from models.data.events import Event
 from stream_app.replay.producer import order_for_replay, replay
-from stream_app.worker_process import wait_for_events
+from stream_app.worker_process import metric_samples, wait_for_events
 from tests.integration.conftest import SAMPLE, consume, redis_store
 
 pytestmark = pytest.mark.integration
@@ -76,12 +76,15 @@ def test_samples_that_left_before_their_alert_are_counted(stack, settings, start
             await wait_for_events(store, len(real) + len(bot), worker)
             await consume(stack.bootstrap, settings.alerts_topic, 1, timeout_s=10)
             samples = await consume(stack.bootstrap, settings.training_samples_topic, len(real) + 8)
-            return await store.counters(), samples
+            late = metric_samples(settings.web_port, "reco_samples_released_before_alert")
+            return await store.counters(), samples, late
 
-    counters, samples = asyncio.run(scenario())
+    counters, samples, late = asyncio.run(scenario())
     trained = sum(json.loads(m.value)["user_id"] == BOT for m in samples)  # 8, and any of the next 4 in
     assert 8 <= trained < 13 and counters["samples_released_before_alert"] == trained  # batches before the 13th
     assert counters["quarantined"] == len(bot) - trained
+    assert [(s.labels["detector"], s.value) for s in late if s.name.endswith("_total")] == [
+        ("regular_timing", trained)]  # what Prometheus shows, by detector
 
 
 def test_detection_survives_a_worker_crash(stack, settings, start_worker):
