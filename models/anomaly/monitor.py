@@ -116,6 +116,7 @@ class AnomalyMonitor:
         self.emitted: dict[AlertKey, float] = {}
         self._emitted_by_user: dict[str, dict[AlertKey, None]] = {}  # index of ``emitted`` for snapshots
         self._members: dict[str, dict[str, None]] = {}  # item -> users alerted as its shilling campaign's members
+        self._forgotten: set[str] = set()  # items pruned since ``forgotten_items`` was last called
         self._next_prune = float("-inf")
         self._since_prune = 0
 
@@ -338,8 +339,16 @@ class AnomalyMonitor:
         if key[0] == "user":
             self._emitted_by_user.setdefault(key[1], {})[key] = None
 
+    def forgotten_items(self) -> list[str]:
+        """The items whose whole item-keyed part the prunes since the last call dropped (their table records
+        can go too: ``item_snapshot`` is empty for them now)."""
+        out = [item for item in self._forgotten if not self.item_snapshot(item)]
+        self._forgotten = set()
+        return out
+
     def _prune(self, ts: float) -> None:
         """Forget idle detector states, and dedupe keys and quarantines long past (once an hour of event time)."""
+        held = set(self.shilling.states) | set(self.shilling_alerts)
         for detector in [*self.user_detectors, self.learned, self.shilling]:
             detector.expire(ts)
         horizon = ts - self.config.dedupe_horizon_s
@@ -352,6 +361,7 @@ class AnomalyMonitor:
         self.shilling_alerts = {item: alert for item, alert in self.shilling_alerts.items()
                                 if _key("item", item) in self.quarantine}
         self._members = {item: users for item, users in self._members.items() if item in self.shilling_alerts}
+        self._forgotten |= held - set(self.shilling.states) - set(self.shilling_alerts)
         if self.config.forget_idle_users:
             active = {u for d in [*self.user_detectors, self.learned] for u in d.states}
             active |= {k.split(":", 1)[1] for k in self.quarantine if k.startswith("user:")}

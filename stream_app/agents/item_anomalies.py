@@ -43,7 +43,9 @@ def item_alerts(monitor: AnomalyMonitor, messages: Iterable[tuple[bytes, int, in
     ``table`` (item id bytes -> ``AnomalyMonitor.item_snapshot``) is where the
     monitor's item state survives a restart: an item the monitor does not
     hold is restored from it before its first touch, and every item touched
-    is written back once, after the batch. Re-delivered touches (at least
+    is written back once, after the batch; items the monitor has forgotten
+    (idle past their windows, no alert in force) are deleted from it, so it
+    holds only the active items. Re-delivered touches (at least
     once) change nothing: the windows count distinct users, and an alert
     already raised is not raised again.
 
@@ -67,6 +69,9 @@ def item_alerts(monitor: AnomalyMonitor, messages: Iterable[tuple[bytes, int, in
     if table is not None:
         for item in touched:
             table[item.encode()] = monitor.item_snapshot(item)
+        for item in monitor.forgotten_items():  # idle past its windows: the table forgets it too
+            if item not in touched and item.encode() in table:
+                del table[item.encode()]
     return alerts
 
 

@@ -6,7 +6,7 @@ import orjson
 from aiokafka.partitioner import DefaultPartitioner
 
 from models.anomaly.base import UserContext
-from models.anomaly.monitor import AnomalyMonitor
+from models.anomaly.monitor import AnomalyMonitor, MonitorConfig
 from models.data.events import Event
 from stream_app.agents.item_anomalies import item_alerts
 from stream_app.touches import by_partition, from_touch, partition_of, touch
@@ -67,3 +67,16 @@ def test_an_unreadable_table_value_is_logged_and_the_item_starts_afresh(caplog) 
         assert [(a.entity_id, a.detector) for a in alerts if a.entity_type == "item"] == [("target", "shilling")]
         assert "target" in caplog.text and table[b"target"]["shilling"]  # written back whole
         caplog.clear()
+
+
+def test_the_table_forgets_an_item_once_the_monitor_does() -> None:
+    """Synthetic: one touch on an item, then, two hours later, one on another: the first item's windows have
+    all closed with no alert in force, so its table record is deleted (the table holds only active items)."""
+    monitor = AnomalyMonitor(MonitorConfig(prune_min_events=1), items=True)
+    first = touch(Event("u1", "quiet", "view", 1_700_000_400.0), UserContext(1_600_000_000.0))
+    later = touch(Event("u2", "other", "view", 1_700_007_600.0), UserContext(1_600_000_000.0))
+    table: dict[bytes, dict] = {}
+    item_alerts(monitor, [(orjson.dumps([first]), 0, 0)], table)
+    assert set(table) == {b"quiet"}
+    item_alerts(monitor, [(orjson.dumps([later]), 0, 1)], table)
+    assert set(table) == {b"other"} and not monitor.knows_item("quiet")
