@@ -116,7 +116,7 @@ class AnomalyMonitor:
         self.emitted: dict[AlertKey, float] = {}
         self._emitted_by_user: dict[str, dict[AlertKey, None]] = {}  # index of ``emitted`` for snapshots
         self._members: dict[str, dict[str, None]] = {}  # item -> users alerted as its shilling campaign's members
-        self._forgotten: set[str] = set()  # items pruned since ``forgotten_items`` was last called
+        self._forgotten: set[str] | None = None  # items pruned since ``forgotten_items`` was last called
         self._next_prune = float("-inf")
         self._since_prune = 0
 
@@ -272,12 +272,12 @@ class AnomalyMonitor:
                 raise ValueError(f"not a shilling state: {str(state)[:80]}")
             self.shilling.states[item_id] = state
         if snapshot.get("alert") is not None:
-            alert = Alert.from_dict(snapshot["alert"])
-            self.shilling_alerts[item_id] = alert
+            self.shilling_alerts[item_id] = Alert.from_dict(snapshot["alert"])
+        alert = self.shilling_alerts.get(item_id)
+        if alert is not None:
             self._remember_emitted(alert.key, alert.window_end)
         if snapshot.get("quarantine") is not None:
             self._quarantine(_key("item", item_id), float(snapshot["quarantine"]))
-        alert = self.shilling_alerts.get(item_id)
         for user, until in snapshot.get("members") or []:
             self._members.setdefault(item_id, {})[user] = None
             self._quarantine(_key("user", user), float(until))
@@ -341,14 +341,15 @@ class AnomalyMonitor:
 
     def forgotten_items(self) -> list[str]:
         """The items whose whole item-keyed part the prunes since the last call dropped (their table records
-        can go too: ``item_snapshot`` is empty for them now)."""
-        out = [item for item in self._forgotten if not self.item_snapshot(item)]
+        can go too: ``item_snapshot`` is empty for them now). Kept only once this has been called: replay and
+        evaluation, which keep no table, never call it and so keep no such list."""
+        out = [item for item in self._forgotten or () if not self.item_snapshot(item)]
         self._forgotten = set()
         return out
 
     def _prune(self, ts: float) -> None:
         """Forget idle detector states, and dedupe keys and quarantines long past (once an hour of event time)."""
-        held = set(self.shilling.states) | set(self.shilling_alerts)
+        held = set() if self._forgotten is None else set(self.shilling.states) | set(self.shilling_alerts)
         for detector in [*self.user_detectors, self.learned, self.shilling]:
             detector.expire(ts)
         horizon = ts - self.config.dedupe_horizon_s
@@ -361,7 +362,8 @@ class AnomalyMonitor:
         self.shilling_alerts = {item: alert for item, alert in self.shilling_alerts.items()
                                 if _key("item", item) in self.quarantine}
         self._members = {item: users for item, users in self._members.items() if item in self.shilling_alerts}
-        self._forgotten |= held - set(self.shilling.states) - set(self.shilling_alerts)
+        if self._forgotten is not None:
+            self._forgotten |= held - set(self.shilling.states) - set(self.shilling_alerts)
         if self.config.forget_idle_users:
             active = {u for d in [*self.user_detectors, self.learned] for u in d.states}
             active |= {k.split(":", 1)[1] for k in self.quarantine if k.startswith("user:")}

@@ -90,6 +90,8 @@ def restore(monitor: AnomalyMonitor, item_id: str, snapshot: Any) -> None:
 def register(app: faust.App, topics: Topics, tables: Tables, metrics: Metrics, settings: Settings) -> None:
     """Attach the ``item-anomalies`` agent to ``app``."""
     monitor = make_monitor(settings)  # used through observe_item only: the users' side is the events agent's
+    if monitor is not None:
+        monitor.forgotten_items()  # from now on it lists the items it forgets, for the table to delete
 
     @app.agent(topics.item_touches, name="item-anomalies")
     async def item_anomalies(stream: faust.StreamT) -> None:
