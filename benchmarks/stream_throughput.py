@@ -60,9 +60,10 @@ PATHS = ("aiokafka", "faust_noop", "per_event", "micro_batched")
 def load_beauty(n_users: int) -> list[Event]:
     """The first ``n_users`` Beauty users' full sequences, in (synthetic) time order."""
     lines = BEAUTY.read_text().splitlines()[:n_users]
-    tmp = Path(tempfile.mkdtemp()) / "beauty_subset.txt"
-    tmp.write_text("\n".join(lines) + "\n")
-    return order_for_replay([e for e in read_log(tmp, "sequences") if isinstance(e, Event)])
+    with tempfile.TemporaryDirectory() as tmp:
+        subset = Path(tmp) / "beauty_subset.txt"
+        subset.write_text("\n".join(lines) + "\n")
+        return order_for_replay([e for e in read_log(subset, "sequences") if isinstance(e, Event)])
 
 
 def fresh_settings(stack: EmbeddedStack, workdir: Path, **overrides) -> Settings:

@@ -37,6 +37,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -160,10 +161,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rollback-window", type=int, default=Settings().trainer_rollback_window,
                    help="fresh samples a new version's probation takes (0: none)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "swap_lag.json")
+    p.add_argument("--keep-workdir", action="store_true",
+                   help="keep the worker's and trainer's logs and the model store (150-200 MB) for inspection")
     args = p.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="bench-swap-"))
-    with embedded_stack(workdir / "stack") as stack:
-        result = asyncio.run(scenario(args, stack, workdir))
+    try:
+        with embedded_stack(workdir / "stack") as stack:
+            result = asyncio.run(scenario(args, stack, workdir))
+    finally:
+        if args.keep_workdir:
+            print(f"logs and model store kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
     result = {"command": " ".join(["python", "benchmarks/swap_lag.py", *sys.argv[1:]]), **result}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

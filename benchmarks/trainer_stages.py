@@ -81,7 +81,12 @@ class Stopwatch:
 def run_variant(checkpoint: Path, samples: list[TrainingSample], args: argparse.Namespace,
                 blend_every: int) -> dict[str, Any]:
     """One pass over ``samples``; seconds per stage and per 1k samples, and the load at ``args.rate``."""
-    store = ModelStore(Path(tempfile.mkdtemp(prefix="bench-stages-")))
+    with tempfile.TemporaryDirectory(prefix="bench-stages-") as tmp:
+        return _run_variant(ModelStore(Path(tmp)), checkpoint, samples, args, blend_every)
+
+
+def _run_variant(store: ModelStore, checkpoint: Path, samples: list[TrainingSample], args: argparse.Namespace,
+                 blend_every: int) -> dict[str, Any]:
     ensure_base(store, str(checkpoint))
     arrived = [0.0]
     learner_cfg = OnlineConfig(batch_size=args.batch, eval_slice=args.eval_slice,
