@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 
 import faust
 import orjson
@@ -27,6 +27,7 @@ from stream_app.pipeline import (
     process_batch,
 )
 from stream_app.settings import Settings
+from stream_app.state import UserState
 from stream_app.sinks.base import Store
 from stream_app.tables import Tables
 from stream_app.topics import Topics, publish
@@ -106,9 +107,8 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
                 out = await process_batch(batch, tables.users, recommender, settings, monitor=monitor)
             finally:
                 slot.end_batch()
-            apply_batch_states(tables.users, out)
+            await finish_batch(app, out, topics, tables.users)
             holdback.add(out.samples)
-            await emit(app, out, topics)
             await send_due_samples()
             applied = out.counters["processed"]
             already = await store.counted_offsets({m.partition for m in batch})
@@ -128,8 +128,23 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
             await count_released_before(out.alerts)
 
 
+async def finish_batch(app: faust.App, out: BatchOutput, topics: Topics,
+                       table: MutableMapping[bytes, UserState]) -> None:
+    """Emit the batch's outputs, then write its user states (in that order: see ``emit``)."""
+    await emit(app, out, topics)
+    apply_batch_states(table, out)
+
+
 async def emit(app: faust.App, out: BatchOutput, topics: Topics) -> None:
-    """Send a batch's item activity, recommendations, alerts and dead letters (samples go via the holdback)."""
+    """Send a batch's item activity, recommendations, alerts and dead letters (samples go via the holdback).
+
+    The agent emits before it writes the batch's user states. Alerts are the
+    one output a re-delivery does not rebuild (the restored monitor knows it
+    raised them), so the other order lost them when a worker stopped in
+    between: Faust cancels a stopping agent, then flushes its producer,
+    changelog records included. Now such a stop leaves the states as they
+    were, and the re-delivered events raise the alerts again (at least once).
+    """
     for item, act in out.activity.items():
         await publish(app, topics.item_activity, item.encode(), orjson.dumps(act.to_wire()))
     for rec in out.records:

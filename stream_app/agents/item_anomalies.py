@@ -15,7 +15,7 @@ quarantines keep those users' and items' events out of training.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
 import faust
@@ -43,15 +43,39 @@ def item_alerts(monitor: AnomalyMonitor, messages: Iterable[tuple[bytes, int, in
     ``table`` (item id bytes -> ``AnomalyMonitor.item_snapshot``) is where the
     monitor's item state survives a restart: an item the monitor does not
     hold is restored from it before its first touch, and every item touched
-    is written back once, after the batch; items the monitor has forgotten
-    (idle past their windows, no alert in force) are deleted from it, so it
-    holds only the active items. Re-delivered touches (at least
-    once) change nothing: the windows count distinct users, and an alert
-    already raised is not raised again.
+    is written back once, after the batch (``save_items``). Re-delivered
+    touches (at least once) change nothing: the windows count distinct
+    users, and an alert already raised is not raised again.
 
     Only workers write the topic, so an unreadable message is a bug: it is
     logged with its position and skipped, and the rest of the batch counts.
     """
+    alerts, touched = observe_touches(monitor, messages, table)
+    if table is not None:
+        save_items(monitor, touched, table)
+    return alerts
+
+
+async def handle_touches(monitor: AnomalyMonitor, messages: Iterable[tuple[bytes, int, int]],
+                         table: MutableMapping[bytes, Any], send: Callable[[Alert], Awaitable[None]]) -> list[Alert]:
+    """``item_alerts`` as the agent runs it: the batch's alerts are sent before the table is written.
+
+    The other order lost alerts: a worker stopped between the two (Faust
+    cancels a stopping agent, then flushes its producer, changelog records
+    included) kept item state that says the alerts were raised, so the
+    re-delivered touches raised nothing. Now such a stop leaves the table as
+    it was, and the re-delivered touches raise the alerts again (at least once).
+    """
+    alerts, touched = observe_touches(monitor, messages, table)
+    for alert in alerts:
+        await send(alert)
+    save_items(monitor, touched, table)
+    return alerts
+
+
+def observe_touches(monitor: AnomalyMonitor, messages: Iterable[tuple[bytes, int, int]],
+                    table: Mapping[bytes, Any] | None) -> tuple[list[Alert], set[str]]:
+    """The alerts of a batch of touches messages, and the items they touched (restored from ``table`` first)."""
     alerts: list[Alert] = []
     touched: set[str] = set()
     for value, partition, offset in messages:
@@ -61,18 +85,22 @@ def item_alerts(monitor: AnomalyMonitor, messages: Iterable[tuple[bytes, int, in
             log.error("unreadable touches at partition %d offset %d ignored: %s", partition, offset, exc)
             continue
         for event, context in touches:
-            if table is not None and event.item_id not in touched:
-                touched.add(event.item_id)
-                if not monitor.knows_item(event.item_id):
-                    restore(monitor, event.item_id, table.get(event.item_id.encode()))
+            if table is not None and event.item_id not in touched and not monitor.knows_item(event.item_id):
+                restore(monitor, event.item_id, table.get(event.item_id.encode()))
+            touched.add(event.item_id)
             alerts += monitor.observe_item(event, context)
-    if table is not None:
-        for item in touched:
-            table[item.encode()] = monitor.item_snapshot(item)
-        for item in monitor.forgotten_items():  # idle past its windows: the table forgets it too
-            if item not in touched and item.encode() in table:
-                del table[item.encode()]
-    return alerts
+    return alerts, touched
+
+
+def save_items(monitor: AnomalyMonitor, touched: Iterable[str], table: MutableMapping[bytes, Any]) -> None:
+    """Write each touched item's state once; delete the items the monitor has forgotten (idle past their
+    windows, no alert in force), so the table holds only the active items."""
+    touched = set(touched)
+    for item in touched:
+        table[item.encode()] = monitor.item_snapshot(item)
+    for item in monitor.forgotten_items():
+        if item not in touched and item.encode() in table:
+            del table[item.encode()]
 
 
 def restore(monitor: AnomalyMonitor, item_id: str, snapshot: Any) -> None:
@@ -93,15 +121,16 @@ def register(app: faust.App, topics: Topics, tables: Tables, metrics: Metrics, s
     if monitor is not None:
         monitor.forgotten_items()  # from now on it lists the items it forgets, for the table to delete
 
+    async def send_alert(alert: Alert) -> None:
+        await topics.alerts.send(key=alert.entity_id.encode(), value=orjson.dumps(alert.to_dict()))
+        metrics.alerts.labels(alert.detector).inc()
+
     @app.agent(topics.item_touches, name="item-anomalies")
     async def item_anomalies(stream: faust.StreamT) -> None:
         assert monitor is not None
         async for events in take_batches(stream, settings.max_batch, settings.max_wait_s):
-            alerts = item_alerts(monitor, [(e.value, e.message.partition, e.message.offset) for e in events],
-                                 tables.item_anomalies)
-            for alert in alerts:
-                await topics.alerts.send(key=alert.entity_id.encode(), value=orjson.dumps(alert.to_dict()))
-                metrics.alerts.labels(alert.detector).inc()
+            await handle_touches(monitor, [(e.value, e.message.partition, e.message.offset) for e in events],
+                                 tables.item_anomalies, send_alert)
 
 
 async def read_alerts(settings: Settings) -> AsyncIterator[Alert]:
