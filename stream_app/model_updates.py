@@ -6,7 +6,11 @@ that topic in full, without a consumer group (each worker must see every
 announcement), loads the announced version in a loader thread, checks it,
 and stages it in its :class:`ModelSlot`; the scoring agent swaps at the start
 of its next micro-batch. A checkpoint that is missing, corrupt or cannot
-score is refused and logged; the serving version stays.
+score is refused and logged; the serving version stays. The store's log,
+written before each announcement, is the truth: an announcement of anything
+but the store's current version is stale and skipped, so a starting worker,
+which reads the topic from its start, does not load and serve every past
+version in turn.
 """
 
 from __future__ import annotations
@@ -143,9 +147,14 @@ async def _on_announcement(value: bytes, settings: Settings, slot: ModelSlot, me
     target = slot.staged[0].model_version if slot.staged else slot.model_version
     if version == target:
         return  # already serving (e.g. the version this worker started from)
+    store = ModelStore(settings.model_store)
+    current = store.current()
+    if current is not None and version != current:
+        log.info("announcement of %s (%s) skipped: the store serves %s now", version, entry.get("action"), current)
+        return
     started = time.monotonic()
     try:
-        path = ModelStore(settings.model_store).path(version)
+        path = store.path(version)
         recommender = await asyncio.get_running_loop().run_in_executor(loader, _load_checked, load, path, version)
     except Exception as exc:  # noqa: BLE001 - any failure to load refuses the model, the worker goes on
         log.error("model update to %s refused, %s keeps serving: %s", version, slot.model_version, exc)

@@ -108,15 +108,23 @@ async def _scenario(stack, settings, start_worker, store, trainer, first, second
         bad = store.versions_dir / "v0099"
         shutil.copytree(store.path(serving), bad)
         (bad / "weights.safetensors").write_bytes(b"not weights")
-        await announce(settings, {"action": "promote", "version": "v0099"})
+        await announce(settings, store.promote("v0099"))  # as the trainer does: the store's log first
         await wait_until(lambda: "refused" in worker.log(), "the refusal in the worker log", [worker])
         assert health(settings)["model_version"] == serving
 
-        # rollback is one command
+        # rollback is one command: off the corrupt version (back to the one the worker kept serving),
+        # then once more, to the version before that, which the worker swaps to
         env = child_env(settings.to_env())
-        out = subprocess.run([sys.executable, "-m", "stream_app", "rollback"], env=env, capture_output=True,
-                             text=True, timeout=60, cwd=os.getcwd())
-        assert out.returncode == 0, out.stderr
+
+        def rollback() -> str:
+            out = subprocess.run([sys.executable, "-m", "stream_app", "rollback"], env=env, capture_output=True,
+                                 text=True, timeout=60, cwd=os.getcwd())
+            assert out.returncode == 0, out.stderr
+            return out.stdout
+
+        assert f"rolled back from v0099 to {serving}" in rollback()
+        said = rollback()
         previous = store.current()
-        assert previous != serving and f"rolled back from {serving} to {previous}" in out.stdout
+        assert f"rolled back from {serving} to {previous}" in said
+        assert previous != serving
         await wait_until(lambda: health(settings)["model_version"] == previous, "the rollback swap", [worker])

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
+from unittest.mock import patch
 
+import orjson
+
+from stream_app import model_updates
+from stream_app.metrics import Metrics
 from stream_app.model_updates import ModelSlot
+from stream_app.settings import Settings
 
 
 def rec(version: str) -> SimpleNamespace:
@@ -26,3 +34,38 @@ def test_a_model_staged_while_idle_serves_at_once() -> None:
     slot = ModelSlot(rec("v1"))
     slot.stage(rec("v0"), {"version": "v0", "action": "rollback"})
     assert slot.model_version == "v0" and slot.swaps[-1]["swap_lag_s"] is None
+
+
+def announcements_seen_by(serving: str, log: list[dict], announced: list[dict], tmp_path) -> tuple[list[str], str]:
+    """What a worker serving ``serving`` loads, and serves in the end, reading ``announced`` while the store's
+    log holds ``log`` (written directly; the fake loader needs no checkpoints)."""
+    (tmp_path / "log.jsonl").write_text("".join(orjson.dumps(e).decode() + "\n" for e in log))
+    loaded: list[str] = []
+
+    def load(path, version):
+        loaded.append(version)
+        return rec(version)
+
+    slot = ModelSlot(rec(serving))
+    settings = Settings(model_store=str(tmp_path))
+
+    async def follow() -> None:
+        with ThreadPoolExecutor(1) as loader, patch.object(model_updates, "check_scores", lambda r: None):
+            for entry in announced:
+                await model_updates._on_announcement(orjson.dumps(entry), settings, slot, Metrics(), load, loader)
+
+    asyncio.run(follow())
+    return loaded, slot.model_version
+
+
+def test_a_starting_worker_skips_the_announcements_of_versions_that_no_longer_serve(tmp_path) -> None:
+    log = [{"action": "promote", "version": f"v000{n}"} for n in (1, 2, 3)]
+    assert announcements_seen_by("v0003", log, log, tmp_path) == ([], "v0003")  # started on the current one
+    assert announcements_seen_by("v0001", log, log, tmp_path) == (["v0003"], "v0003")  # not v0002 on the way
+
+
+def test_a_rollback_announcement_is_followed_and_the_promotion_it_undid_is_not(tmp_path) -> None:
+    log = [{"action": "promote", "version": "v0001"}, {"action": "promote", "version": "v0002"},
+           {"action": "rollback", "version": "v0001", "from_version": "v0002"}]
+    assert announcements_seen_by("v0001", log, log, tmp_path) == ([], "v0001")
+    assert announcements_seen_by("v0002", log, log[2:], tmp_path) == (["v0001"], "v0001")
