@@ -31,10 +31,13 @@ context.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import faust
 from faust.types import EventT
+
+log = logging.getLogger(__name__)
 
 
 async def take_batches(stream: faust.StreamT, max_: int, within: float) -> AsyncIterator[list[EventT]]:
@@ -81,3 +84,28 @@ async def take_batches(stream: faust.StreamT, max_: int, within: float) -> Async
     finally:
         stream.enable_acks = enable_acks
         stream._processors.remove(add_to_buffer)
+
+
+async def each_batch(app: faust.App, stream: faust.StreamT, max_: int, within: float,
+                     handle: Callable[[list[EventT]], Awaitable[None]]) -> None:
+    """Hand every batch of ``take_batches`` to ``handle``; a batch it fails on stops the worker.
+
+    Faust's default supervisor restarts a failed agent in place and the stream
+    carries on with later offsets: the failed batch, never acked, came back
+    only at the next restart, by when later events could have moved its users'
+    state past it (its events then counted as duplicates, never applied), and
+    the group's commits were stuck behind it. So the worker stops instead
+    (``app.crash``: it exits 1, and docker-compose restarts it), and the batch
+    is delivered again from the last committed offset. Meanwhile this agent
+    takes no further batch. Transient Redis errors are retried by the client
+    first (redis-py's default retry policy).
+    """
+    async for batch in take_batches(stream, max_, within):
+        try:
+            await handle(batch)
+        except Exception as exc:  # noqa: BLE001 - any failure: stop rather than skip the batch
+            log.critical("a batch of %d failed, the worker stops (a restart takes it again from the last "
+                         "committed offset): %r", len(batch), exc, exc_info=exc)
+            await app.crash(exc)
+            await stream.wait_for_stopped(asyncio.Event())  # no further batch until the worker has stopped
+            return

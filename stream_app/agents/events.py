@@ -13,7 +13,7 @@ from faust.types import TopicT
 from models.anomaly.alerts import Alert
 from models.anomaly.monitor import AnomalyMonitor
 from models.online.samples import TrainingSample
-from stream_app.agents.batching import take_batches
+from stream_app.agents.batching import each_batch
 from stream_app.agents.item_anomalies import read_alerts
 from stream_app.holdback import Holdback
 from stream_app.metrics import Metrics
@@ -95,37 +95,39 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
                 if monitor.apply(alert):
                     await count_released_before([alert])
 
+    async def handle(events: list) -> None:
+        batch = [Incoming(e.value, e.message.key, e.message.partition, e.message.offset,
+                          e.message.timestamp and int(e.message.timestamp * 1000))
+                 for e in events]
+        recommender = slot.begin_batch()  # one model scores the whole batch; swaps happen in between
+        try:
+            out = await process_batch(batch, tables.users, recommender, settings, monitor=monitor)
+        finally:
+            slot.end_batch()
+        await finish_batch(app, out, topics, tables.users)
+        holdback.add(out.samples)
+        await send_due_samples()
+        applied = out.counters["processed"]
+        already = await store.counted_offsets({m.partition for m in batch})
+        for partition, first, last in offset_gaps(batch, already):
+            log.warning("events partition %d skipped offsets %d-%d: never delivered to this worker (lost, "
+                        "unless transaction markers or compaction left the gap)", partition, first, last)
+        counted = count_deliveries(batch, out, already)
+        if out.counters["processed"] > applied:
+            log.warning("counted %d events the user state already held: their first delivery's counts were "
+                        "lost (a stop between the changelog and the store)", out.counters["processed"] - applied)
+        await store.write_recommendations(out.records, out.counters, counted)
+        metrics.observe_batch(out.counters, (d.rejection.code for d in out.dead_letters),
+                              len(batch), out.scoring_s)
+        metrics.observe_latency(out.scored_timestamps_ms)
+        for alert in out.alerts:
+            metrics.alerts.labels(alert.detector).inc()
+        await count_released_before(out.alerts)
+
     @app.agent(topics.events, name="score-events")
     async def score_events(stream: faust.StreamT) -> None:
         await store.start()
-        async for events in take_batches(stream, settings.max_batch, settings.max_wait_s):
-            batch = [Incoming(e.value, e.message.key, e.message.partition, e.message.offset,
-                              e.message.timestamp and int(e.message.timestamp * 1000))
-                     for e in events]
-            recommender = slot.begin_batch()  # one model scores the whole batch; swaps happen in between
-            try:
-                out = await process_batch(batch, tables.users, recommender, settings, monitor=monitor)
-            finally:
-                slot.end_batch()
-            await finish_batch(app, out, topics, tables.users)
-            holdback.add(out.samples)
-            await send_due_samples()
-            applied = out.counters["processed"]
-            already = await store.counted_offsets({m.partition for m in batch})
-            for partition, first, last in offset_gaps(batch, already):
-                log.warning("events partition %d skipped offsets %d-%d: never delivered to this worker (lost, "
-                            "unless transaction markers or compaction left the gap)", partition, first, last)
-            counted = count_deliveries(batch, out, already)
-            if out.counters["processed"] > applied:
-                log.warning("counted %d events the user state already held: their first delivery's counts were "
-                            "lost (a stop between the changelog and the store)", out.counters["processed"] - applied)
-            await store.write_recommendations(out.records, out.counters, counted)
-            metrics.observe_batch(out.counters, (d.rejection.code for d in out.dead_letters),
-                                  len(batch), out.scoring_s)
-            metrics.observe_latency(out.scored_timestamps_ms)
-            for alert in out.alerts:
-                metrics.alerts.labels(alert.detector).inc()
-            await count_released_before(out.alerts)
+        await each_batch(app, stream, settings.max_batch, settings.max_wait_s, handle)
 
 
 async def finish_batch(app: faust.App, out: BatchOutput, topics: Topics,

@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer
 
 from models.anomaly.alerts import Alert
 from models.anomaly.monitor import AnomalyMonitor
-from stream_app.agents.batching import take_batches
+from stream_app.agents.batching import each_batch
 from stream_app.anomaly import make_monitor
 from stream_app.metrics import Metrics
 from stream_app.settings import Settings
@@ -128,9 +128,12 @@ def register(app: faust.App, topics: Topics, tables: Tables, metrics: Metrics, s
     @app.agent(topics.item_touches, name="item-anomalies")
     async def item_anomalies(stream: faust.StreamT) -> None:
         assert monitor is not None
-        async for events in take_batches(stream, settings.max_batch, settings.max_wait_s):
+
+        async def handle(events: list) -> None:
             await handle_touches(monitor, [(e.value, e.message.partition, e.message.offset) for e in events],
                                  tables.item_anomalies, send_alert)
+
+        await each_batch(app, stream, settings.max_batch, settings.max_wait_s, handle)
 
 
 async def read_alerts(settings: Settings) -> AsyncIterator[Alert]:

@@ -2,30 +2,48 @@
 
 from __future__ import annotations
 
+import logging
+
 import faust
 import orjson
 
-from stream_app.agents.batching import take_batches
+from stream_app.agents.batching import each_batch
 from stream_app.settings import Settings
 from stream_app.sinks.base import Store
 from stream_app.state import ItemActivity, apply_item_activity
 from stream_app.tables import Tables
 from stream_app.topics import Topics
 
+log = logging.getLogger(__name__)
+
+
+def read_activity(value: bytes | None, partition: int, offset: int) -> ItemActivity | None:
+    """One item-activity message, or None (logged) if it cannot be read: only workers write the topic, so
+    that is a bug, and stopping the worker on it would stop it again at every restart."""
+    try:
+        return ItemActivity.from_wire(orjson.loads(value or b""))
+    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError) as exc:
+        log.error("unreadable item activity at partition %d offset %d ignored: %s", partition, offset, exc)
+        return None
+
 
 def register(app: faust.App, topics: Topics, tables: Tables, store: Store, settings: Settings) -> None:
     """Attach the ``item-stats`` agent to ``app``."""
 
+    async def handle(events: list) -> None:
+        touched: dict[bytes, dict] = {}
+        for e in events:
+            act = read_activity(e.value, e.message.partition, e.message.offset)
+            if act is None:
+                continue
+            key = e.message.key
+            current = touched.get(key) or tables.items.get(key)
+            touched[key] = apply_item_activity(current, act, settings.covis_max_neighbors)
+        for key, stats in touched.items():
+            tables.items[key] = stats
+        await store.publish_item_stats({k.decode(): v for k, v in touched.items()})
+
     @app.agent(topics.item_activity, name="item-stats")
     async def item_stats(stream: faust.StreamT) -> None:
         await store.start()
-        async for events in take_batches(stream, settings.max_batch, settings.max_wait_s):
-            touched: dict[bytes, dict] = {}
-            for e in events:
-                key = e.message.key
-                current = touched.get(key) or tables.items.get(key)
-                act = ItemActivity.from_wire(orjson.loads(e.value))
-                touched[key] = apply_item_activity(current, act, settings.covis_max_neighbors)
-            for key, stats in touched.items():
-                tables.items[key] = stats
-            await store.publish_item_stats({k.decode(): v for k, v in touched.items()})
+        await each_batch(app, stream, settings.max_batch, settings.max_wait_s, handle)
