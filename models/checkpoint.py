@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -25,6 +25,8 @@ FORMAT = "streamreco-checkpoint"
 VERSION = 1
 WEIGHTS = "weights.safetensors"
 META = "meta.json"
+
+T = TypeVar("T")
 
 
 class CheckpointError(ValueError):
@@ -71,30 +73,59 @@ def save_checkpoint(
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:
-    """The JSON metadata of a checkpoint (no weights read)."""
+    """The JSON metadata of a checkpoint (no weights read); ``CheckpointError`` if missing or unreadable."""
     meta_path = Path(path) / META
     if not meta_path.is_file():
         raise CheckpointError(f"no {META} in {path}")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{meta_path}: not readable JSON (truncated or corrupt?): {exc}") from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise CheckpointError(f"{path}: not a {FORMAT} v{VERSION} checkpoint")
     return meta
 
 
+def _field(meta: Mapping[str, Any], path: str | Path, *keys: str) -> Any:
+    """``meta[keys[0]][keys[1]]...``; ``CheckpointError`` naming the field when it is missing."""
+    value: Any = meta
+    for n, key in enumerate(keys):
+        if not isinstance(value, Mapping) or key not in value:
+            raise CheckpointError(f"{Path(path) / META}: no {'.'.join(map(str, keys[: n + 1]))} (incomplete metadata)")
+        value = value[key]
+    return value
+
+
 def load_checkpoint(path: str | Path) -> tuple[ItemVocab, dict[str, Scorer], dict[str, Any]]:
-    """The vocabulary, scorers and metadata saved by ``save_checkpoint``; checks the checksum."""
+    """The vocabulary, scorers and metadata saved by ``save_checkpoint``; checks the checksum.
+
+    ``CheckpointError`` for a missing, corrupt or incomplete checkpoint.
+    """
     meta = read_meta(path)
     weights = Path(path) / WEIGHTS
-    if _sha256(weights) != meta["checksum"]["sha256"]:
+    if not weights.is_file():
+        raise CheckpointError(f"no {WEIGHTS} in {path}")
+    if _sha256(weights) != _field(meta, path, "checksum", "sha256"):
         raise CheckpointError(f"{weights}: checksum mismatch")
     tensors = load_file(str(weights))
-    vocab = ItemVocab.from_json(meta["vocab"])
+    vocab = _restore(path, "vocab", ItemVocab.from_json, _field(meta, path, "vocab"))
     scorers: dict[str, Scorer] = {}
-    for name, part in meta["scorers"].items():
-        cls = SCORERS.get(part["kind"])
+    for name in _field(meta, path, "scorers"):
+        kind, part_meta = _field(meta, path, "scorers", name, "kind"), _field(meta, path, "scorers", name, "meta")
+        cls = SCORERS.get(kind) if isinstance(kind, str) else None
         if cls is None:
-            raise CheckpointError(f"unknown scorer kind {part['kind']!r}")
+            raise CheckpointError(f"unknown scorer kind {kind!r}")
         prefix = f"{name}/"
         own = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-        scorers[name] = cls.from_state(vocab, own, part["meta"])
+        scorers[name] = _restore(path, f"scorer {name!r}", cls.from_state, vocab, own, part_meta)
     return vocab, scorers, meta
+
+
+def _restore(path: str | Path, what: str, build: Callable[..., T], *args: Any) -> T:
+    """``build(*args)``, its errors from metadata it cannot use turned into ``CheckpointError``."""
+    try:
+        return build(*args)
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"{path}: {what} cannot be restored from its metadata: {exc!r}") from exc

@@ -10,13 +10,19 @@ first, then announced on the model-updates topic for workers to swap to.
 An unreadable sample goes, unchanged, to the dead-letter topic (reason
 ``bad_sample`` and its origin in headers, as for events) before its offset is
 committed. Offsets are committed after each batch is handed over (for lag
-monitoring), but a restarted trainer does not start there: it starts from the
-store's serving version and seeks each partition to the offsets that version
+monitoring), but a restarted trainer never resumes there: it starts from the
+store's serving version and seeks each partition to the offset that version
 was promoted with (``sample_offsets`` in its log entry), so the samples learnt
 since the last promotion, and those held out, are read and learnt again
-instead of being lost. Partitions the version has no offset for start at the
-committed offset. Samples are thus learnt at least once per lineage; a
-dead-lettered sample after the last learnt one is dead-lettered again.
+instead of being lost. A partition the version has no offset for had nothing
+of it learnt by the version (a trainer records a partition's offset from the
+first sample of it that it reads), so it is read from its beginning (the
+oldest sample the topic still keeps). The pre-trained base (``ensure_base``:
+no ``sample_offsets`` at all) learnt nothing from the topic: while it serves,
+before the first promotion or after a rollback to it, a restarted trainer
+reads every partition from its beginning. Samples are thus learnt at least
+once per lineage (those the topic still keeps); a dead-lettered sample after
+the last learnt one is dead-lettered again.
 """
 
 from __future__ import annotations
@@ -77,7 +83,8 @@ async def dead_letter(producer: AIOKafkaProducer, settings: Settings, msg: Consu
 
 
 class ResumeAt(ConsumerRebalanceListener):
-    """Seeks each partition, the first time it is assigned, to the offset the serving version learnt up to."""
+    """Seeks each partition, the first time it is assigned, to the offset the serving version learnt up to,
+    or to its beginning where the version has no offset for it (it learnt nothing of it)."""
 
     def __init__(self, consumer: AIOKafkaConsumer, offsets: dict[int, int]) -> None:
         self.consumer, self.offsets = consumer, offsets
@@ -87,10 +94,14 @@ class ResumeAt(ConsumerRebalanceListener):
         pass
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        for tp in sorted(assigned - self.started):
-            self.started.add(tp)
+        fresh = sorted(assigned - self.started)
+        self.started.update(fresh)
+        for tp in fresh:
             if tp.partition in self.offsets:
                 self.consumer.seek(tp, self.offsets[tp.partition])
+        unlearnt = [tp for tp in fresh if tp.partition not in self.offsets]
+        if unlearnt:  # not the committed offset: the samples before it the version never learnt would be skipped
+            await self.consumer.seek_to_beginning(*unlearnt)
 
 
 async def run_trainer(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
@@ -114,8 +125,9 @@ async def run_trainer(settings: Settings, *, stop: asyncio.Event | None = None) 
         session_timeout_ms=int(settings.broker_session_timeout_s * 1000),
         heartbeat_interval_ms=int(settings.broker_heartbeat_interval_s * 1000))
     resume = dict(trainer.sample_offsets)  # at start: the serving version's (read from the store's log once)
-    log.info("trainer reads samples from %s", f"{trainer.serving_version}'s offsets {resume}" if resume
-             else "the committed offsets")
+    log.info("trainer reads samples from %s", f"{trainer.serving_version}'s offsets {resume} (other partitions "
+             "from their beginning)" if resume else f"each partition's beginning ({trainer.serving_version} "
+             "learnt nothing from the topic)")
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap_from_url(settings.kafka_url))
     await consumer.start()
     consumer.subscribe([settings.training_samples_topic], listener=ResumeAt(consumer, resume))

@@ -111,9 +111,7 @@ class OnlineLearner:
         before = vocab.n_items
         if self.config.blend.every:
             self.blend.observe(self.ensemble, samples if unobserved is None else unobserved)  # before learning
-        for s in samples:
-            vocab.add_all(s.items)
-            vocab.add(s.target)
+        self._add_items(samples)
         if self.config.observe_stats:
             for s in samples:
                 history = s.history
@@ -152,7 +150,12 @@ class OnlineLearner:
                     self._replay[j] = s
 
     def keep_replay_of(self, other: OnlineLearner) -> None:
-        """Take over ``other``'s replay reservoir (a learner restarted from older weights keeps the past)."""
+        """Take over ``other``'s replay reservoir (a learner restarted from older weights keeps the past).
+
+        Its samples may name items these weights never saw (they came after
+        them): those join the vocabulary when a step draws the sample, as a
+        fresh sample's do in ``learn``.
+        """
         self._replay, self._replay_seen = list(other._replay), other._replay_seen
 
     @staticmethod
@@ -182,6 +185,13 @@ class OnlineLearner:
             self._sequence.model.eval()
         return copy.deepcopy(self.ensemble)
 
+    def _add_items(self, samples: Sequence[TrainingSample]) -> None:
+        """Give every item the samples name (history and target) a row; the tables grow to match."""
+        vocab = self.ensemble.vocab
+        for s in samples:
+            vocab.add_all(s.items)
+            vocab.add(s.target)
+
     # ---- the sequence model's steps ------------------------------------------------------
 
     def _fit(self, samples: Sequence[TrainingSample]) -> list[float]:
@@ -206,6 +216,7 @@ class OnlineLearner:
         """One weighted cross-entropy step of the sequence model on ``batch``."""
         assert self._sequence is not None
         scorer, vocab = self._sequence, self.ensemble.vocab
+        self._add_items(batch)  # replay samples may predate the weights learning restarted from
         model = scorer.model
         model.ensure_rows(vocab.capacity)
         optimizer = self._optimizer_for(model)
@@ -242,7 +253,8 @@ class OnlineLearner:
             if state:
                 grown = dict(state)
                 for key in ("exp_avg", "exp_avg_sq"):
-                    pad = torch.zeros((table.shape[0] - state[key].shape[0], *state[key].shape[1:]))
-                    grown[key] = torch.cat([state[key], pad.to(state[key].dtype)])
+                    moment = state[key].to(table)  # on the parameter's device, in its dtype (as Adam keeps it)
+                    pad = table.new_zeros((table.shape[0] - moment.shape[0], *moment.shape[1:]))
+                    grown[key] = torch.cat([moment, pad])
                 self._optimizer.state[table] = grown
         return self._optimizer

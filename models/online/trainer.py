@@ -37,7 +37,12 @@ here, so tests and benchmarks drive it directly.
   offset after the last sample it learnt, and every promotion records them
   (``sample_offsets``): the version holds exactly the samples before them. A
   restarted trainer resumes reading there (``resume_offsets``), so what was
-  learnt but not yet promoted is learnt again rather than lost. Within one
+  learnt but not yet promoted is learnt again rather than lost. A partition
+  is recorded from the first sample of it the trainer reads (held out or
+  learnt), so one a version has no offset for had nothing of it learnt, and a
+  restarted trainer reads it from its beginning; the pre-trained base
+  (``ensure_base``) records none, so while it serves every partition is read
+  from its beginning (``stream_app.trainer.ResumeAt``). Within one
   process the offsets only move forward: after a rollback the samples the
   rolled-back version learnt are not learnt again (a restart after it does
   re-read them, from the restored version's offsets).
@@ -140,7 +145,11 @@ class OnlineTrainer:
         self._forms: dict[int, tuple[Ensemble, LinearBlend | None]] = {}  # id -> (version's ensemble, its form)
 
     def resume_offsets(self) -> dict[int, int]:
-        """Per partition, the offset after the last sample the serving version learnt ({} if unknown)."""
+        """Per partition, the offset after the last sample the serving version learnt.
+
+        A partition missing here (every one for the pre-trained base, promoted
+        without ``sample_offsets``) had nothing of it learnt: read it from its beginning.
+        """
         for entry in reversed(self.store.log()):
             if entry["action"] == "promote" and entry["version"] == self.serving_version:
                 return {int(p): int(o) for p, o in (entry.get("sample_offsets") or {}).items()}
@@ -285,7 +294,12 @@ class OnlineTrainer:
         return [entry]
 
     def _restart_learning(self, ensemble: Ensemble) -> None:
-        """Learn on from ``ensemble``'s weights; the replay reservoir of past samples is kept."""
+        """Learn on from ``ensemble``'s weights; the replay reservoir of past samples is kept.
+
+        The new lineage has learnt nothing yet: what the discarded learner
+        learnt no longer counts for the next promotion's sample times.
+        """
         learner = OnlineLearner(ensemble, self.learner_config)
         learner.keep_replay_of(self.learner)
         self.learner = learner
+        self.newest_learnt_ms = self.oldest_unpromoted_ms = None

@@ -42,3 +42,32 @@ def test_an_unknown_format_is_refused(saved: Path) -> None:
     (saved / META).write_text(json.dumps(meta))
     with pytest.raises(CheckpointError):
         load_checkpoint(saved)
+
+
+def _truncate(meta_path: Path) -> None:
+    meta_path.write_text(meta_path.read_text()[:40])
+
+
+def _without(*keys: str):
+    def edit(meta_path: Path) -> None:
+        meta = json.loads(meta_path.read_text())
+        parent = meta
+        for key in keys[:-1]:
+            parent = parent[key]
+        del parent[keys[-1]]
+        meta_path.write_text(json.dumps(meta))
+    return edit
+
+
+@pytest.mark.parametrize(("corrupt", "message"), [
+    (_truncate, "not readable JSON"),
+    (_without("checksum"), "no checksum"),
+    (_without("checksum", "sha256"), "no checksum.sha256"),
+    (_without("vocab"), "no vocab"),
+    (_without("scorers", "sequence", "kind"), "no scorers.sequence.kind"),
+    (_without("scorers", "sequence", "meta", "config"), "scorer 'sequence' cannot be restored"),
+], ids=["truncated", "no-checksum", "no-sha256", "no-vocab", "no-kind", "no-config"])
+def test_unreadable_or_incomplete_metadata_is_a_checkpoint_error(saved: Path, corrupt, message: str) -> None:
+    corrupt(saved / META)
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(saved)

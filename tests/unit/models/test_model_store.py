@@ -49,3 +49,11 @@ def test_corrupt_or_missing_versions_are_refused(tmp_path) -> None:
         store.promote("v0042")
     with pytest.raises(CheckpointError):
         store.path("../elsewhere")
+
+
+def test_a_version_with_truncated_metadata_is_refused(tmp_path) -> None:
+    store = ModelStore(tmp_path)
+    v1 = store.save(tiny_ensemble())
+    (store.path(v1) / "meta.json").write_text('{"format": "streamreco-chec')
+    with pytest.raises(CheckpointError, match="meta.json"):
+        store.load(v1)

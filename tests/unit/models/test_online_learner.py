@@ -140,3 +140,20 @@ def test_judge_promotes_only_a_candidate_that_is_not_worse() -> None:
 )
 def test_should_promote(candidate: dict[str, float], serving: dict[str, float], tolerance: float, expected: bool) -> None:
     assert should_promote(candidate, serving, tolerance) is expected
+
+
+def test_adam_moments_of_grown_item_rows_are_made_on_the_tables_device_and_dtype() -> None:
+    # the "meta" device stands in for a GPU: a moment padded on the CPU cannot join the old rows' moments
+    class Items(torch.nn.Module):
+        def __init__(self, rows: int) -> None:
+            super().__init__()
+            self.items = torch.nn.Embedding(rows, 4, device="meta", dtype=torch.float64)
+
+    learner, model = OnlineLearner(synthetic_ensemble(sequence_only=True), FAST), Items(3)
+    table = model.items.weight
+    learner._optimizer_for(model).state[table] = {"step": torch.tensor(1.0), "exp_avg": torch.ones_like(table),
+                                                  "exp_avg_sq": torch.ones_like(table)}
+    model.items = torch.nn.Embedding(5, 4, device="meta", dtype=torch.float64)  # the item table grew
+    grown = learner._optimizer_for(model).state[model.items.weight]
+    for key in ("exp_avg", "exp_avg_sq"):
+        assert grown[key].shape == (5, 4) and grown[key].device.type == "meta" and grown[key].dtype == torch.float64

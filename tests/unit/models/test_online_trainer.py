@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import torch
 
+from models.ensemble import Ensemble
 from models.model_store import ModelStore
 from models.online.blend import BlendRefitConfig, candidate_features
 from models.online.learner import OnlineConfig, OnlineLearner
 from models.online.samples import TrainingSample
 from models.online.trainer import OnlineTrainer, TrainerConfig, ensure_base
+from models.scorers import PopularityScorer, SequenceScorer
+from models.sequence.config import SeqConfig
+from models.vocab import ItemVocab
 from tests.unit.models.test_model_store import tiny_ensemble
 
 
@@ -49,6 +53,41 @@ def test_probation_rolls_back_a_version_worse_than_the_old_one(tmp_path) -> None
     assert trainer.serving_version == "v0001" and trainer.learner.replay_count == 100
 
 
+def make_sequence_trainer(tmp_path, **cfg) -> OnlineTrainer:
+    """A trainer whose base has a (tiny) sequence model, trained on every step with replay."""
+    vocab = ItemVocab(["a", "b", "c"])
+    seq = SequenceScorer(vocab, SeqConfig(hidden=8, layers=1, heads=1, max_len=8, dropout=0.0), seed=0)
+    Ensemble(vocab, {"sequence": seq, "popularity": PopularityScorer(vocab)}).save(tmp_path / "base")
+    store = ModelStore(tmp_path / "store")
+    ensure_base(store, str(tmp_path / "base"))
+    config = TrainerConfig(**{"eval_slice": 10, "promote_every": 50, "promote_every_s": 1e9, **cfg})
+    return OnlineTrainer(store, OnlineConfig(batch_size=10, replay_fraction=0.5), config)
+
+
+def test_after_a_rollback_replayed_samples_with_newer_items_are_learnt(tmp_path) -> None:
+    # the reservoir keeps samples whose targets ("new7", ...) the restored version never saw; learning goes
+    # on in the same call (30 samples learnt from v0001's weights, with replay)
+    trainer = make_sequence_trainer(tmp_path, rollback_window=20, rollback_margin=-1.0)  # always rolls back
+    trainer.on_samples(samples(80))
+    assert trainer.store.current() == "v0002"
+    entries = trainer.on_samples(samples(30, start=80))
+    assert [e["action"] for e in entries] == ["rollback"] and trainer.serving_version == "v0001"
+    assert trainer.learner.seen == 30
+    restored = trainer.store.load("v0001")[0].vocab
+    vocab = trainer.learner.ensemble.vocab
+    replayed_new = {s.target for s in trainer.learner._replay[:70]} - set(restored.items)  # learnt by v0002
+    assert replayed_new & set(vocab.items)  # those drawn from the reservoir joined the vocabulary
+    assert trainer.learner._sequence.model.n_rows >= vocab.capacity
+
+
+def test_after_a_rollback_by_hand_replayed_samples_with_newer_items_are_learnt(tmp_path) -> None:
+    trainer = make_sequence_trainer(tmp_path, rollback_window=0)
+    trainer.on_samples(samples(80))
+    trainer.store.rollback(reason="by hand")
+    trainer.on_samples(samples(30, start=200))
+    assert trainer.serving_version == "v0001" and trainer.learner.seen == 30  # 10 held out before, 20 of these
+
+
 def test_no_candidate_is_promoted_while_a_version_is_on_probation(tmp_path) -> None:
     # promotions would be due every 50 samples; the probation of each promoted version takes 120 fresh ones
     trainer = make_trainer(tmp_path, rollback_window=120, rollback_margin=1.0)  # margin 1: never rolls back
@@ -75,6 +114,25 @@ def test_follows_a_rollback_made_by_hand(tmp_path) -> None:
     trainer.on_samples([])
     assert trainer.serving_version == "v0001" and trainer.learner.seen == 0
     assert trainer.learner.replay_count == 70  # learning restarts from the old weights, the past samples stay
+
+
+def test_a_version_promoted_by_hand_with_corrupt_metadata_is_not_followed(tmp_path) -> None:
+    trainer = make_trainer(tmp_path, rollback_window=0)
+    version = trainer.store.save(tiny_ensemble())
+    (trainer.store.path(version) / "meta.json").write_text('{"format": "streamreco-chec')  # truncated
+    trainer.store.promote(version, reason="by hand")
+    assert trainer.on_samples(samples(20)) == [] and trainer.serving_version == "v0001"  # learning goes on
+
+
+def test_after_a_rollback_promotions_name_only_samples_the_new_lineage_learnt(tmp_path) -> None:
+    trainer = make_trainer(tmp_path, rollback_window=0)
+    assert [e["version"] for e in trainer.on_samples(samples(80))] == ["v0002"]
+    trainer.on_samples(samples(20, start=80))  # samples 70..89 learnt by v0002's successor, never promoted
+    trainer.store.rollback(reason="by hand")
+    entries = trainer.on_samples(samples(60, start=100))  # learning restarts from v0001: 90..149 learnt
+    assert [e["action"] for e in entries] == ["promote"] and entries[0]["previous"] == "v0001"
+    assert entries[0]["oldest_sample_ms"] == 1_700_000_000_090
+    assert entries[0]["newest_sample_ms"] == 1_700_000_000_149
 
 
 def test_promotions_record_sample_offsets_and_a_restart_resumes_there(tmp_path) -> None:
