@@ -10,6 +10,7 @@ never mutates ``state``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Container
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -81,10 +82,13 @@ class Detector(ABC, Generic[ConfigT]):
             self.states[key] = state
         return [] if alert is None else [alert]
 
-    def expire(self, now: float) -> int:
-        """Drop the states of entities idle for longer than ``horizon_s`` (what table expiry does); returns how many."""
-        idle = [key for key, state in self.states.items()
-                if state["recent"] and state["recent"][-1][3] + self.horizon_s < now]
+    def is_idle(self, state: State, now: float) -> bool:
+        """Whether the entity's latest event is more than ``horizon_s`` before ``now`` (never, without one)."""
+        return bool(state["recent"]) and state["recent"][-1][3] + self.horizon_s < now
+
+    def expire(self, now: float, keep: Container[str] = frozenset()) -> int:
+        """Drop the states of idle entities (``is_idle``) not in ``keep`` (what table expiry does); returns how many."""
+        idle = [key for key, state in self.states.items() if key not in keep and self.is_idle(state, now)]
         for key in idle:
             del self.states[key]
         return len(idle)

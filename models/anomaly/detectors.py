@@ -13,12 +13,16 @@ User states (value of a table keyed by user id), all JSON-able:
 - ``regular_timing``: {"last_ts": ts | None, "gaps": [s, ...], "muted_until": ts, "recent": rows}
 - ``distinct_items``: {"windows": {start: [item, ...]}, "muted_until": ts, "recent": rows}
 - ``cart_burst``:     {"carts": {start: count}, "purchases": {start: count}, "muted_until": ts, "recent": rows}
-- ``price_jump``:     {"prices": [price, ...], "muted_until": ts, "recent": rows}
+- ``price_jump``:     {"prices": [price, ...], "muted_until": ts, "recent": rows} (idle ``idle_s`` after the last purchase)
 
 Item state (keyed by item id):
 
-- ``shilling``: {"users": {start: [user, ...]}, "suspects": {start: [user, ...]}, "newest": ts, "muted_until": ts,
-  "recent": rows}. Its touches come from every worker, each sending a
+- ``shilling``: {"users": {start: [user, ...]}, "suspects": {start: [user, ...]}, "flagged": {start: [user, ...]},
+  "newest": ts, "muted_until": ts, "recent": rows}. ``flagged`` holds the
+  suspects already quarantined when they touched the item (their touch's
+  ``UserContext.flagged``), named in the alert's evidence so that
+  ``AnomalyMonitor`` does not alert them again (states saved before it
+  existed have none). Its touches come from every worker, each sending a
   micro-batch's at once, so they arrive out of event-time order: windows
   close by the newest time seen (``newest``), a late touch still counts in
   its windows that are open, and the fullest of those is checked.
@@ -195,6 +199,11 @@ class PriceJumpConfig:
     min_ratio: float = 3.0  # ... and price at least this many times the median
     mad_floor: float = 0.05  # MAD is at least this share of the median (users with one usual price)
     window_s: int = 3600  # tumbling window used for one-alert-per-window
+    # A buyer's prices stay in memory this long after their latest purchase: as long as this detector's own
+    # window (its mute) and the longest of the user windows, so an idle buyer leaves memory with the rest of
+    # their state, like any user. ``AnomalyMonitor.user_snapshot`` (the stream's user table) keeps the prices,
+    # and ``restore_user`` brings them back with the buyer: the in-memory copy only saves that restore.
+    idle_s: float = 3600.0
     severity: str = "high"
 
 
@@ -203,7 +212,11 @@ class PriceJump(Detector[PriceJumpConfig]):
 
     @property
     def horizon_s(self) -> float:
-        return float("inf")  # the price history is the point
+        return self.config.idle_s
+
+    def is_idle(self, state: State, now: float) -> bool:
+        """Also prices restored from a snapshot with no purchase since: the snapshot still holds them."""
+        return not state["recent"] or super().is_idle(state, now)
 
     def step(self, state: State | None, event: Event, context: UserContext | None = None) -> Step:
         cfg = self.config
@@ -260,16 +273,19 @@ class Shilling(Detector[ShillingConfig]):
         if context is None:
             raise ValueError("shilling needs the user's context (first-seen time, flagged)")
         cfg = self.config
-        st = state or fresh_state(users={}, suspects={})
+        st = state or fresh_state(users={}, suspects={}, flagged={})
         newest = max(st.get("newest", event.ts), event.ts)  # the windows' clock: touches arrive out of order
         starts = [s for s in hopping_starts(event.ts, cfg.window_s, cfg.step_s) if s + cfg.window_s > newest]
         if not starts:  # later than every window holding it: too late to count
             return {**st, "newest": newest}, None
         users = add_distinct(live(st["users"], newest, cfg.window_s), starts, event.user_id, cfg.max_users)
         suspects = live(st["suspects"], newest, cfg.window_s)
+        flagged = live(st.get("flagged", {}), newest, cfg.window_s)  # absent from states saved before it existed
         if self.is_suspect(event, context):
             suspects = add_distinct(suspects, starts, event.user_id, cfg.max_users)
-        new = {**st, "users": users, "suspects": suspects, "newest": newest,
+        if context.flagged:
+            flagged = add_distinct(flagged, starts, event.user_id, cfg.max_users)
+        new = {**st, "users": users, "suspects": suspects, "flagged": flagged, "newest": newest,
                "recent": remember(st["recent"], event_row(event))}
         # the window with the most suspects (in event-time order, the oldest: it holds all the others hold)
         start = max(starts, key=lambda s: (len(suspects.get(str(s), ())), -s))
@@ -278,7 +294,8 @@ class Shilling(Detector[ShillingConfig]):
             return new, None
         window = (start, start + cfg.window_s)
         new["muted_until"] = starts[-1] + cfg.window_s  # every window holding this event
-        evidence = {"suspects": list(suspects[str(start)]), "users": n_all}
+        evidence = {"suspects": list(suspects[str(start)]), "users": n_all,
+                    "flagged": list(flagged.get(str(start), ()))}  # suspects already quarantined: no member alert
         return new, self.alert(event, window, n_sus / n_all, evidence, new["recent"], cfg.severity)
 
     def is_suspect(self, event: Event, context: UserContext) -> bool:

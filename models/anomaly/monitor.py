@@ -16,7 +16,9 @@ its quarantine) and ``emitted`` (alert key -> window end, forgotten
 ``dedupe_horizon_s`` later). Once an hour of event time (and at most once per
 ``prune_min_events`` events) the monitor also drops
 detector states idle past their window (``Detector.expire``), as Faust's
-windowed tables expire theirs; that keeps memory to the active entities.
+windowed tables expire theirs, and, with ``forget_idle_users`` (the stream,
+whose user table keeps them), idle users' first-seen times and purchase
+prices; that keeps memory to the active entities.
 
 On the stream the work is split: a worker sees only its partitions' users,
 so its monitor (``items=False``) runs the user-keyed detectors
@@ -80,7 +82,9 @@ class MonitorConfig:
     member_severity: str = "medium"  # of the alerts on the users behind a shilling alert
     dedupe_horizon_s: float = 2 * 86_400.0  # emitted keys are forgotten this long after their window ends
     prune_min_events: int = 10_000  # prune at most once per this many events (fast replays cover hours in seconds)
-    forget_idle_users: bool = False  # drop idle users' first-seen times from memory (the stream keeps them in a table)
+    # drop idle users' first-seen times and purchase prices from memory: the stream keeps them in a table (it takes
+    # ``user_snapshot`` of every user it observes, and ``restore_user``s the users the monitor no longer ``knows``)
+    forget_idle_users: bool = False
 
 
 def _key(entity_type: str, entity_id: str) -> str:
@@ -101,13 +105,13 @@ class AnomalyMonitor:
         self.config = config = config or MonitorConfig()
         self.items = items
         self.price_jump = PriceJump(config.price_jump)
-        self.user_detectors: list[Detector] = [
+        self._windowed: list[Detector] = [  # the user detectors whose state the user's latest events rebuild
             RateBurst(config.rate_burst),
             RegularTiming(config.regular_timing),
             DistinctItems(config.distinct_items),
             CartBurst(config.cart_burst),
-            self.price_jump,
         ]
+        self.user_detectors: list[Detector] = [*self._windowed, self.price_jump]
         self.learned = RobustZ(config.robust_z)
         self.shilling = Shilling(config.shilling)
         self.first_seen: dict[str, float] = {}
@@ -117,6 +121,7 @@ class AnomalyMonitor:
         self._emitted_by_user: dict[str, dict[AlertKey, None]] = {}  # index of ``emitted`` for snapshots
         self._members: dict[str, dict[str, None]] = {}  # item -> users alerted as its shilling campaign's members
         self._forgotten: set[str] | None = None  # items pruned since ``forgotten_items`` was last called
+        self._unsaved: set[str] = set()  # users observed since their last ``user_snapshot`` (forget_idle_users only)
         self._next_prune = float("-inf")
         self._since_prune = 0
 
@@ -147,6 +152,8 @@ class AnomalyMonitor:
 
     def _user_alerts(self, event: Event) -> tuple[list[Alert], UserContext]:
         first = self.first_seen.setdefault(event.user_id, event.ts)
+        if self.config.forget_idle_users:
+            self._unsaved.add(event.user_id)
         raised: list[Alert] = []
         for detector in self.user_detectors:
             raised += detector.observe(event)
@@ -187,8 +194,10 @@ class AnomalyMonitor:
         rebuilt by ``restore_user`` from the events the user state keeps
         anyway, so the snapshot the stream writes with every user update stays
         a few dozen bytes (the windows themselves took ~1.6 KB per update and
-        a fifth of the worker's throughput).
+        a fifth of the worker's throughput). A user observed since their last
+        snapshot is never forgotten (``forget_idle_users``) before this one.
         """
+        self._unsaved.discard(user_id)
         snapshot: dict[str, Any] = {"first_seen": self.first_seen.get(user_id)}
         quarantine = self.quarantine.get(_key("user", user_id))
         if quarantine is not None:
@@ -296,16 +305,22 @@ class AnomalyMonitor:
     def _member_alerts(self, event: Event, context: UserContext, item_alerts: list[Alert]) -> list[Alert]:
         """Alerts on a shilling alert's suspects, and on a suspect touching an item quarantined for shilling.
 
-        Users already quarantined are skipped: they are alerted already.
+        Users already quarantined are skipped: they are alerted already. That
+        is a user quarantined here, or one whose touch's context says flagged
+        (the alert's ``flagged`` suspects, the touching user): the item-keyed
+        monitor on the stream never sees the user-side alerts, only that flag.
         """
         out = []
         for item_alert in item_alerts:
             self.shilling_alerts[item_alert.entity_id] = item_alert
-            suspects = [u for u in item_alert.evidence["suspects"] if not self.is_quarantined(u, event.ts)]
+            flagged = set(item_alert.evidence.get("flagged", ()))
+            suspects = [u for u in item_alert.evidence["suspects"]
+                        if u not in flagged and not self.is_quarantined(u, event.ts)]
             out += [self._member(user, item_alert, event) for user in suspects]
         active = self.shilling_alerts.get(event.item_id)
         if (not item_alerts and active is not None and self.is_item_quarantined(event.item_id, event.ts)
-                and self.shilling.is_suspect(event, context) and not self.is_quarantined(event.user_id, event.ts)):
+                and self.shilling.is_suspect(event, context) and not context.flagged
+                and not self.is_quarantined(event.user_id, event.ts)):
             out.append(self._member(event.user_id, active, event))
         return out
 
@@ -350,7 +365,7 @@ class AnomalyMonitor:
     def _prune(self, ts: float) -> None:
         """Forget idle detector states, and dedupe keys and quarantines long past (once an hour of event time)."""
         held = set() if self._forgotten is None else set(self.shilling.states) | set(self.shilling_alerts)
-        for detector in [*self.user_detectors, self.learned, self.shilling]:
+        for detector in [*self._windowed, self.learned, self.shilling]:  # prices: ``_forget_idle_users``
             detector.expire(ts)
         horizon = ts - self.config.dedupe_horizon_s
         self.emitted = {k: end for k, end in self.emitted.items() if end >= horizon}
@@ -365,8 +380,25 @@ class AnomalyMonitor:
         if self._forgotten is not None:
             self._forgotten |= held - set(self.shilling.states) - set(self.shilling_alerts)
         if self.config.forget_idle_users:
-            active = {u for d in [*self.user_detectors, self.learned] for u in d.states}
-            active |= {k.split(":", 1)[1] for k in self.quarantine if k.startswith("user:")}
-            self.first_seen = {u: t for u, t in self.first_seen.items() if u in active}
+            self._forget_idle_users(ts)
         self._next_prune = ts + 3600.0
         self._since_prune = 0
+
+    def _forget_idle_users(self, ts: float) -> None:
+        """Drop the first-seen times and purchase prices of users idle everywhere (the stream's table keeps both).
+
+        Both go together, and only for a user with no open window, no
+        quarantine, no purchase within ``price_jump.horizon_s`` and no
+        ``user_snapshot`` due: a user the monitor ``knows`` has their whole
+        snapshot in memory, and one it forgot comes back whole through
+        ``restore_user``. Prices dropped alone would be missing from the next
+        snapshot, and so from the table. A prune runs within a micro-batch, on
+        an event whose time may be past the horizon of a user observed earlier
+        in it: forgetting that user would write their snapshot at the batch's
+        end without a first-seen time, and make a long-standing user "new".
+        """
+        active = {u for d in [*self._windowed, self.learned] for u in d.states} | self._unsaved
+        active |= {k.split(":", 1)[1] for k in self.quarantine if k.startswith("user:")}
+        self.price_jump.expire(ts, keep=active)
+        active |= set(self.price_jump.states)
+        self.first_seen = {u: t for u, t in self.first_seen.items() if u in active}

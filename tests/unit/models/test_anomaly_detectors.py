@@ -200,6 +200,19 @@ def test_flagged_established_users_count_as_suspects() -> None:
     assert len(run(Shilling(ShillingConfig(min_suspects=10)), touches([f"f{n}" for n in range(10)]), flagged)) == 1
 
 
+def test_shilling_names_the_suspects_already_flagged_when_they_touched_the_item() -> None:
+    """The monitor alerts a campaign's suspects, but not those flagged already: on the stream the item side
+    only knows that from each touch's context."""
+    users = [f"f{n}" for n in range(12)]
+    context = lambda e: UserContext(first_seen_ts=e.ts, flagged=e.user_id in {"f1", "f4"})
+    detector = Shilling(ShillingConfig(min_suspects=10))
+    alerts = run(detector, touches(users), context)
+    assert len(alerts) == 1 and alerts[0].evidence["flagged"] == ["f1", "f4"]
+    resumed = Shilling(ShillingConfig(min_suspects=10))  # a state saved before "flagged" existed still works
+    resumed.states = {"target": {k: v for k, v in detector.states["target"].items() if k != "flagged"}}
+    assert run(resumed, touches(["late"], start=12 * 120.0), context) == []
+
+
 def test_shilling_needs_the_user_context() -> None:
     with pytest.raises(ValueError):
         Shilling(ShillingConfig()).observe(ev(0.0))
@@ -248,11 +261,16 @@ def test_state_through_json_gives_the_same_alerts(name: str) -> None:
     assert [a.to_dict() for a in alerts] == [a.to_dict() for a in whole]
 
 
-def test_expire_drops_idle_states_but_keeps_price_histories() -> None:
+def test_expire_drops_idle_states_and_price_histories_an_hour_after_the_last_purchase() -> None:
     rate = RateBurst(RateBurstConfig(window_s=60))
     run(rate, [ev(0.0, user="idle"), ev(100.0, user="active")])
     assert rate.expire(T0 + 130.0) == 1
     assert set(rate.states) == {"active"}
+    assert rate.expire(T0 + 1000.0, keep={"active"}) == 0 and set(rate.states) == {"active"}
     prices = PriceJump(PriceJumpConfig())
-    run(prices, purchases([10.0] * 3))
-    assert prices.expire(T0 + 365 * 86_400.0) == 0 and list(prices.states["u1"]["prices"]) == [10.0] * 3
+    run(prices, purchases([10.0] * 3))  # the last one on day 2
+    assert prices.expire(T0 + 2 * 86_400.0 + 3000.0) == 0 and list(prices.states["u1"]["prices"]) == [10.0] * 3
+    assert prices.expire(T0 + 2 * 86_400.0 + 4000.0) == 1 and prices.states == {}
+    prices.states["u2"] = {"prices": (10.0,) * 3, "muted_until": 0.0, "recent": ()}  # restored from a snapshot
+    assert prices.expire(T0, keep={"u2"}) == 0  # the monitor keeps it while the user is active
+    assert prices.expire(T0) == 1  # then no purchase of its own holds it: the snapshot still has the prices

@@ -177,3 +177,100 @@ def test_an_item_snapshot_restored_in_a_new_monitor_carries_on_a_campaign() -> N
     assert again.is_item_quarantined("target", fakes[12].ts) and again.is_quarantined("fake3", fakes[12].ts)
     assert run(again, fakes[:12]) == []  # re-delivered touches raise nothing new
     assert run(again, fakes[12:]) == whole[1 + 12:]  # later accounts are still named, one by one
+
+
+# the stream's worker: users forgotten when idle, restored from their table snapshots ----------------------------
+
+def stream_batch(monitor: AnomalyMonitor, events: list[Event], table: dict[str, dict]) -> list[Alert]:
+    """What a worker does with a micro-batch: restores each user it does not know from the table, observes the
+    events, then writes every observed user's snapshot back (through the table's JSON codec)."""
+    alerts = []
+    for e in events:
+        if e.user_id in table and not monitor.knows(e.user_id):
+            monitor.restore_user(e.user_id, table[e.user_id])
+        alerts += monitor.observe_user(e)[0]
+    for user in {e.user_id for e in events}:
+        table[user] = orjson.loads(orjson.dumps(monitor.user_snapshot(user)))
+    return alerts
+
+
+def forgetful_worker() -> AnomalyMonitor:
+    return AnomalyMonitor(MonitorConfig(forget_idle_users=True, prune_min_events=1), items=False)
+
+
+def test_a_prune_within_a_batch_keeps_the_first_seen_of_a_user_observed_earlier_in_it() -> None:
+    """A prune runs on a later event of a batch, whose time may be past an earlier user's windows: that user's
+    snapshot, written at the batch's end, must still hold their first-seen time, or they look new ever after."""
+    monitor, table = forgetful_worker(), {}
+    stream_batch(monitor, [Event("veteran", "a", "view", T0 - 30 * DAY)], table)
+    late = Event("veteran", "b", "view", T0 - 7200.0)  # synced late, then another user's event two hours on
+    stream_batch(monitor, [late, Event("other", "c", "view", T0)], table)
+    assert table["veteran"]["first_seen"] == T0 - 30 * DAY
+    stream_batch(monitor, [Event("other", "c", "view", T0 + 7200.0)], table)
+    assert not monitor.knows("veteran")  # saved now, so forgotten by the next prune
+    stream_batch(monitor, [Event("veteran", "d", "view", T0 + 7300.0)], table)
+    assert monitor.user_context("veteran", T0 + 7300.0).first_seen_ts == T0 - 30 * DAY
+
+
+def test_idle_buyers_are_forgotten_and_their_prices_come_back_with_them() -> None:
+    """A buyer's prices stay in memory an hour after their last purchase, then only in the table."""
+    monitor, table = forgetful_worker(), {}
+    for k in range(8):
+        stream_batch(monitor, [Event("buyer", f"i{k}", "purchase", T0 + k * DAY, price=10.0 + k % 3)], table)
+    stream_batch(monitor, [Event("other", "x", "view", T0 + 40 * DAY)], table)
+    assert not monitor.knows("buyer") and "buyer" not in monitor.price_jump.states
+    assert table["buyer"]["prices"] == [10.0 + k % 3 for k in range(8)]
+    spike = Event("buyer", "gold", "purchase", T0 + 41 * DAY, price=500.0)
+    assert [a.detector for a in stream_batch(monitor, [spike], table)] == ["price_jump"]
+    stream_batch(monitor, [Event("other", "x", "view", T0 + 80 * DAY)], table)
+    stream_batch(monitor, [Event("buyer", "y", "view", T0 + 81 * DAY)], table)  # restored, prices and all
+    assert monitor.knows("buyer") and table["buyer"]["prices"] == [10.0 + k % 3 for k in range(8)]
+    stream_batch(monitor, [Event("other", "x", "view", T0 + 82 * DAY)], table)
+    assert not monitor.knows("buyer")  # no purchase since the restore: the snapshot alone keeps the prices
+
+
+def test_a_buyer_still_active_keeps_their_prices_in_memory_long_after_their_last_purchase() -> None:
+    """Prices go only with the rest of the user: dropped alone, they would drop out of the next snapshot."""
+    monitor, table = forgetful_worker(), {}
+    for k in range(8):
+        stream_batch(monitor, [Event("buyer", f"i{k}", "purchase", T0 + k * DAY, price=10.0)], table)
+    for k in range(1, 37):  # three hours of browsing, a view every 5 minutes, and others' events pruning
+        ts = T0 + 7 * DAY + k * 300.0
+        stream_batch(monitor, [Event("buyer", f"v{k}", "view", ts), Event("other", "x", "view", ts + 200.0)], table)
+    assert table["buyer"]["prices"] == [10.0] * 8
+    spike = Event("buyer", "gold", "purchase", T0 + 7 * DAY + 3 * 3600.0 + 250.0, price=500.0)
+    assert [a.detector for a in stream_batch(monitor, [spike], table)] == ["price_jump"]
+
+
+# the item side skips users already flagged ---------------------------------------------------------------------
+
+def test_split_monitors_alert_no_member_already_flagged_on_its_worker() -> None:
+    """As one monitor does: quarantined users push an item; the item side sees no user-side alert, only the
+    flag in each touch's context, and still alerts none of them as the campaign's members."""
+    users = [f"u{n}" for n in range(10)]
+    history = [Event(u, f"old{n}", "view", T0 - 30 * DAY + n * DAY) for n, u in enumerate(users)]
+    bursts = [e for n, u in enumerate(users) for e in clicks(u, n * 100.0, 25, 0.5, item="other")]
+    pushes = [Event(u, "pushed", "add_to_cart", T0 + 1200.0 + n * 60.0) for n, u in enumerate(users)]
+    events = sorted(history + bursts + pushes, key=lambda e: e.ts)
+    whole = {(a.entity_type, a.entity_id, a.detector) for a in observe_all(AnomalyMonitor(), events)}
+    worker, item_side = AnomalyMonitor(items=False), AnomalyMonitor()
+    split = set()
+    for e in events:
+        alerts, context = worker.observe_user(e)
+        alerts += item_side.observe_item(e, context)
+        split |= {(a.entity_type, a.entity_id, a.detector) for a in alerts}
+    assert ("item", "pushed", "shilling") in whole
+    assert not [a for a in whole if a[2] == "shilling_member"]
+    assert split == whole
+
+
+def test_the_item_side_skips_the_users_whose_touch_says_flagged() -> None:
+    monitor = AnomalyMonitor()
+    touches = [(Event(f"u{n}", "X", "click", T0 + n * 60.0), UserContext(T0 + n * 60.0 - 5.0, flagged=n < 3))
+               for n in range(12)]
+    touches += [(Event("flagged-late", "X", "click", T0 + 1000.0), UserContext(T0 - 30 * DAY, flagged=True)),
+                (Event("new-late", "X", "click", T0 + 1001.0), UserContext(T0 + 1000.0))]
+    alerts = [a for e, context in touches for a in monitor.observe_item(e, context)]
+    assert [a.entity_id for a in alerts if a.detector == "shilling"] == ["X"]
+    members = {a.entity_id for a in alerts if a.detector == "shilling_member"}
+    assert members == {f"u{n}" for n in range(3, 12)} | {"new-late"}
