@@ -21,7 +21,7 @@ from models.online.samples import TrainingSample, sample_from
 from stream_app.records import Rejection, decode_event, recommendation_record
 from stream_app.settings import Settings
 from stream_app.state import ItemActivity, StateConfig, UserState, apply_events
-from stream_app.touches import Touch, touch
+from stream_app.touches import Touch, partition_of, touch
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +115,27 @@ def offset_gaps(batch: Sequence[Incoming], counted: Mapping[int, int]) -> list[t
     return gaps
 
 
+def on_its_partition(event: Event, partition: int, partitions: int) -> Event | Rejection:
+    """``event``, or a ``wrong_partition`` rejection if it is not on its user's partition.
+
+    A user's state, and its duplicate check (one source offset per user),
+    assume all of the user's events come through one partition: the one
+    Kafka's default partitioner (murmur2 of the key, as the Java client and
+    aiokafka) gives the user id, where the user-state changelog puts the
+    state too. Events from a producer keyed otherwise (another key, no key,
+    or librdkafka's default CRC32 partitioner) would split a user over
+    partitions: later events dropped as duplicates, state recovered on the
+    wrong worker. They are refused with a reason that says how to produce
+    them instead.
+    """
+    expected = partition_of(event.user_id, partitions)
+    if partition == expected:
+        return event
+    return Rejection("wrong_partition", f"user {event.user_id!r} belongs to partition {expected} of {partitions}, "
+                     f"not {partition}: key events by user_id with Kafka's default (murmur2) partitioner "
+                     "(librdkafka: partitioner=murmur2_random)")
+
+
 def state_config(settings: Settings) -> StateConfig:
     return StateConfig(
         history_len=settings.history_len,
@@ -152,6 +173,8 @@ async def process_batch(
             msg.value, max_bytes=settings.max_event_bytes, now=now,
             max_future_skew_s=settings.max_future_skew_s,
         )
+        if not isinstance(ev, Rejection):
+            ev = on_its_partition(ev, msg.partition, settings.partitions)
         if isinstance(ev, Rejection):
             out.dead_letters.append(DeadLetter(msg, ev))
         else:

@@ -39,9 +39,9 @@ def from_touch(row: Touch) -> tuple[Event, UserContext]:
     return event, UserContext(float(first_seen), bool(flagged))
 
 
-def partition_of(item_id: str, partitions: int) -> int:
-    """The partition Kafka's default partitioner gives the key ``item_id`` (murmur2, as the Java client)."""
-    return (murmur2(item_id.encode()) & 0x7FFFFFFF) % partitions
+def partition_of(key: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives ``key`` (murmur2, as the Java client)."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
 def by_partition(touches: Iterable[Touch], partitions: int) -> dict[int, list[Touch]]:

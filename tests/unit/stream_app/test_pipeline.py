@@ -11,14 +11,15 @@ from stream_app.pipeline import Incoming, apply_batch_states, count_deliveries, 
 from stream_app.scoring import HeuristicRecommender
 from stream_app.settings import Settings
 from stream_app.sinks.memory import MemoryStore
+from stream_app.touches import partition_of
 
-SETTINGS = Settings(top_k=3)
+SETTINGS = Settings(top_k=3, partitions=1)  # one partition: every user's events on partition 0
 NOW = 1_700_000_000.0
 
 
 def msg(offset: int, user: str, item: str, kind: str = "view", ts: float = NOW - 100) -> Incoming:
     value = orjson.dumps({"user_id": user, "item_id": item, "event_type": kind, "ts": ts})
-    return Incoming(value, user.encode(), 0, offset)
+    return Incoming(value, user.encode(), partition_of(user, SETTINGS.partitions), offset)
 
 
 def run(batch, table, store):
@@ -139,3 +140,19 @@ def test_a_redelivered_event_sends_its_touch_again():
     again = run_monitored(batch, table, store, AnomalyMonitor(items=False))  # restarted: a fresh monitor
     assert again.counters["duplicates"] == 3 and again.alerts == []
     assert again.touches == out.touches  # the same touches, first-seen times from the restored snapshots
+
+
+def test_an_event_off_its_users_partition_is_dead_lettered_with_how_to_produce_it():
+    """A producer keyed otherwise (librdkafka's CRC32, a session key, no key) puts a user's events on
+    another partition than their state's: each such event is refused, none is dropped as a duplicate."""
+    settings = Settings(top_k=3, partitions=4)
+    home = partition_of("u1", 4)
+    elsewhere = (home + 1) % 4
+    value = orjson.dumps({"user_id": "u1", "item_id": "a", "event_type": "view", "ts": NOW - 100})
+    batch = [Incoming(value, b"u1", home, 5), Incoming(value, b"session-9", elsewhere, 2)]
+    rec = HeuristicRecommender(MemoryStore(), settings)
+    out = asyncio.run(process_batch(batch, {}, rec, settings, clock=lambda: NOW))
+    assert out.counters == {"events_in": 2, "processed": 1, "rejected": 1, "duplicates": 0}
+    [dead] = out.dead_letters
+    assert dead.message.offset == 2 and dead.rejection.code == "wrong_partition"
+    assert f"partition {home} of 4, not {elsewhere}" in dead.rejection.detail and "murmur2" in dead.rejection.detail
