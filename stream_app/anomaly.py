@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from models.anomaly.monitor import AnomalyMonitor, MonitorConfig
 from stream_app.settings import Settings
+from stream_app.touches import partition_of
 
 
 def with_overrides(config: Any, overrides: dict[str, Any]) -> Any:
@@ -32,3 +34,12 @@ def make_monitor(settings: Settings, *, items: bool = True) -> AnomalyMonitor | 
     if settings.anomaly_config:
         config = with_overrides(config, json.loads(Path(settings.anomaly_config).read_text()))
     return AnomalyMonitor(config, items=items)
+
+
+def forget_moved_users(monitor: AnomalyMonitor, held: Collection[int], partitions: int) -> int:
+    """Forget the users of the events topic's partitions this worker no longer ``held`` (after a rebalance);
+    returns how many. See ``AnomalyMonitor.forget_user``."""
+    moved = [u for u in monitor.known_users() if partition_of(u, partitions) not in held]
+    for user in moved:
+        monitor.forget_user(user)
+    return len(moved)

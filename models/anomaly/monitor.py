@@ -185,6 +185,24 @@ class AnomalyMonitor:
         """Whether the monitor holds this user's state in memory."""
         return user_id in self.first_seen
 
+    def known_users(self) -> list[str]:
+        """The users whose state the monitor holds in memory."""
+        return list(self.first_seen)
+
+    def forget_user(self, user_id: str) -> None:
+        """Drop one user's state from memory (their partition moved to another worker).
+
+        Kept otherwise, it would be taken as newer than the user state if the
+        partition came back (``restore_user``), and miss the events the other
+        worker processed meanwhile; forgotten, the user is restored from the
+        user state at their next event. Quarantines and alert keys stay: the
+        alerts topic brings them to every worker anyway.
+        """
+        self.first_seen.pop(user_id, None)
+        self._unsaved.discard(user_id)
+        for detector in [*self.user_detectors, self.learned]:
+            detector.states.pop(user_id, None)
+
     def user_snapshot(self, user_id: str) -> dict[str, Any]:
         """What the monitor knows about one user that the user's recent events cannot rebuild, JSON-able.
 

@@ -7,6 +7,7 @@ import asyncio
 import orjson
 
 from models.anomaly.monitor import AnomalyMonitor
+from stream_app.anomaly import forget_moved_users
 from stream_app.pipeline import Incoming, apply_batch_states, count_deliveries, offset_gaps, process_batch
 from stream_app.scoring import HeuristicRecommender
 from stream_app.settings import Settings
@@ -156,3 +157,19 @@ def test_an_event_off_its_users_partition_is_dead_lettered_with_how_to_produce_i
     [dead] = out.dead_letters
     assert dead.message.offset == 2 and dead.rejection.code == "wrong_partition"
     assert f"partition {home} of 4, not {elsewhere}" in dead.rejection.detail and "murmur2" in dead.rejection.detail
+
+
+def test_a_user_whose_partition_went_away_and_came_back_is_restored_with_the_other_workers_events():
+    """A synthetic click bot (30 clicks in 30 s) whose partition moves from worker A to B and back:
+    A must pick up B's part from the user state, so it alerts at the same click one worker would."""
+    clicks = [msg(k, "bot", f"i{k}", "click", ts=NOW - 100 + k + (0.4 if k % 2 else 0.0)) for k in range(30)]
+    one = run_monitored(clicks, {}, MemoryStore(), AnomalyMonitor())
+    [expected] = [a for a in one.alerts if a.detector == "rate_burst"]
+
+    store, table, a, b = MemoryStore(), {}, AnomalyMonitor(), AnomalyMonitor()
+    apply_batch_states(table, run_monitored(clicks[:8], table, store, a))
+    assert forget_moved_users(a, held=set(), partitions=1) == 1  # the rebalance that took the partition away
+    apply_batch_states(table, run_monitored(clicks[8:16], table, store, b))
+    back = run_monitored(clicks[16:], table, store, a)
+    [alert] = [x for x in back.alerts if x.detector == "rate_burst"]
+    assert alert.event_ts == expected.event_ts and alert.evidence == expected.evidence
