@@ -17,6 +17,7 @@ model-updates topic only announces what the log already says.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -28,6 +29,7 @@ from typing import Any
 from models.checkpoint import CheckpointError
 from models.ensemble import Ensemble
 
+logger = logging.getLogger(__name__)
 VERSION_RE = re.compile(r"^v(\d{4,})$")
 LOG = "log.jsonl"
 
@@ -42,11 +44,26 @@ class ModelStore:
     # ---- reading --------------------------------------------------------------------
 
     def log(self) -> list[dict[str, Any]]:
-        """Every promotion and rollback, oldest first."""
+        """Every promotion and rollback, oldest first.
+
+        A last line cut short (a writer that died mid-write, before it could
+        announce anything) is left out with a warning; any other unreadable
+        line is a ``CheckpointError``: the store cannot say what serves.
+        """
         path = self.root / LOG
         if not path.is_file():
             return []
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        lines = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+        entries = []
+        for n, line in enumerate(lines, 1):
+            try:
+                entries.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                if n < len(lines):
+                    raise CheckpointError(f"{path} line {n} is unreadable ({exc}): the store's log is damaged") from exc
+                logger.warning("%s: its last line is cut short and left out (a write that did not finish): %r",
+                            path, line[:200])
+        return entries
 
     def serving_stack(self) -> list[str]:
         """Versions in promotion order with rolled-back ones removed; the last one serves."""

@@ -29,6 +29,7 @@ import faust
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from models.checkpoint import CheckpointError
 from models.model_store import ModelStore
 from stream_app.metrics import Metrics
 from stream_app.model_scoring import EnsembleRecommender
@@ -148,7 +149,13 @@ async def _on_announcement(value: bytes, settings: Settings, slot: ModelSlot, me
     if version == target:
         return  # already serving (e.g. the version this worker started from)
     store = ModelStore(settings.model_store)
-    current = store.current()
+    try:
+        current = store.current()
+    except (CheckpointError, OSError) as exc:
+        log.error("model update to %s refused, %s keeps serving: the store's log cannot be read: %s",
+                  version, slot.model_version, exc)
+        metrics.model_refused.inc()
+        return
     if current is not None and version != current:
         log.info("announcement of %s (%s) skipped: the store serves %s now", version, entry.get("action"), current)
         return

@@ -57,3 +57,13 @@ def test_a_version_with_truncated_metadata_is_refused(tmp_path) -> None:
     (store.path(v1) / "meta.json").write_text('{"format": "streamreco-chec')
     with pytest.raises(CheckpointError, match="meta.json"):
         store.load(v1)
+
+
+def test_a_log_line_cut_short_at_the_end_is_left_out_and_one_in_the_middle_is_an_error(tmp_path, caplog) -> None:
+    store = ModelStore(tmp_path)
+    good = '{"action": "promote", "version": "v0001", "ts": 1.0}\n{"action": "promote", "version": "v0002", "ts": 2.0}\n'
+    (tmp_path / "log.jsonl").write_text(good + '{"action": "promote", "vers')  # a writer died mid-line
+    assert store.current() == "v0002" and "cut short" in caplog.text
+    (tmp_path / "log.jsonl").write_text('{"action": "promote", "vers\n' + good)
+    with pytest.raises(CheckpointError, match="line 1"):
+        store.current()

@@ -36,10 +36,12 @@ def test_a_model_staged_while_idle_serves_at_once() -> None:
     assert slot.model_version == "v0" and slot.swaps[-1]["swap_lag_s"] is None
 
 
-def announcements_seen_by(serving: str, log: list[dict], announced: list[dict], tmp_path) -> tuple[list[str], str]:
+def announcements_seen_by(serving: str, log: list[dict] | str, announced: list[dict], tmp_path
+                          ) -> tuple[list[str], str]:
     """What a worker serving ``serving`` loads, and serves in the end, reading ``announced`` while the store's
-    log holds ``log`` (written directly; the fake loader needs no checkpoints)."""
-    (tmp_path / "log.jsonl").write_text("".join(orjson.dumps(e).decode() + "\n" for e in log))
+    log holds ``log`` (written directly, entries or raw text; the fake loader needs no checkpoints)."""
+    text = log if isinstance(log, str) else "".join(orjson.dumps(e).decode() + "\n" for e in log)
+    (tmp_path / "log.jsonl").write_text(text)
     loaded: list[str] = []
 
     def load(path, version):
@@ -69,3 +71,9 @@ def test_a_rollback_announcement_is_followed_and_the_promotion_it_undid_is_not(t
            {"action": "rollback", "version": "v0001", "from_version": "v0002"}]
     assert announcements_seen_by("v0001", log, log, tmp_path) == ([], "v0001")
     assert announcements_seen_by("v0002", log, log[2:], tmp_path) == (["v0001"], "v0001")
+
+
+def test_an_announcement_is_refused_while_the_stores_log_is_damaged(tmp_path) -> None:
+    damaged = '{"action": "pro\n{"action": "promote", "version": "v0002"}\n'
+    assert announcements_seen_by("v0001", damaged, [{"action": "promote", "version": "v0002"}], tmp_path) \
+        == ([], "v0001")
