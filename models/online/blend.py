@@ -91,15 +91,28 @@ class BlendRefitter:
     def observe(self, ensemble: Ensemble, samples: Sequence[TrainingSample]) -> None:
         """Keep the scores of ``samples`` (their share: ``per_batch`` of every ``keep_of``): call before
         anything learns them."""
+        self.keep(self.features(ensemble, samples))
+
+    def features(self, ensemble: Ensemble, samples: Sequence[TrainingSample]
+                 ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The scores ``observe`` would keep of ``samples`` (their share; None if none), to ``keep`` later:
+        scored before anything learns them, kept once a fit may use them (the trainer's hold-out must not
+        be fitted on, as its candidates are judged on it)."""
         usable = self.usable(ensemble, samples, self._quota(len(samples)))
-        if usable:
-            with torch.no_grad():
-                x, mask = candidate_features(ensemble, usable, self.config.per_scorer)
-            self.kept.append((x, mask))
-            self.since += len(x)
-            self.n_kept += len(x)
-            while self.n_kept - len(self.kept[0][0]) >= self.config.window:
-                self.n_kept -= len(self.kept.popleft()[0])
+        if not usable:
+            return None
+        with torch.no_grad():
+            return candidate_features(ensemble, usable, self.config.per_scorer)
+
+    def keep(self, features: tuple[torch.Tensor, torch.Tensor] | None) -> None:
+        """Add ``features`` to the window the next fits use (the oldest leave it)."""
+        if features is None:
+            return
+        self.kept.append(features)
+        self.since += len(features[0])
+        self.n_kept += len(features[0])
+        while self.n_kept - len(self.kept[0][0]) >= self.config.window:
+            self.n_kept -= len(self.kept.popleft()[0])
 
     def _quota(self, n: int) -> int:
         """How many of the next ``n`` offered samples to keep: ``per_batch`` of every ``keep_of``, counted

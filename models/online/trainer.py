@@ -19,8 +19,10 @@ here, so tests and benchmarks drive it directly.
   serving form (``LinearBlend``: the same ranks, a fraction of the work),
   built once per version. The learner's blend re-fit gets the serving
   version's candidate scores of the fresh samples it keeps (``per_batch`` of
-  every ``keep_of``; ``models.online.blend``): those samples are not scored
-  again when they are learnt.
+  every ``keep_of``; ``models.online.blend``), taken on arrival, so those
+  samples are not scored again when they are learnt; the scores join the
+  re-fit's window only as their samples leave the hold-out, so no candidate
+  is judged on samples its blend weights were fitted on.
 - Every ``promote_every`` learnt samples (or ``promote_every_s`` seconds) the
   learner's candidate is evaluated against the serving version on the
   hold-out and promoted only if it is not worse (``should_promote``).
@@ -82,7 +84,8 @@ class Held:
     position: Position | None
     rank: int | None
     ranked_by: str
-    blend_fed: bool = False  # its arrival batch's candidate scores went to the blend re-fit already
+    blend_fed: bool = False  # its candidate scores were taken on arrival (by the serving version)
+    blend_scores: Any = None  # those of its arrival batch, on its latest sample: kept for the re-fit as it leaves
 
 
 @dataclass(frozen=True)
@@ -167,20 +170,27 @@ class OnlineTrainer:
         ranks: list[int | None] = [None] * len(samples)
         ranked_by = ""  # not ranked yet: the next evaluation ranks what is still held out then
         fed = self.probation is not None and bool(samples)  # the blend re-fit gets these samples' scores now
+        scores = None
         if fed:
-            ranks, ranked_by = self._rank_fresh(samples, feed_blend=True), self.serving_version
+            ranks, ranked_by = self._rank_fresh(samples), self.serving_version
             entries += self._check_probation(samples, ranks)
+            if self.learner_config.blend.every:  # the serving version has not learnt them either
+                scores = self.learner.blend.features(self.serving, [s for s in samples if is_scored(s)])
         times = kafka_ms if kafka_ms is not None else [s.ts_ms for s in samples]
         for partition, offset in positions or ():
             self.sample_offsets.setdefault(partition, offset)  # a partition's first sample: nothing learnt yet
         where = positions if positions is not None else [None] * len(samples)
         self.holdout.extend(Held(*fields, ranked_by, fed) for fields in zip(samples, times, where, ranks))
+        if scores is not None:
+            self.holdout[-1].blend_scores = scores
         overflow = len(self.holdout) - self.config.eval_slice  # ready to learn
         pending = self.since_eval + max(overflow, 0)
         due = self.probation is None and (pending >= self.config.promote_every or (
             pending > 0 and self.clock() - self.last_eval >= self.config.promote_every_s))
         if overflow >= self.learner_config.batch_size or (overflow > 0 and due):  # whole steps, or all before an evaluation
             learn = [self.holdout.popleft() for _ in range(overflow)]
+            for h in learn:  # out of the hold-out: a re-fit (inside ``learn``) may use them now
+                self.learner.blend.keep(h.blend_scores)
             self.learner.learn([h.sample for h in learn], unobserved=[h.sample for h in learn if not h.blend_fed])
             newest, oldest = max(h.kafka_ms for h in learn), min(h.kafka_ms for h in learn)
             self.newest_learnt_ms = max(newest, self.newest_learnt_ms or newest)
@@ -210,17 +220,9 @@ class OnlineTrainer:
         self.serving_version, self.probation = current, None
         self._restart_learning(self.serving)
 
-    def _rank_fresh(self, samples: Sequence[TrainingSample], *, feed_blend: bool = False) -> list[int | None]:
-        """The serving version's rank of each sample (None where the target is already in the history).
-
-        ``feed_blend``: also hand the learner's blend re-fit the serving
-        version's candidate scores of the samples it keeps from this batch
-        (the serving version has not learnt them either), so it need not
-        score them again when they are learnt.
-        """
+    def _rank_fresh(self, samples: Sequence[TrainingSample]) -> list[int | None]:
+        """The serving version's rank of each sample (None where the target is already in the history)."""
         scored = [s for s in samples if is_scored(s)]
-        if feed_blend and self.learner_config.blend.every:
-            self.learner.blend.observe(self.serving, scored)
         ranked = iter(self._ranks(self.serving, scored).tolist())
         return [next(ranked) if is_scored(s) else None for s in samples]
 
@@ -302,4 +304,6 @@ class OnlineTrainer:
         learner = OnlineLearner(ensemble, self.learner_config)
         learner.keep_replay_of(self.learner)
         self.learner = learner
+        for h in self.holdout:  # scores taken for the old learner's re-fit: the new one scores them as they leave
+            h.blend_fed, h.blend_scores = False, None
         self.newest_learnt_ms = self.oldest_unpromoted_ms = None

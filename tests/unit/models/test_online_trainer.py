@@ -195,19 +195,68 @@ def test_during_a_probation_the_blend_refit_gets_the_serving_scores_on_arrival(t
     assert trainer.probation is not None
     observe = trainer.learner.blend.observe
     trainer.learner.blend.observe = lambda e, s: observed.append(len(s)) or observe(e, s)  # type: ignore[method-assign]
-    before = len(trainer.learner.blend.kept)
+    kept = trainer.learner.blend.kept
+    before = len(kept)
     batch = samples(20, start=60)
-    trainer.on_samples(batch)
-    fed, learnt = list(trainer.learner.blend.kept)[before:]  # fed on arrival, then what learning scored
-    x, mask = fed
     usable = trainer.learner.blend.usable(trainer.serving, batch, 4)
     want_x, want_mask = candidate_features(trainer.serving, usable, trainer.learner.blend.config.per_scorer)
+    trainer.on_samples(batch)
+    # of the 20 learnt now, the 10 held out before the probation are scored when learnt (2 of those 10 kept);
+    # the batch was scored on arrival (4 of its 20), but its latest 10 are held out: not in the window yet
+    [learnt] = list(kept)[before:]
+    assert observed == [10] and len(learnt[0]) == 2
+    trainer.on_samples(samples(20, start=80))  # the batch leaves the hold-out: its arrival scores join
+    [_, (x, mask)] = list(kept)[before:]
     assert len(usable) == 4 and torch.equal(x, want_x) and torch.equal(mask, want_mask)
-    # the batch is observed on arrival (4 of its 20 kept); of the 20 learnt now, the 10 held out before the
-    # probation are scored when learnt (2 of those 10 kept), the 10 fed on arrival are not
-    assert observed == [20, 10] and len(learnt[0]) == 2
-    trainer.on_samples(samples(20, start=80))
-    assert observed[-1] == 0  # all 20 learnt now came in fed batches
+    assert observed[-1] == 0  # all 20 learnt now came in batches scored on arrival
+
+
+def test_no_candidate_is_judged_on_samples_its_blend_weights_were_fitted_on(tmp_path) -> None:
+    """Synthetic stream with a probation after each promotion and frequent re-fits: at every evaluation,
+    none of the held-out samples is among those of any fit so far."""
+    store = ModelStore(tmp_path / "store")
+    tiny_ensemble().save(tmp_path / "base")
+    ensure_base(store, str(tmp_path / "base"))
+    trainer = OnlineTrainer(store, OnlineConfig(train_sequence=False, batch_size=10,
+                                                blend=BlendRefitConfig(every=16, per_batch=64, keep_of=256)),
+                            TrainerConfig(eval_slice=40, promote_every=50, promote_every_s=1e9, rollback_window=60,
+                                          rollback_margin=1.0, promote_tolerance=1.0))
+    rows_of: dict[int, list[int]] = {}  # id of a kept features tensor -> ids of the samples it scores
+    fitted: set[int] = set()
+    clashes: list[int] = []
+
+    def watch(learner: OnlineLearner) -> None:
+        blend = learner.blend
+        features, refit = blend.features, blend.maybe_refit
+
+        def recording_features(ensemble, batch):
+            out = features(ensemble, batch)
+            if out is not None:
+                rows_of[id(out[0])] = [id(s) for s in blend.usable(ensemble, batch, len(out[0]))]
+            return out
+
+        def recording_refit(ensemble):
+            if blend.config.every and blend.since >= blend.config.every:
+                fitted.update(i for x, _ in blend.kept for i in rows_of.get(id(x), ()))
+            return refit(ensemble)
+
+        blend.features, blend.maybe_refit = recording_features, recording_refit  # type: ignore[method-assign]
+
+    evaluate = trainer._evaluate
+
+    def checked_evaluate():
+        clashes.append(sum(id(h.sample) in fitted for h in trainer.holdout))
+        out = evaluate()
+        watch(trainer.learner)
+        return out
+
+    trainer._evaluate = checked_evaluate  # type: ignore[method-assign]
+    watch(trainer.learner)
+    stream = [TrainingSample(f"u{i}", ["abc"[i % 3]], ["view"], "abc"[(i + 1 + i // 50) % 3], "click", 2.0,
+                             1_700_000_000_000 + i, "v0001") for i in range(600)]
+    for i in range(0, len(stream), 20):
+        trainer.on_samples(stream[i:i + 20])
+    assert len(clashes) >= 3 and fitted and clashes == [0] * len(clashes)
 
 
 def test_learns_in_whole_steps_and_everything_before_an_evaluation(tmp_path) -> None:
