@@ -299,11 +299,13 @@ class OnlineTrainer:
         """Learn on from ``ensemble``'s weights; the replay reservoir of past samples is kept.
 
         The new lineage has learnt nothing yet: what the discarded learner
-        learnt no longer counts for the next promotion's sample times.
+        learnt no longer counts for the next promotion's sample times, nor
+        towards the next evaluation.
         """
         learner = OnlineLearner(ensemble, self.learner_config)
         learner.keep_replay_of(self.learner)
         self.learner = learner
         for h in self.holdout:  # scores taken for the old learner's re-fit: the new one scores them as they leave
             h.blend_fed, h.blend_scores = False, None
+        self.since_eval, self.last_eval = 0, self.clock()  # its candidate is due once it has learnt enough itself
         self.newest_learnt_ms = self.oldest_unpromoted_ms = None

@@ -285,3 +285,13 @@ def test_the_blend_refit_keeps_the_same_share_of_small_batches_as_of_large_ones(
         kept[size] = refit.n_kept
     usable = len(BlendRefitter.usable(ensemble, stream, len(stream)))
     assert usable > 256 and kept[256] == kept[32] == 128  # not 32 of each batch of 32 (up to 512)
+
+
+def test_after_a_rollback_the_next_candidate_waits_until_the_new_lineage_learnt_enough(tmp_path) -> None:
+    trainer = make_trainer(tmp_path, rollback_window=0)  # evaluations every 50 learnt samples
+    assert [e["version"] for e in trainer.on_samples(samples(80))] == ["v0002"]
+    trainer.on_samples(samples(30, start=80))  # 30 learnt towards the next evaluation
+    trainer.store.rollback(reason="by hand")
+    evaluations = len(trainer.evaluations)
+    assert trainer.on_samples(samples(25, start=110)) == [] and len(trainer.evaluations) == evaluations
+    assert [e["action"] for e in trainer.on_samples(samples(25, start=135))] == ["promote"]
