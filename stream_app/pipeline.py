@@ -97,6 +97,12 @@ def count_deliveries(batch: Sequence[Incoming], out: BatchOutput, counted: Mappi
     return newest
 
 
+def counted_rejections(out: BatchOutput, counted: Mapping[int, int]) -> list[str]:
+    """The reasons of the batch's rejections ``count_deliveries`` counts now (a re-delivered one, counted
+    on its first delivery, is not counted again): what ``reco_dead_letters{reason}`` adds."""
+    return [d.rejection.code for d in out.dead_letters if d.message.offset > counted.get(d.message.partition, -1)]
+
+
 def offset_gaps(batch: Sequence[Incoming], counted: Mapping[int, int]) -> list[tuple[int, int, int]]:
     """Offsets a batch jumps over, as ``(partition, first missing, last missing)``.
 

@@ -24,6 +24,7 @@ from stream_app.pipeline import (
     Incoming,
     apply_batch_states,
     count_deliveries,
+    counted_rejections,
     offset_gaps,
     process_batch,
 )
@@ -126,8 +127,7 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
             log.warning("counted %d events the user state already held: their first delivery's counts were "
                         "lost (a stop between the changelog and the store)", out.counters["processed"] - applied)
         await store.write_recommendations(out.records, out.counters, counted)
-        metrics.observe_batch(out.counters, (d.rejection.code for d in out.dead_letters),
-                              len(batch), out.scoring_s)
+        metrics.observe_batch(out.counters, counted_rejections(out, already), len(batch), out.scoring_s)
         metrics.observe_latency(out.scored_timestamps_ms)
         for alert in out.alerts:
             metrics.alerts.labels(alert.detector).inc()

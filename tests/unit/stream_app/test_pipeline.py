@@ -8,7 +8,14 @@ import orjson
 
 from models.anomaly.monitor import AnomalyMonitor
 from stream_app.anomaly import forget_moved_users
-from stream_app.pipeline import Incoming, apply_batch_states, count_deliveries, offset_gaps, process_batch
+from stream_app.pipeline import (
+    Incoming,
+    apply_batch_states,
+    count_deliveries,
+    counted_rejections,
+    offset_gaps,
+    process_batch,
+)
 from stream_app.scoring import HeuristicRecommender
 from stream_app.settings import Settings
 from stream_app.sinks.memory import MemoryStore
@@ -173,3 +180,13 @@ def test_a_user_whose_partition_went_away_and_came_back_is_restored_with_the_oth
     back = run_monitored(clicks[16:], table, store, a)
     [alert] = [x for x in back.alerts if x.detector == "rate_burst"]
     assert alert.event_ts == expected.event_ts and alert.evidence == expected.evidence
+
+
+def test_a_redelivered_rejection_is_not_counted_again_by_reason():
+    """reco_dead_letters{reason} adds what the Redis counters add: a rejection once, however often delivered."""
+    store, table = MemoryStore(), {}
+    batch = [msg(0, "u1", "a"), Incoming(b"not json", None, 0, 1)]
+    out = run(batch, table, store)
+    assert counted_rejections(out, {0: -1}) == ["not_json"]
+    again = run(batch, table, store)  # re-delivered after the counts (up to offset 1) landed
+    assert counted_rejections(again, {0: 1}) == []
