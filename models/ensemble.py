@@ -168,19 +168,25 @@ class Ensemble:
         x, y, seen = self._features(items, types, targets, max_users, seed)
         w = torch.nn.Parameter(torch.tensor([self.weights[n] for n in names], dtype=torch.float32))
         opt = torch.optim.LBFGS([w], max_iter=50, line_search_fn="strong_wolfe")
+        # a target among its own history items has a -inf logit: an infinite loss for any weights (a miss
+        # in evaluation too); the softmax fit leaves such users out, the NDCG search below keeps them
+        fit = ~seen[torch.arange(len(y)), y]
 
         def closure() -> torch.Tensor:
             opt.zero_grad()
-            logits = (x @ w).masked_fill(seen, float("-inf"))  # (users, n_items)
-            loss = torch.nn.functional.cross_entropy(logits, y)
+            logits = (x[fit] @ w).masked_fill(seen[fit], float("-inf"))  # (users, n_items)
+            loss = torch.nn.functional.cross_entropy(logits, y[fit])
             loss.backward()
             return loss
 
-        opt.step(closure)
-        best = w.detach().clamp(min=0.0)  # non-negative stacking: no scorer counts against its own evidence
-        if not bool((best > 0).any()):
-            best = torch.ones_like(best)
-        best, _ = coordinate_search(lambda trial: _ndcg10(x, y, seen, trial), best, rounds)
+        if bool(fit.any()):
+            opt.step(closure)
+        start = w.detach().clamp(min=0.0)  # non-negative stacking: no scorer counts against its own evidence
+        if not bool((start > 0).any()):
+            start = torch.ones_like(start)
+        best, _ = coordinate_search(lambda trial: _ndcg10(x, y, seen, trial), start, rounds)
+        if not bool(best.sum() > 0):  # the search switched every scorer off (row order won): no blend at all
+            best = start
         best = best / best.sum()  # rankings are scale-free; weights summing to 1 read as shares
         self.weights = {n: float(v) for n, v in zip(names, best)}
         return self.weights
@@ -218,7 +224,10 @@ class Ensemble:
 
         ``exclude_seen`` removes every history item; ``exclude`` gives each user
         further item ids to remove (for example what they already bought).
-        Ties go to the lower row, as in evaluation.
+        The chosen items are listed best first, ties by lower row; which of
+        several items tied at the k-th score make the list is ``torch.topk``'s
+        choice, not the lowest rows (evaluation counts every tie against the
+        target, so metrics do not depend on it).
         """
         if not histories:
             return []

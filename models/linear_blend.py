@@ -92,6 +92,7 @@ class LinearBlend:
         self.base[0] = float("-inf")
         self.base = self.base.to(self.device)
         if self.seq is not None:
+            self.seq.model.ensure_rows(self.vocab.capacity)  # counting scorers may have grown the vocabulary
             table = self.seq.model.items.weight.detach()[:n]
             body = table[1:].double().cpu()
             self.mu = body.mean(0)  # (hidden,)
@@ -284,7 +285,8 @@ class LinearBlend:
 
     def _scored(self, top_scores: torch.Tensor, top_rows: torch.Tensor, contrib: dict[str, torch.Tensor],
                 because: list[list[str | None]] | None = None) -> list[list[Scored]]:
-        """Scored items per user, best first, ties by lower row; ``-inf`` (excluded) items dropped."""
+        """Scored items per user, best first, ties by lower row (among the chosen: see
+        ``Ensemble.recommend``); ``-inf`` (excluded) items dropped."""
         by_row = torch.argsort(top_rows, dim=1, stable=True)
         by_score = torch.argsort(-top_scores.gather(1, by_row), dim=1, stable=True)
         order = by_row.gather(1, by_score)  # (batch, k): score descending, then row ascending

@@ -82,4 +82,4 @@ def grow_rows(table: torch.Tensor, rows: int, *, std: float = 0.02, seed: int = 
         return table
     gen = torch.Generator().manual_seed(seed + table.shape[0])
     new = torch.randn((extra, *table.shape[1:]), generator=gen, dtype=torch.float32) * std
-    return torch.cat([table, new.to(table.dtype)], dim=0)
+    return torch.cat([table, new.to(device=table.device, dtype=table.dtype)], dim=0)

@@ -123,3 +123,21 @@ def test_target_ranks_equal_the_reference_ranking(ensemble: Ensemble, weights: t
     assert (want == MISS).sum() == len(histories)  # every unknown target is a miss on both paths
     assert got.tolist() == want.tolist()  # ties (equal scores) broken by row alike
     assert len(set(want[want < MISS].tolist())) > 5  # the targets do rank differently
+
+
+def test_items_the_counting_scorers_added_after_the_sequence_model_last_grew_are_served(tmp_path) -> None:
+    """The counting scorers add items (stats-only learning) past the sequence model's table; saved and
+    loaded in that state, the serving form must grow the table as the reference path does."""
+    vocab = ItemVocab([f"i{k}" for k in range(30)], capacity=32)
+    seq = SequenceScorer(vocab, SeqConfig(hidden=8, layers=1, heads=1, max_len=6, dropout=0.0), seed=1)
+    seq.model.ensure_rows(vocab.capacity)
+    pop, cov = PopularityScorer(vocab), CovisitationScorer(vocab)
+    for k in range(5):  # synthetic new items, seen after i1: the vocabulary outgrows the table (capacity 64)
+        pop.observe([("i1", "view")], f"new{k}", "view", 2e9 + k)
+        cov.observe([("i1", "view")], f"new{k}", "view", 2e9 + k)
+    Ensemble(vocab, {"sequence": seq, "popularity": pop, "covisitation": cov}).save(tmp_path / "ckpt")
+    loaded, _ = Ensemble.load(tmp_path / "ckpt")
+    assert loaded.scorers["sequence"].model.n_rows < len(loaded.vocab)
+    got = LinearBlend(loaded).recommend([[("i1", "view")]], 5)
+    want = loaded.recommend([[("i1", "view")]], 5, exclude_seen=False)
+    assert [s.item_id for s in got[0]] == [s.item_id for s in want[0]]
