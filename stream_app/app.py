@@ -30,9 +30,10 @@ def create_app(settings: Settings) -> faust.App:
         broker_rebalance_timeout=settings.broker_session_timeout_s,
         broker_commit_interval=settings.commit_interval_s,
         web_port=settings.web_port,
-        web_bind="127.0.0.1",
+        web_bind=settings.web_bind,
         producer_compression_type=None,
         producer_linger=settings.producer_linger_s,
         key_serializer="raw",
         value_serializer="raw",
+        env={},  # Faust's own unprefixed variables (WEB_PORT, TOPIC_PARTITIONS...) would override these
     )

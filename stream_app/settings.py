@@ -79,6 +79,7 @@ class Settings:
     redis_prefix: str = "reco"
     redis_ttl_s: int = 7 * 86_400
     web_port: int = 6066
+    web_bind: str = "127.0.0.1"  # the worker's HTTP endpoint (metrics, health); 0.0.0.0 in a container
     data_dir: str = ".run/worker"
     store: str = "memory://"  # or rocksdb://
     broker_session_timeout_s: float = 10.0

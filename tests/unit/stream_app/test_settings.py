@@ -19,3 +19,18 @@ def test_bad_values_name_the_variable():
 def test_credentials_in_urls_are_masked():
     s = Settings(redis_url="redis://:hunter2@redis:6379/0")
     assert "hunter2" not in repr(s)
+
+
+def test_fausts_own_environment_variables_do_not_override_the_settings(monkeypatch, tmp_path):
+    """Faust reads unprefixed variables (WEB_PORT, TOPIC_PARTITIONS, ...) over its arguments; a Kubernetes
+    service called "web" sets WEB_PORT=tcp://10.0.0.5:80. The RECO_* settings must decide."""
+    from stream_app.app import create_app
+
+    for name, value in {"TOPIC_PARTITIONS": "1", "WEB_PORT": "tcp://10.0.0.5:80", "WEB_BIND": "0.0.0.0",
+                        "BROKER_SESSION_TIMEOUT": "60", "PROCESSING_GUARANTEE": "exactly_once"}.items():
+        monkeypatch.setenv(name, value)
+    s = Settings.from_env({"RECO_WEB_BIND": "0.0.0.0"}, data_dir=str(tmp_path / "data"))
+    conf = create_app(s).conf
+    assert (conf.topic_partitions, conf.web_port, conf.web_bind) == (s.partitions, s.web_port, "0.0.0.0")
+    assert conf.broker_session_timeout == s.broker_session_timeout_s
+    assert conf.processing_guarantee.value == "at_least_once"
