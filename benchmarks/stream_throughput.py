@@ -43,7 +43,8 @@ sys.path.insert(0, str(ROOT))
 from models.cli import main as models_cli  # noqa: E402
 from models.data.eventlog import read_log  # noqa: E402
 from models.data.events import Event  # noqa: E402
-from stream_app.demo import all_topics, demo_settings  # noqa: E402
+from stream_app.demo import demo_settings  # noqa: E402
+from stream_app.topics import all_topics  # noqa: E402
 from stream_app.embedded import EmbeddedStack, embedded_stack, free_port  # noqa: E402
 from stream_app.kafka_admin import ensure_topics  # noqa: E402
 from stream_app.replay.producer import encode, order_for_replay, replay  # noqa: E402

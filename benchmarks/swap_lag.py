@@ -51,7 +51,7 @@ from benchmarks.stream_throughput import fresh_settings, load_beauty, paced_prod
 from models.model_store import ModelStore  # noqa: E402
 from stream_app.embedded import embedded_stack  # noqa: E402
 from stream_app.kafka_admin import ensure_topics  # noqa: E402
-from stream_app.demo import all_topics  # noqa: E402
+from stream_app.topics import all_topics  # noqa: E402
 from stream_app.settings import Settings  # noqa: E402
 from stream_app.sinks.redis import RedisStore  # noqa: E402
 from stream_app.worker_process import WorkerProcess  # noqa: E402

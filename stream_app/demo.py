@@ -30,6 +30,7 @@ from stream_app.kafka_admin import ensure_topics
 from stream_app.replay.producer import replay, replay_file
 from stream_app.settings import Settings
 from stream_app.sinks.redis import RedisStore
+from stream_app.topics import all_topics
 from stream_app.worker_process import WorkerProcess, wait_for_events
 
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data" / "sample"
@@ -48,12 +49,6 @@ def demo_settings(stack: EmbeddedStack, workdir: Path, **overrides) -> Settings:
     )
     base.update(overrides)
     return Settings.from_env(**base)
-
-
-def all_topics(settings: Settings) -> list[str]:
-    return [settings.events_topic, settings.recommendations_topic, settings.dead_letter_topic,
-            settings.item_activity_topic, settings.item_touches_topic, settings.alerts_topic,
-            settings.training_samples_topic, settings.model_updates_topic]
 
 
 def pretrain(events: list[Event], out: Path) -> Path:

@@ -21,6 +21,13 @@ class Topics:
     training_samples: TopicT  # out: training samples (filled by the trainer loop)
 
 
+def all_topics(settings: Settings) -> list[str]:
+    """Every topic the service reads or writes (Faust's own changelog topics aside)."""
+    return [settings.events_topic, settings.recommendations_topic, settings.dead_letter_topic,
+            settings.item_activity_topic, settings.item_touches_topic, settings.alerts_topic,
+            settings.training_samples_topic, settings.model_updates_topic]
+
+
 def declare_topics(app: faust.App, settings: Settings) -> Topics:
     def topic(name: str) -> TopicT:
         return app.topic(name, key_type=bytes, value_type=bytes, partitions=settings.partitions,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
@@ -12,6 +13,7 @@ from models.serving import ServingConfig
 
 from stream_app import model_updates, web
 from stream_app.gc_tuning import settle_heap
+from stream_app.kafka_admin import TopicError, check_partitions, ensure_topics
 from stream_app.agents import events, item_anomalies, items
 from stream_app.anomaly import make_monitor
 from stream_app.app import create_app
@@ -24,7 +26,8 @@ from stream_app.settings import Settings
 from stream_app.sinks.base import Store
 from stream_app.sinks.redis import RedisStore
 from stream_app.tables import declare_tables
-from stream_app.topics import declare_topics
+from stream_app.tansu_compat import bootstrap_from_url
+from stream_app.topics import all_topics, declare_topics
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +69,22 @@ def load_ensemble(settings: Settings, path: str, executor: ThreadPoolExecutor | 
     return EnsembleRecommender.from_checkpoint(path, k=settings.top_k, serving=serving, executor=executor)
 
 
+def prepare_topics(settings: Settings) -> None:
+    """Create the topics that do not exist yet (``RECO_PARTITIONS`` partitions, ``RECO_REPLICATION_FACTOR``
+    replicas), then stop with a clear error if the events or item-touches topic has another partition count."""
+    bootstrap = bootstrap_from_url(settings.kafka_url)
+    try:
+        asyncio.run(ensure_topics(bootstrap, all_topics(settings), settings.partitions, settings.replication_factor))
+        asyncio.run(check_partitions(bootstrap, [settings.events_topic, settings.item_touches_topic],
+                                     settings.partitions))
+    except TopicError as exc:
+        log.critical("worker not started: %s", exc)
+        raise SystemExit(2) from exc
+
+
 def run_worker(settings: Settings) -> None:
-    """Run a worker in the foreground until SIGTERM/SIGINT."""
+    """Run a worker in the foreground until SIGTERM/SIGINT (after ``prepare_topics``)."""
+    prepare_topics(settings)
     app = build_worker(settings)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
     # Faust's terminal spinner sets the root logger to DEBUG so that it sees every record;

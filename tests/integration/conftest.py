@@ -14,7 +14,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from models.cli import main as models_cli
-from stream_app.demo import all_topics, demo_settings
+from stream_app.demo import demo_settings
+from stream_app.topics import all_topics
 from stream_app.embedded import EmbeddedStack, embedded_stack
 from stream_app.kafka_admin import ensure_topics
 from stream_app.replay.producer import order_for_replay
