@@ -8,5 +8,13 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-.venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/pip install -q "torch==2.13.0"
+# PyPI's Linux torch is the CUDA build (GBs); where pip has no local CPU wheel (this project's dev and CI
+# machines have one), set TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu to get the CPU build.
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  if [ -n "${TORCH_INDEX_URL:-}" ]; then
+    .venv/bin/pip install -q "torch==2.13.0" --index-url "$TORCH_INDEX_URL"
+  else
+    .venv/bin/pip install -q "torch==2.13.0"
+  fi
+fi
 .venv/bin/pip install -q -e ".[embedded,text,test,bench]"

@@ -77,15 +77,20 @@ async def _run(stack: EmbeddedStack, workdir: Path, n_users: int, baseline: bool
                            model_store=str(workdir / "model-store"), trainer_promote_every=400,
                            trainer_eval_slice=200, trainer_promote_every_s=5.0, trainer_rollback_window=400)
     await ensure_topics(stack.bootstrap, all_topics(settings), settings.partitions)
-    if not baseline:
-        trainer = WorkerProcess.start(settings, workdir / "trainer.log", [sys.executable, "-m", "stream_app", "trainer"])
-        while ModelStore(settings.model_store).current() is None:  # the trainer stores the base version
-            trainer.check()
-            await asyncio.sleep(0.2)
     store = RedisStore(settings.redis_url, prefix=settings.redis_prefix)
-    await store.start()
-    worker = WorkerProcess.start(settings, workdir / "worker.log")
-    try:
+    worker = None
+    try:  # whatever stops the demo (Ctrl-C, an error) stops what it started: the processes have own sessions
+        if not baseline:
+            trainer = WorkerProcess.start(settings, workdir / "trainer.log",
+                                          [sys.executable, "-m", "stream_app", "trainer"])
+            deadline = time.monotonic() + 120.0
+            while ModelStore(settings.model_store).current() is None:  # the trainer stores the base version
+                trainer.check()
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the trainer stored no base version in 120 s:\n{trainer.log()[-2000:]}")
+                await asyncio.sleep(0.2)
+        await store.start()
+        worker = WorkerProcess.start(settings, workdir / "worker.log")
         print(f"broker {stack.bootstrap} (tansu), redis {stack.redis_url}, worker pid {worker.process.pid}"
               + (f", trainer pid {trainer.process.pid}" if trainer else ""))
         started = time.monotonic()
@@ -106,7 +111,8 @@ async def _run(stack: EmbeddedStack, workdir: Path, n_users: int, baseline: bool
         print(f"\nevents in {counters['events_in']} = processed {counters['processed']} + rejected "
               f"{counters['rejected']} + duplicates {counters['duplicates']}  ({elapsed:.1f} s end to end)")
     finally:
-        _report_stop("worker", worker)
+        if worker is not None:
+            _report_stop("worker", worker)
         if trainer is not None:
             _report_stop("trainer", trainer)
         await store.close()
