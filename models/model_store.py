@@ -62,7 +62,7 @@ class ModelStore:
                 if n < len(lines):
                     raise CheckpointError(f"{path} line {n} is unreadable ({exc}): the store's log is damaged") from exc
                 logger.warning("%s: its last line is cut short and left out (a write that did not finish): %r",
-                            path, line[:200])
+                               path, line[:200])
         return entries
 
     def serving_stack(self) -> list[str]:

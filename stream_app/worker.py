@@ -11,9 +11,8 @@ import torch
 
 from models.serving import ServingConfig
 
-from stream_app import model_updates, web
+from stream_app import kafka_admin, model_updates, web
 from stream_app.gc_tuning import settle_heap
-from stream_app.kafka_admin import TopicError, check_partitions, ensure_topics
 from stream_app.agents import events, item_anomalies, items
 from stream_app.anomaly import make_monitor
 from stream_app.app import create_app
@@ -74,10 +73,10 @@ def prepare_topics(settings: Settings) -> None:
     replicas), then stop with a clear error if the events or item-touches topic has another partition count."""
     bootstrap = bootstrap_from_url(settings.kafka_url)
     try:
-        asyncio.run(ensure_topics(bootstrap, all_topics(settings), settings.partitions, settings.replication_factor))
-        asyncio.run(check_partitions(bootstrap, [settings.events_topic, settings.item_touches_topic],
-                                     settings.partitions))
-    except TopicError as exc:
+        asyncio.run(kafka_admin.prepare_topics(bootstrap, all_topics(settings), settings.partitions,
+                                               settings.replication_factor,
+                                               [settings.events_topic, settings.item_touches_topic]))
+    except kafka_admin.TopicError as exc:
         log.critical("worker not started: %s", exc)
         raise SystemExit(2) from exc
 

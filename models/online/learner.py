@@ -208,15 +208,18 @@ class OnlineLearner:
         return losses
 
     def _draw(self, n: int) -> list[TrainingSample]:
+        """``n`` replay samples; their items join the vocabulary (they may predate the weights learning
+        restarted from, ``keep_replay_of``; fresh samples' items joined in ``learn``)."""
         if not self._replay or n <= 0:
             return []
-        return self._rng.sample(self._replay, min(n, len(self._replay)))
+        drawn = self._rng.sample(self._replay, min(n, len(self._replay)))
+        self._add_items(drawn)
+        return drawn
 
     def _step(self, batch: Sequence[TrainingSample]) -> float:
         """One weighted cross-entropy step of the sequence model on ``batch``."""
         assert self._sequence is not None
         scorer, vocab = self._sequence, self.ensemble.vocab
-        self._add_items(batch)  # replay samples may predate the weights learning restarted from
         model = scorer.model
         model.ensure_rows(vocab.capacity)
         optimizer = self._optimizer_for(model)

@@ -95,7 +95,7 @@ async def each_batch(app: faust.App, stream: faust.StreamT, max_: int, within: f
     only at the next restart, by when later events could have moved its users'
     state past it (its events then counted as duplicates, never applied), and
     the group's commits were stuck behind it. So the worker stops instead
-    (``app.crash``: it exits 1, and docker-compose restarts it), and the batch
+    (``app.crash``: it exits non-zero, and docker-compose restarts it), and the batch
     is delivered again from the last committed offset. Meanwhile this agent
     takes no further batch. Transient Redis errors are retried by the client
     first (redis-py's default retry policy).
