@@ -84,24 +84,41 @@ async def dead_letter(producer: AIOKafkaProducer, settings: Settings, msg: Consu
 
 class ResumeAt(ConsumerRebalanceListener):
     """Seeks each partition, the first time it is assigned, to the offset the serving version learnt up to,
-    or to its beginning where the version has no offset for it (it learnt nothing of it)."""
+    or to its beginning where the version has no offset for it (it learnt nothing of it).
+
+    aiokafka logs and swallows a listener's exception, and the partition then
+    starts at its committed offset, past samples the serving version never
+    learnt. So a failed seek is kept in ``failed``; ``check`` raises it, and the
+    trainer calls it after every fetch, before it learns anything fetched.
+    """
 
     def __init__(self, consumer: AIOKafkaConsumer, offsets: dict[int, int]) -> None:
         self.consumer, self.offsets = consumer, offsets
         self.started: set[TopicPartition] = set()
+        self.failed: BaseException | None = None
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         pass
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         fresh = sorted(assigned - self.started)
+        try:
+            for tp in fresh:
+                if tp.partition in self.offsets:
+                    self.consumer.seek(tp, self.offsets[tp.partition])
+            unlearnt = [tp for tp in fresh if tp.partition not in self.offsets]
+            if unlearnt:  # not the committed offset: the samples before it the version never learnt would be skipped
+                await self.consumer.seek_to_beginning(*unlearnt)
+        except Exception as exc:  # noqa: BLE001 - kept for ``check``: aiokafka would only log it
+            self.failed = exc
+            raise
         self.started.update(fresh)
-        for tp in fresh:
-            if tp.partition in self.offsets:
-                self.consumer.seek(tp, self.offsets[tp.partition])
-        unlearnt = [tp for tp in fresh if tp.partition not in self.offsets]
-        if unlearnt:  # not the committed offset: the samples before it the version never learnt would be skipped
-            await self.consumer.seek_to_beginning(*unlearnt)
+
+    def check(self) -> None:
+        """Raise if a seek failed: the trainer must stop (and be restarted) rather than learn from wrong offsets."""
+        if self.failed is not None:
+            raise RuntimeError(f"seeking the samples topic to {self.offsets or 'its beginning'} failed: "
+                               f"{type(self.failed).__name__}: {self.failed}") from self.failed
 
 
 async def run_trainer(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
@@ -130,11 +147,13 @@ async def run_trainer(settings: Settings, *, stop: asyncio.Event | None = None) 
              "learnt nothing from the topic)")
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap_from_url(settings.kafka_url))
     await consumer.start()
-    consumer.subscribe([settings.training_samples_topic], listener=ResumeAt(consumer, resume))
+    resume_at = ResumeAt(consumer, resume)
+    consumer.subscribe([settings.training_samples_topic], listener=resume_at)
     await producer.start()
     try:
         while stop is None or not stop.is_set():
             batches = await consumer.getmany(timeout_ms=200, max_records=settings.trainer_batch)
+            resume_at.check()  # before anything fetched is learnt or committed
             msgs = [m for part in batches.values() for m in part]
             samples, rejected = parse_samples([m.value for m in msgs])
             for n, why in rejected:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
 from aiokafka.structs import TopicPartition
 
 from models.model_store import ModelStore
@@ -58,3 +59,83 @@ def test_a_trainer_restarted_while_the_base_serves_reads_every_partition_from_it
     consumer = FakeConsumer()
     assign(ResumeAt(consumer, dict(restarted.sample_offsets)), 0, 1)  # type: ignore[arg-type]
     assert consumer.seeks == {0: "beginning", 1: "beginning"}  # the 40 samples are read (and learnt) again
+
+
+class RefusingConsumer(FakeConsumer):
+    """A consumer whose seek to the beginning fails (a broker error, say)."""
+
+    async def seek_to_beginning(self, *partitions: TopicPartition) -> None:
+        raise OSError("broker refused ListOffsets")
+
+
+def test_a_failed_seek_is_kept_and_raised_by_check() -> None:
+    listener = ResumeAt(RefusingConsumer(), {0: 35})  # type: ignore[arg-type]
+    listener.check()  # nothing failed yet
+    try:
+        assign(listener, 0, 1)
+    except OSError:
+        pass  # aiokafka logs what the listener raises and goes on; the listener keeps it too
+    try:
+        listener.check()
+    except RuntimeError as exc:
+        assert "ListOffsets" in str(exc)
+    else:
+        raise AssertionError("check() did not raise after a failed seek")
+
+
+def test_the_trainer_stops_without_learning_when_its_seek_failed(tmp_path, monkeypatch) -> None:
+    """aiokafka swallows the listener's error and fetches from the committed offset: nothing of that is learnt."""
+    import stream_app.trainer as trainer_process
+    from stream_app.settings import Settings
+
+    tiny_ensemble().save(tmp_path / "base")
+    fetched = TrainingSample("u1", ["a"], ["view"], "b", "purchase", 8.0, 1_700_000_000_000, "v0001")
+    learnt: list[int] = []
+    stop = asyncio.Event()  # set after one fetch, so a trainer that goes on still ends
+
+    class Consumer(RefusingConsumer):
+        def __init__(self, **_: object) -> None:
+            super().__init__()
+            self.listener: ResumeAt | None = None
+
+        async def start(self) -> None: ...
+        async def stop(self) -> None: ...
+        async def commit(self) -> None: ...
+
+        def subscribe(self, topics: list[str], listener: ResumeAt) -> None:
+            self.listener = listener
+
+        async def getmany(self, **_: object) -> dict:
+            assert self.listener is not None
+            try:  # the rebalance inside getmany: aiokafka logs the listener's exception and fetches anyway
+                await self.listener.on_partitions_assigned({TopicPartition(TOPIC, 0)})
+            except OSError:
+                pass
+            stop.set()
+            record = type("Record", (), {"value": orjson.dumps(fetched.to_dict()), "timestamp": 0,
+                                         "partition": 0, "offset": 17, "topic": TOPIC, "key": b"u1"})
+            return {TopicPartition(TOPIC, 0): [record]}
+
+    class Producer:
+        def __init__(self, **_: object) -> None: ...
+        async def start(self) -> None: ...
+        async def stop(self) -> None: ...
+        async def flush(self) -> None: ...
+        async def send_and_wait(self, *_: object, **__: object) -> None: ...
+
+    def on_samples(self, samples, *_: object) -> list:  # noqa: ANN001
+        learnt.append(len(samples))
+        return []
+
+    monkeypatch.setattr(trainer_process, "AIOKafkaConsumer", Consumer)
+    monkeypatch.setattr(trainer_process, "AIOKafkaProducer", Producer)
+    monkeypatch.setattr("stream_app.model_updates.AIOKafkaProducer", Producer)
+    monkeypatch.setattr(OnlineTrainer, "on_samples", on_samples)
+    settings = Settings(model_store=str(tmp_path / "store"), model_path=str(tmp_path / "base"))
+    try:
+        asyncio.run(trainer_process.run_trainer(settings, stop=stop))
+    except RuntimeError as exc:
+        assert "seeking the samples topic" in str(exc)
+    else:
+        raise AssertionError("the trainer went on after a failed seek")
+    assert learnt == []
