@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import MutableMapping, Sequence
 
@@ -63,6 +64,9 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
     """Attach the ``score-events`` agent to ``app``. ``monitor``: the user-keyed anomaly detectors (users of
     this worker's partitions; snapshots ride in their user state), None when detection is off."""
     holdback = Holdback(settings.sample_holdback_s)
+    alerts_read = asyncio.Event()  # the alerts already on the topic at start are in the monitor (read_alerts)
+    if monitor is None:
+        alerts_read.set()
 
     def trainable(sample: TrainingSample) -> bool:
         return monitor is None or not monitor.holds_back(sample.user_id, sample.target, sample.ts)
@@ -100,12 +104,20 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
 
         @app.task
         async def follow_alerts() -> None:
-            """Every alert, whoever raised it, into this worker's monitor (see ``read_alerts``)."""
-            async for alert in read_alerts(settings):
-                if monitor.apply(alert):
-                    await count_released_before([alert])
+            """Every alert, whoever raised it, into this worker's monitor (see ``read_alerts``). If reading
+            fails the worker stops: its events agent waits for the alerts, and quarantines would go stale."""
+            try:
+                async for alert in read_alerts(settings, caught_up=alerts_read):
+                    if monitor.apply(alert):
+                        await count_released_before([alert])
+            except Exception as exc:  # noqa: BLE001 - stop the worker rather than hang or serve unguarded
+                log.critical("reading the alerts topic failed, the worker stops: %r", exc, exc_info=exc)
+                await app.crash(exc)
 
     async def handle(events: list) -> None:
+        if not alerts_read.is_set():  # a (re)started worker: quarantines in force first, then events
+            log.info("first batch waits until the alerts topic has been read")
+            await alerts_read.wait()
         batch = [Incoming(e.value, e.message.key, e.message.partition, e.message.offset,
                           e.message.timestamp and int(e.message.timestamp * 1000))
                  for e in events]

@@ -7,13 +7,14 @@ publishing alerts on the item and on the suspect users behind it. Its state
 lives in the changelog-backed ``item-anomaly-state`` table, so a restart in
 the middle of a campaign does not start its windows again.
 ``read_alerts`` reads the alerts topic in full (no consumer group, from the
-start, so a restarted worker gets the quarantines in force back): every
-worker's events agent hands each alert to its user-side monitor, whose
-quarantines keep those users' and items' events out of training.
+start, so a restarted worker gets the quarantines in force back, before its
+first batch): every worker's events agent hands each alert to its user-side
+monitor, whose quarantines keep those users' and items' events out of training.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import faust
 import orjson
 from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition
 
 from models.anomaly.alerts import Alert
 from models.anomaly.monitor import AnomalyMonitor
@@ -29,7 +31,7 @@ from stream_app.anomaly import make_monitor
 from stream_app.metrics import Metrics
 from stream_app.settings import Settings
 from stream_app.tables import Tables
-from stream_app.tansu_compat import bootstrap_from_url
+from stream_app.tansu_compat import bootstrap_from_url, fetch_high_watermarks
 from stream_app.topics import Topics
 from stream_app.touches import from_touch
 
@@ -136,20 +138,58 @@ def register(app: faust.App, topics: Topics, tables: Tables, metrics: Metrics, s
         await each_batch(app, stream, settings.max_batch, settings.max_wait_s, handle)
 
 
-async def read_alerts(settings: Settings) -> AsyncIterator[Alert]:
+async def read_alerts(settings: Settings, caught_up: asyncio.Event | None = None) -> AsyncIterator[Alert]:
     """Every alert on the alerts topic, from its start and then as they come (no consumer group: each worker
-    reads them all, so a restarted one gets the quarantines in force back). Unreadable ones are logged."""
-    consumer = AIOKafkaConsumer(settings.alerts_topic, bootstrap_servers=bootstrap_from_url(settings.kafka_url),
-                                group_id=None, auto_offset_reset="earliest", enable_auto_commit=False,
+    reads them all, so a restarted one gets the quarantines in force back). Unreadable ones are logged.
+
+    ``caught_up`` is set once every alert that was on the topic when reading
+    began has been yielded and handled (the events agent waits for it before
+    its first batch, so a restarted worker's quarantines hold from its first
+    event, not only once it has read the topic).
+    """
+    bootstrap = bootstrap_from_url(settings.kafka_url)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                                 fetch_max_wait_ms=settings.fetch_max_wait_ms)
     await consumer.start()
     try:
-        async for msg in consumer:
-            try:
-                alert = Alert.from_dict(orjson.loads(msg.value))
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                log.error("unreadable alert at partition %d offset %d ignored: %s", msg.partition, msg.offset, exc)
-                continue
-            yield alert
+        await consumer.topics()  # loads the cluster's metadata (the topic exists: the worker prepared it)
+        partitions = [TopicPartition(settings.alerts_topic, p)
+                      for p in sorted(consumer.partitions_for_topic(settings.alerts_topic) or ())]
+        if not partitions:
+            raise RuntimeError(f"topic {settings.alerts_topic!r} has no partitions (not created?)")
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        behind = await alerts_to_read(consumer, partitions, bootstrap if settings.embedded_broker else None)
+        while True:
+            if caught_up is not None and not caught_up.is_set() and not behind:
+                log.info("alerts topic read to its end: quarantines in force are applied")
+                caught_up.set()
+            batches = await consumer.getmany(timeout_ms=1_000)
+            for msgs in batches.values():
+                for msg in msgs:
+                    try:
+                        alert = Alert.from_dict(orjson.loads(msg.value))
+                    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                        log.error("unreadable alert at partition %d offset %d ignored: %s",
+                                  msg.partition, msg.offset, exc)
+                        continue
+                    yield alert
+            for tp in list(behind):
+                if await consumer.position(tp) >= behind[tp]:
+                    del behind[tp]
     finally:
         await consumer.stop()
+
+
+async def alerts_to_read(consumer: AIOKafkaConsumer, partitions: list[TopicPartition],
+                         embedded_bootstrap: str | None) -> dict[TopicPartition, int]:
+    """The end offset of each partition that holds alerts now (none: the topic is empty).
+
+    On the embedded broker (``embedded_bootstrap``) tansu's end offsets are too
+    low, so they are corrected from Fetch high watermarks (``tansu_compat``).
+    """
+    ends = await consumer.end_offsets(partitions)
+    if embedded_bootstrap is not None:
+        ends = await fetch_high_watermarks(embedded_bootstrap, ends)
+    starts = await consumer.beginning_offsets(partitions)
+    return {tp: end for tp, end in ends.items() if end > starts[tp]}

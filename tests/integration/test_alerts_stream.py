@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from models.anomaly.alerts import Alert
 from models.data.eventlog import read_events
 from models.data.events import Event
 from stream_app.replay.producer import order_for_replay, replay
@@ -170,3 +172,44 @@ def test_a_shilling_campaign_survives_a_worker_restart(stack, settings, start_wo
     members = [entity for _, entity, detector in named if detector == "shilling_member"]
     assert sorted(members) == sorted(e.user_id for e in shills)  # each account once, whichever side of the stop
     assert {entity for _, entity, _ in named} == set(members) | {target}  # no real shopper alerted
+
+
+def test_a_starting_worker_applies_the_alerts_in_force_before_its_first_event(stack, settings, start_worker):
+    """A restarted worker re-reads the alerts topic: its events wait until it has, so items quarantined
+    before it started train nothing even with no sample hold. The topic holds 50,000 synthetic alerts
+    (on synthetic items) before the ones that matter, on the items of the log's first 20 events, so
+    reading it takes a while (before, the first batches were processed meanwhile and trained them)."""
+    real = order_for_replay(read_events(SAMPLE / "taobao_user_behavior.csv", "taobao"))
+    items = {e.item_id for e in real[:20]}
+    touches = sum(e.item_id in items for e in real)
+    settings = replace(settings, sample_holdback_s=0.0)
+    far = max(e.ts for e in real) + 86_400.0
+
+    def alert(item: str) -> bytes:
+        return json.dumps(Alert("item", item, "shilling", "high", 9.0, 0.0, 600.0, 0.0, {},
+                                expires_ts=far).to_dict()).encode()
+
+    async def fill_alerts() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, linger_ms=20)
+        await producer.start()
+        try:
+            sent = [await producer.send(settings.alerts_topic, alert(f"synthetic-item-{n}")) for n in range(50_000)]
+            sent += [await producer.send(settings.alerts_topic, alert(item)) for item in sorted(items)]
+            await asyncio.gather(*sent)
+        finally:
+            await producer.stop()
+
+    async def scenario():
+        async with redis_store(settings) as store:
+            await fill_alerts()
+            await replay(real, bootstrap=stack.bootstrap, topic=settings.events_topic, progress=False)
+            worker = start_worker(settings)
+            counters = await wait_for_events(store, len(real), worker)
+            samples = await consume(stack.bootstrap, settings.training_samples_topic, len(real) - touches)
+            return counters, samples
+
+    counters, samples = asyncio.run(scenario())
+    assert counters["processed"] == len(real) and touches >= 20
+    trained = Counter(json.loads(m.value)["target"] for m in samples)
+    assert sum(trained[item] for item in items) == 0 and len(samples) == len(real) - touches  # the others train
+    assert counters["quarantined"] == touches
