@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from dataclasses import replace
 
 import orjson
@@ -104,5 +105,6 @@ def test_a_shilling_campaign_split_over_two_workers_is_caught(stack, settings, c
     assert {entity for _, entity, _ in named} <= members | {target}  # no real shopper alerted
     # no campaign event trains the model: quarantined at once, or dropped from the holdback
     users = [orjson.loads(m.value)["user_id"] for m in samples]
-    assert not set(users) & members and len(users) == len(real), (sorted(set(users) & members), counters)
+    missing = Counter(e.user_id for e in real) - Counter(users)
+    assert not set(users) & members and len(users) == len(real), (sorted(set(users) & members), missing, counters)
     assert counters.get("quarantined", 0) + counters.get("samples_dropped", 0) == len(shills)
