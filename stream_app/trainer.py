@@ -75,11 +75,12 @@ def parse_samples(values: list[bytes | None]) -> tuple[list[TrainingSample], lis
 
 
 async def dead_letter(producer: AIOKafkaProducer, settings: Settings, msg: ConsumerRecord, why: Rejection) -> None:
-    """Send an unreadable sample, unchanged, to the dead-letter topic with its reason and origin in headers."""
+    """Send an unreadable sample, unchanged, to the dead-letter topic with its reason and origin in headers,
+    and wait for the broker's ack (its offset is committed after this)."""
     log.warning("dead letter %s at partition %d offset %d: %s", why.code, msg.partition, msg.offset, why.detail)
     headers = why.headers() + [("source-topic", msg.topic.encode()), ("source-partition", str(msg.partition).encode()),
                                ("source-offset", str(msg.offset).encode())]
-    await producer.send(settings.dead_letter_topic, value=msg.value, key=msg.key, headers=headers)
+    await producer.send_and_wait(settings.dead_letter_topic, value=msg.value, key=msg.key, headers=headers)
 
 
 class ResumeAt(ConsumerRebalanceListener):
@@ -165,8 +166,7 @@ async def run_trainer(settings: Settings, *, stop: asyncio.Event | None = None) 
             for entry in entries:
                 log.info("%s %s", entry["action"], entry["version"])
                 await announce(settings, entry, producer)
-            if msgs:
-                await producer.flush()  # dead letters are durable before their offsets are committed
+            if msgs:  # dead letters were each awaited (``dead_letter``): a failed one raised before this commit
                 await consumer.commit()
     finally:
         await consumer.stop()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Awaitable, MutableMapping, Sequence
 
 import faust
 import orjson
 from faust.exceptions import ProducerSendError
-from faust.types import TopicT
+from faust.types import RecordMetadata, TopicT
 
 from models.anomaly.alerts import Alert
 from models.anomaly.monitor import AnomalyMonitor
@@ -159,24 +159,31 @@ async def finish_batch(app: faust.App, out: BatchOutput, topics: Topics,
 
 
 async def emit(app: faust.App, out: BatchOutput, topics: Topics) -> None:
-    """Send a batch's item activity, recommendations, alerts and dead letters (samples go via the holdback).
+    """Send a batch's item activity, recommendations, alerts, touches and dead letters (samples go via the
+    holdback), and return once the broker has them all.
 
-    The agent emits before it writes the batch's user states. Alerts are the
-    one output a re-delivery does not rebuild (the restored monitor knows it
-    raised them), so the other order lost them when a worker stopped in
-    between: Faust cancels a stopping agent, then flushes its producer,
-    changelog records included. Now such a stop leaves the states as they
-    were, and the re-delivered events raise the alerts again (at least once).
+    The agent emits before it writes the batch's user states, and the
+    states say the events were applied: a re-delivery of the events then
+    rebuilds nothing. So a stop, or a send that fails, must come before the
+    states are written. Faust cancels a stopping agent, then flushes its
+    producer, changelog records included: with the other order the states
+    were kept and the alerts lost. And a send is not a delivery: a failed
+    one (its error surfaces only on its future) used to be dropped silently
+    while the batch's offsets were committed. Now it raises here, the batch
+    fails, the worker stops, and the batch comes again with its states
+    unwritten (at least once).
     """
+    sent: list[Awaitable[RecordMetadata]] = []
     for item, act in out.activity.items():
-        await publish(app, topics.item_activity, item.encode(), orjson.dumps(act.to_wire()))
+        sent.append(await publish(app, topics.item_activity, item.encode(), orjson.dumps(act.to_wire())))
     for rec in out.records:
-        await publish(app, topics.recommendations, rec["user_id"].encode(), orjson.dumps(rec))
+        sent.append(await publish(app, topics.recommendations, rec["user_id"].encode(), orjson.dumps(rec)))
     for alert in out.alerts:
-        await topics.alerts.send(key=alert.entity_id.encode(), value=orjson.dumps(alert.to_dict()))
+        sent.append(await topics.alerts.send(key=alert.entity_id.encode(), value=orjson.dumps(alert.to_dict())))
     touches = topics.item_touches
     for partition, rows in by_partition(out.touches, touches.partitions or 1).items():
-        await app.producer.send(touches.get_topic_name(), None, orjson.dumps(rows), partition, None, None)
+        sent.append(await app.producer.send(touches.get_topic_name(), None, orjson.dumps(rows), partition,
+                                            None, None))
     for dl in out.dead_letters:
         msg = dl.message
         log.warning("dead letter %s at partition %d offset %d: %s",
@@ -186,4 +193,5 @@ async def emit(app: faust.App, out: BatchOutput, topics: Topics) -> None:
             ("source-partition", str(msg.partition).encode()),
             ("source-offset", str(msg.offset).encode()),
         ]
-        await topics.dead_letters.send(key=msg.key, value=msg.value, headers=headers)
+        sent.append(await topics.dead_letters.send(key=msg.key, value=msg.value, headers=headers))
+    await asyncio.gather(*sent)

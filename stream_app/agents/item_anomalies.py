@@ -124,7 +124,8 @@ def register(app: faust.App, topics: Topics, tables: Tables, metrics: Metrics, s
         monitor.forgotten_items()  # from now on it lists the items it forgets, for the table to delete
 
     async def send_alert(alert: Alert) -> None:
-        await topics.alerts.send(key=alert.entity_id.encode(), value=orjson.dumps(alert.to_dict()))
+        """Send and wait for the delivery: the item state written after it says the alert was raised."""
+        await (await topics.alerts.send(key=alert.entity_id.encode(), value=orjson.dumps(alert.to_dict())))
         metrics.alerts.labels(alert.detector).inc()
 
     @app.agent(topics.item_touches, name="item-anomalies")

@@ -1,4 +1,5 @@
-"""A worker stopped while a batch's alerts are being sent raises them again after the restart (at least once).
+"""A worker stopped while a batch's alerts are being sent raises them again after the restart (at least once),
+and a batch whose outputs the broker did not take fails before its states are written.
 
 Faust cancels a stopping agent and then flushes its producer, changelog
 records included. Alerts are the one output a re-delivery does not rebuild
@@ -13,6 +14,7 @@ from types import SimpleNamespace
 
 import orjson
 import pytest
+from aiokafka.errors import KafkaTimeoutError
 
 from models.anomaly.base import UserContext
 from models.anomaly.monitor import AnomalyMonitor
@@ -32,9 +34,23 @@ async def stop_at_send(*_args, **_kwargs) -> None:
     raise Stopped
 
 
-def fake_topics(alerts_send) -> SimpleNamespace:
-    """Topics whose sends go nowhere, except the alerts topic's, which calls ``alerts_send``."""
-    named = SimpleNamespace(get_topic_name=lambda: "t", partitions=1)
+async def delivered(*_args, **_kwargs) -> asyncio.Future:
+    """A send the broker took: its delivery is done."""
+    fut = asyncio.get_running_loop().create_future()
+    fut.set_result(None)
+    return fut
+
+
+async def not_delivered(*_args, **_kwargs) -> asyncio.Future:
+    """A send that was handed to the producer but never acknowledged (aiokafka fails it after its timeout)."""
+    fut = asyncio.get_running_loop().create_future()
+    fut.set_exception(KafkaTimeoutError())
+    return fut
+
+
+def fake_topics(alerts_send, send=delivered) -> SimpleNamespace:
+    """Topics whose sends go nowhere (``send``), except the alerts topic's, which calls ``alerts_send``."""
+    named = SimpleNamespace(get_topic_name=lambda: "t", partitions=1, send=send)
     return SimpleNamespace(item_activity=named, recommendations=named, item_touches=named,
                            alerts=SimpleNamespace(send=alerts_send), dead_letters=named, events=named)
 
@@ -45,7 +61,7 @@ def test_a_stop_while_the_users_alerts_are_sent_leaves_their_states_unwritten() 
     store, table = MemoryStore(), {}
     out = run_monitored(clicks, table, store, AnomalyMonitor())
     assert out.alerts
-    app = SimpleNamespace(producer=SimpleNamespace(send=lambda *a: asyncio.sleep(0)))
+    app = SimpleNamespace(producer=SimpleNamespace(send=delivered))
     with pytest.raises(Stopped):
         asyncio.run(finish_batch(app, out, fake_topics(stop_at_send), table))
     assert table == {}  # nothing says the events were applied...
@@ -73,3 +89,19 @@ def test_a_stop_while_an_items_alerts_are_sent_leaves_its_state_unwritten() -> N
     asyncio.run(handle_touches(AnomalyMonitor(items=True), messages, table, record))  # re-delivered after a restart
     assert [(a.entity_id, a.detector) for a in sent if a.entity_type == "item"] == [("target", "shilling")]
     assert set(table) == {b"target"}
+
+
+def test_outputs_the_broker_did_not_take_fail_the_batch_before_its_states_are_written() -> None:
+    """Before, a send's failure surfaced only on its future, which nobody awaited: the states were written,
+    the offsets committed, and the recommendations lost (a re-delivery counts the events as duplicates)."""
+    views = [msg(k, f"u{k % 3}", f"i{k}", "view", ts=NOW - 100 + k) for k in range(9)]
+    store, table = MemoryStore(), {}
+    out = run_monitored(views, table, store, AnomalyMonitor())
+    assert out.records and not out.alerts
+    app = SimpleNamespace(producer=SimpleNamespace(send=not_delivered))
+    with pytest.raises(KafkaTimeoutError):
+        asyncio.run(finish_batch(app, out, fake_topics(delivered, send=not_delivered), table))
+    assert table == {}
+    asyncio.run(finish_batch(SimpleNamespace(producer=SimpleNamespace(send=delivered)), out, fake_topics(delivered),
+                             table))
+    assert len(table) == 3  # delivered: the states are written
