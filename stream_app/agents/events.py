@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 
 import faust
 import orjson
@@ -126,9 +126,6 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
             out = await process_batch(batch, tables.users, recommender, settings, monitor=monitor)
         finally:
             slot.end_batch()
-        await finish_batch(app, out, topics, tables.users)
-        holdback.add(out.samples)
-        await send_due_samples()
         applied = out.counters["processed"]
         already = await store.counted_offsets({m.partition for m in batch})
         for partition, first, last in offset_gaps(batch, already):
@@ -138,7 +135,13 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
         if out.counters["processed"] > applied:
             log.warning("counted %d events the user state already held: their first delivery's counts were "
                         "lost (a stop between the changelog and the store)", out.counters["processed"] - applied)
-        await store.write_recommendations(out.records, out.counters, counted)
+
+        async def write_redis() -> None:
+            await store.write_recommendations(out.records, out.counters, counted)
+
+        await finish_batch(app, out, topics, tables.users, meanwhile=write_redis)
+        holdback.add(out.samples)
+        await send_due_samples()
         metrics.observe_batch(out.counters, counted_rejections(out, already), len(batch), out.scoring_s)
         metrics.observe_latency(out.scored_timestamps_ms)
         for alert in out.alerts:
@@ -151,16 +154,20 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
         await each_batch(app, stream, settings.max_batch, settings.max_wait_s, handle)
 
 
-async def finish_batch(app: faust.App, out: BatchOutput, topics: Topics,
-                       table: MutableMapping[bytes, UserState]) -> None:
-    """Emit the batch's outputs, then write its user states (in that order: see ``emit``)."""
-    await emit(app, out, topics)
+async def finish_batch(app: faust.App, out: BatchOutput, topics: Topics, table: MutableMapping[bytes, UserState],
+                       meanwhile: Callable[[], Awaitable[None]] | None = None) -> None:
+    """Emit the batch's outputs, run ``meanwhile`` (the agent's Redis write: the homepage does not wait for
+    the broker), wait until the broker has every output, then write the user states (see ``emit``)."""
+    sent = await emit(app, out, topics)
+    if meanwhile is not None:
+        await meanwhile()
+    await asyncio.gather(*sent)
     apply_batch_states(table, out)
 
 
-async def emit(app: faust.App, out: BatchOutput, topics: Topics) -> None:
+async def emit(app: faust.App, out: BatchOutput, topics: Topics) -> list[Awaitable[RecordMetadata]]:
     """Send a batch's item activity, recommendations, alerts, touches and dead letters (samples go via the
-    holdback), and return once the broker has them all.
+    holdback); returns their deliveries, which ``finish_batch`` awaits before it writes the states.
 
     The agent emits before it writes the batch's user states, and the
     states say the events were applied: a re-delivery of the events then
@@ -169,9 +176,9 @@ async def emit(app: faust.App, out: BatchOutput, topics: Topics) -> None:
     producer, changelog records included: with the other order the states
     were kept and the alerts lost. And a send is not a delivery: a failed
     one (its error surfaces only on its future) used to be dropped silently
-    while the batch's offsets were committed. Now it raises here, the batch
-    fails, the worker stops, and the batch comes again with its states
-    unwritten (at least once).
+    while the batch's offsets were committed. Now it raises in
+    ``finish_batch``, the batch fails, the worker stops, and the batch comes
+    again with its states unwritten (at least once).
     """
     sent: list[Awaitable[RecordMetadata]] = []
     for item, act in out.activity.items():
@@ -194,4 +201,4 @@ async def emit(app: faust.App, out: BatchOutput, topics: Topics) -> None:
             ("source-offset", str(msg.offset).encode()),
         ]
         sent.append(await topics.dead_letters.send(key=msg.key, value=msg.value, headers=headers))
-    await asyncio.gather(*sent)
+    return sent
