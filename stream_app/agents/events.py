@@ -134,7 +134,8 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
         counted = count_deliveries(batch, out, already)
         if out.counters["processed"] > applied:
             log.warning("counted %d events the user state already held: their first delivery's counts were "
-                        "lost (a stop between the changelog and the store)", out.counters["processed"] - applied)
+                        "lost (the state was written, the store's counts were not)",
+                        out.counters["processed"] - applied)
 
         async def write_redis() -> None:
             await store.write_recommendations(out.records, out.counters, counted)
