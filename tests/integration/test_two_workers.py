@@ -90,7 +90,7 @@ def test_a_shilling_campaign_split_over_two_workers_is_caught(stack, settings, c
             await wait_for_events(store, len(real), first)
             # the real samples leave the 1 s hold first: an item alert drops every sample on the item still
             # held then, whatever its event time (the real view of the target, a day before the campaign,
-            # was dropped in two CI runs on a host that processed the whole sample within the hold)
+            # was dropped in two full-suite runs on a host that processed the whole sample within the hold)
             await consume(stack.bootstrap, settings.training_samples_topic, len(real))
             await replay(shills, **kw)
             await wait_for_events(store, len(real) + len(shills), first)
