@@ -4,10 +4,10 @@ A detector decides only once it has seen enough of a user's traffic; the
 first events of a bot can be processed in an earlier micro-batch than the
 alert. Samples are therefore held ``delay_s`` seconds (processing time) and
 released only if their user and item are not quarantined by then. Held
-samples live in memory: a worker that crashes, or is stopped, loses the
-last ``delay_s`` of them (training data is best effort; the events
-themselves are safe in Kafka; checked by stopping a demo worker holding 30 s
-of samples: it exits cleanly and they are gone). The hold delays samples
+samples live in memory: a graceful stop waits out the hold and sends them
+(``stream_app.sample_outlet``), a worker that crashes loses the last
+``delay_s`` of them (training data is best effort; the events themselves
+are safe in Kafka). The hold delays samples
 before they enter the topic, so it comes on top of the measured swap lag,
 which starts there.
 
@@ -42,6 +42,10 @@ class Holdback:
 
     def __len__(self) -> int:
         return len(self._held)
+
+    def wait_s(self) -> float:
+        """Seconds until the last held sample is due (0 when nothing is held)."""
+        return max(0.0, self._held[-1][0] - self.clock()) if self._held else 0.0
 
     def add(self, samples: Iterable[TrainingSample]) -> None:
         due = self.clock() + self.delay_s

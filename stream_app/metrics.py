@@ -37,6 +37,9 @@ class Metrics:
             "reco_model_swap_lag_seconds", "From the newest training sample in the serving weights entering "
             "the samples topic to those weights serving", registry=r)
         self.alerts = Counter("reco_alerts", "Anomaly alerts published, by detector", ["detector"], registry=r)
+        self.samples = Counter("reco_samples", "Training samples by outcome: sent (the broker has them), dropped "
+                               "(quarantined while held), lost (not sent; the trainer never sees them)",
+                               ["outcome"], registry=r)
         self.samples_before_alert = Counter(
             "reco_samples_released_before_alert", "Training samples already released when an alert covering "
             "their event reached this worker (the holdback missed them), by detector", ["detector"], registry=r)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 
 import faust
 import orjson
-from faust.exceptions import ProducerSendError
-from faust.types import RecordMetadata, TopicT
+from faust.types import RecordMetadata
 
 from models.anomaly.alerts import Alert
 from models.anomaly.monitor import AnomalyMonitor
@@ -20,6 +19,7 @@ from stream_app.anomaly import forget_moved_users
 from stream_app.holdback import Holdback
 from stream_app.metrics import Metrics
 from stream_app.model_updates import ModelSlot
+from stream_app.sample_outlet import SampleOutlet
 from stream_app.pipeline import (
     BatchOutput,
     Incoming,
@@ -39,31 +39,10 @@ from stream_app.touches import by_partition
 log = logging.getLogger(__name__)
 
 
-async def publish_samples(app: faust.App, topic: TopicT, samples: Sequence[TrainingSample]) -> int:
-    """Publish training samples in order; returns how many were sent.
-
-    A worker that is stopping closes its producer while the sample timer may
-    still be sending: those samples are not sent (logged), as held samples
-    are lost at any stop, and the worker still exits cleanly. Before, the
-    send error crashed the stopping worker (exit 1). Any other send error
-    propagates.
-    """
-    for sent, sample in enumerate(samples):
-        try:
-            await publish(app, topic, sample.user_id.encode(), orjson.dumps(sample.to_dict()))
-        except ProducerSendError:
-            if not app.should_stop:
-                raise
-            log.info("worker stopping: %d training samples not sent (the producer has closed)", len(samples) - sent)
-            return sent
-    return len(samples)
-
-
 def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
              slot: ModelSlot, metrics: Metrics, settings: Settings, monitor: AnomalyMonitor | None) -> None:
     """Attach the ``score-events`` agent to ``app``. ``monitor``: the user-keyed anomaly detectors (users of
     this worker's partitions; snapshots ride in their user state), None when detection is off."""
-    holdback = Holdback(settings.sample_holdback_s)
     alerts_read = asyncio.Event()  # the alerts already on the topic at start are in the monitor (read_alerts)
     if monitor is None:
         alerts_read.set()
@@ -71,11 +50,16 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
     def trainable(sample: TrainingSample) -> bool:
         return monitor is None or not monitor.holds_back(sample.user_id, sample.target, sample.ts)
 
-    async def send_due_samples() -> None:
-        samples, dropped = holdback.release(trainable)
-        await publish_samples(app, topics.training_samples, samples)
-        if dropped:
-            await store.add_counters({"samples_dropped": dropped})
+    def send_sample(sample: TrainingSample) -> Awaitable[Awaitable[RecordMetadata]]:
+        return publish(app, topics.training_samples, sample.user_id.encode(), orjson.dumps(sample.to_dict()))
+
+    async def count_samples(counts: Mapping[str, int]) -> None:
+        await store.add_counters(counts)
+        for name, n in counts.items():
+            metrics.samples.labels(name.removeprefix("samples_")).inc(n)
+
+    outlet = SampleOutlet(Holdback(settings.sample_holdback_s), send_sample, trainable, count_samples)
+    holdback = outlet.holdback
 
     async def count_released_before(alerts: Sequence[Alert]) -> None:
         """Count the released samples each new alert came too late to stop (``Holdback.released_in``)."""
@@ -90,8 +74,14 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
 
     @app.timer(interval=0.25)
     async def release_held_samples() -> None:
-        if len(holdback) and not app.should_stop:
-            await send_due_samples()
+        if not app.should_stop:  # once it is, drain_samples has them
+            await outlet.release()
+            await outlet.flush_counts()
+
+    @app.on_before_shutdown.connect
+    async def drain_samples(_app: faust.App, **_: object) -> None:
+        """A graceful stop: the consumer has stopped, the producer not yet (see ``SampleOutlet.drain``)."""
+        await outlet.drain()
 
     if monitor is not None:
         @app.on_partitions_assigned.connect
@@ -141,8 +131,8 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
             await store.write_recommendations(out.records, out.counters, counted)
 
         await finish_batch(app, out, topics, tables.users, meanwhile=write_redis)
-        holdback.add(out.samples)
-        await send_due_samples()
+        outlet.add(out.samples)
+        await outlet.release()
         metrics.observe_batch(out.counters, counted_rejections(out, already), len(batch), out.scoring_s)
         metrics.observe_latency(out.scored_timestamps_ms)
         for alert in out.alerts:

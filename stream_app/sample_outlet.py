@@ -1,0 +1,114 @@
+"""Training samples from a worker to the trainer's topic: held, released unless quarantined, sent, counted.
+
+Every sample of a processed event ends in one of three counters:
+``samples_sent`` (the broker acknowledged it), ``samples_dropped`` (its user
+or item was quarantined while it was held) or ``samples_lost`` (the send or
+its delivery failed, or it came after the worker began to stop). Once
+nothing is held or in flight, ``processed - quarantined = samples_sent +
+samples_dropped + samples_lost``.
+
+A graceful stop drains: it waits out the hold (alerts keep arriving
+meanwhile), releases what is due, and waits for the broker's
+acknowledgements, before Faust flushes and closes the producer. A crash
+(SIGKILL, out of memory) still loses up to ``delay_s`` of held samples,
+uncounted. Training is best effort: a lost sample is logged and counted
+(``reco_samples_total{outcome="lost"}``), and the worker keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+
+from models.online.samples import TrainingSample
+from stream_app.holdback import Holdback
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[TrainingSample], Awaitable[Awaitable[object]]]  # hand one sample over; returns its delivery
+
+
+class SampleOutlet:
+    """A worker's way out for training samples (see the module's docstring)."""
+
+    def __init__(self, holdback: Holdback, send: Send, keep: Callable[[TrainingSample], bool],
+                 add_counters: Callable[[Mapping[str, int]], Awaitable[None]]) -> None:
+        self.holdback = holdback
+        self._send, self._keep, self._add_counters = send, keep, add_counters
+        self._in_flight: set[asyncio.Future] = set()
+        self._counts: Counter[str] = Counter()
+        self._last_error: BaseException | None = None
+        self._releasing = asyncio.Lock()  # the timer and the agent release in turn, so samples keep their order
+        self._closed = False
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    def add(self, samples: Iterable[TrainingSample]) -> None:
+        """Hold a batch's samples; after ``drain`` began they are lost (counted)."""
+        if not self._closed:
+            self.holdback.add(samples)
+            return
+        late = sum(1 for _ in samples)
+        if late:
+            self._counts["samples_lost"] += late
+            log.warning("%d training samples came after the worker began to stop: not sent", late)
+
+    async def release(self) -> None:
+        """Send the held samples whose time is up and that ``keep`` accepts; count the ones it refuses."""
+        async with self._releasing:
+            samples, dropped = self.holdback.release(self._keep)
+            self._counts["samples_dropped"] += dropped
+            for i, sample in enumerate(samples):
+                try:
+                    delivery = await self._send(sample)
+                except Exception as exc:  # noqa: BLE001 - e.g. the producer closed: count, do not stop serving
+                    self._counts["samples_lost"] += len(samples) - i
+                    self._last_error = exc
+                    return
+                future = asyncio.ensure_future(delivery)
+                self._in_flight.add(future)
+                future.add_done_callback(self._delivered)
+
+    def _delivered(self, future: asyncio.Future) -> None:
+        self._in_flight.discard(future)
+        error = future.exception() if not future.cancelled() else asyncio.CancelledError()
+        if error is None:
+            self._counts["samples_sent"] += 1
+        else:
+            self._counts["samples_lost"] += 1
+            self._last_error = error
+
+    async def flush_counts(self) -> None:
+        """Add the outcomes counted since the last flush to the store (kept for the next one if that fails)."""
+        counts = +self._counts
+        if not counts:
+            return
+        if counts.get("samples_lost"):
+            log.error("%d training samples lost (the trainer will not learn them): %r",
+                      counts["samples_lost"], self._last_error)
+        self._counts.clear()
+        try:
+            await self._add_counters(counts)
+        except BaseException:
+            self._counts.update(counts)
+            raise
+
+    async def drain(self, timeout_s: float = 10.0) -> None:
+        """At a graceful stop: wait out the hold, release everything, wait for the broker, count."""
+        self._closed = True
+        wait_s = self.holdback.wait_s()
+        if wait_s:
+            log.info("worker stopping: %d training samples held, sent in %.1f s unless an alert comes",
+                     len(self.holdback), wait_s)
+            await asyncio.sleep(wait_s)
+        await self.release()
+        if self._in_flight:
+            _, pending = await asyncio.wait(set(self._in_flight), timeout=timeout_s)
+            if pending:
+                log.warning("worker stopping: %d training samples not acknowledged within %.0f s "
+                            "(left to the producer's flush, uncounted)", len(pending), timeout_s)
+        await self.flush_counts()

@@ -1,0 +1,129 @@
+"""Training samples leave a worker counted: sent, dropped or lost add up; a graceful stop sends the held ones."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from models.online.samples import TrainingSample
+from stream_app.holdback import Holdback
+from stream_app.sample_outlet import SampleOutlet
+
+
+def _samples(users: list[str]) -> list[TrainingSample]:
+    return [TrainingSample(u, ["a"], ["view"], f"item{i}", "view", 1.0, i, "v1") for i, u in enumerate(users)]
+
+
+class Broker:
+    """Takes sends (until ``closed``) and acknowledges them when told; ``refuse`` fails their deliveries."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.deliveries: list[asyncio.Future] = []
+        self.closed = False
+
+    async def send(self, sample: TrainingSample) -> asyncio.Future:
+        if self.closed:
+            raise RuntimeError("Error while sending: ProducerClosed()")
+        self.sent.append(sample.target)
+        self.deliveries.append(asyncio.get_running_loop().create_future())
+        return self.deliveries[-1]
+
+    def acknowledge(self, refuse: int = 0) -> None:
+        for i, future in enumerate(d for d in self.deliveries if not d.done()):
+            future.set_exception(OSError("broker refused")) if i < refuse else future.set_result(None)
+
+
+def _outlet(broker: Broker, delay_s: float, quarantined: set[str], counted: dict) -> SampleOutlet:
+    async def add_counters(counts):
+        for name, n in counts.items():
+            counted[name] = counted.get(name, 0) + n
+
+    return SampleOutlet(Holdback(delay_s), broker.send, lambda s: s.user_id not in quarantined, add_counters)
+
+
+def test_released_samples_are_counted_once_the_broker_has_them_and_the_outcomes_add_up() -> None:
+    async def scenario():
+        broker, counted = Broker(), {}
+        outlet = _outlet(broker, 0.0, {"bot"}, counted)
+        outlet.add(_samples(["u1", "bot", "u2", "u3"]))
+        await outlet.release()
+        await outlet.flush_counts()
+        assert broker.sent == ["item0", "item2", "item3"] and counted == {"samples_dropped": 1}  # not yet acked
+        broker.acknowledge(refuse=1)
+        await asyncio.sleep(0)  # the deliveries' callbacks
+        await outlet.flush_counts()
+        return counted, outlet.in_flight
+
+    counted, in_flight = asyncio.run(scenario())
+    assert counted == {"samples_dropped": 1, "samples_sent": 2, "samples_lost": 1} and in_flight == 0
+
+
+def test_a_send_that_fails_counts_the_rest_as_lost_and_does_not_stop_the_worker(caplog) -> None:
+    async def scenario():
+        broker, counted = Broker(), {}
+        outlet = _outlet(broker, 0.0, set(), counted)
+        outlet.add(_samples(["u1", "u2", "u3"]))
+        broker.closed = True
+        await outlet.release()
+        await outlet.flush_counts()
+        return counted
+
+    with caplog.at_level("ERROR"):
+        assert asyncio.run(scenario()) == {"samples_lost": 3}
+    assert "3 training samples lost" in caplog.text and "ProducerClosed" in caplog.text
+
+
+def test_a_graceful_stop_waits_out_the_hold_so_an_alert_still_stops_a_sample_and_the_rest_are_sent() -> None:
+    async def scenario():
+        broker, counted, quarantined = Broker(), {}, set()
+        outlet = _outlet(broker, 0.3, quarantined, counted)
+        outlet.add(_samples(["u1", "bot", "u2"]))
+        await outlet.release()
+        assert broker.sent == []  # still held
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.1, quarantined.add, "bot")  # an alert arrives while the worker stops
+        loop.call_later(0.4, broker.acknowledge)  # the broker acknowledges after the hold
+        started = loop.time()
+        await outlet.drain(timeout_s=5.0)
+        return broker.sent, counted, loop.time() - started
+
+    sent, counted, took = asyncio.run(scenario())
+    assert sent == ["item0", "item2"] and counted == {"samples_sent": 2, "samples_dropped": 1}
+    assert 0.3 <= took < 2.0
+
+
+def test_samples_of_a_batch_that_ends_after_the_stop_began_are_counted_as_lost() -> None:
+    async def scenario():
+        broker, counted = Broker(), {}
+        outlet = _outlet(broker, 0.0, set(), counted)
+        await outlet.drain()
+        outlet.add(_samples(["u1", "u2"]))
+        await outlet.release()
+        await outlet.flush_counts()
+        return broker.sent, counted
+
+    assert asyncio.run(scenario()) == ([], {"samples_lost": 2})
+
+
+def test_counts_the_store_did_not_take_are_kept_for_the_next_flush() -> None:
+    async def scenario():
+        broker, counted, fail = Broker(), {}, [True]
+        inner = _outlet(broker, 0.0, {"bot"}, counted)._add_counters
+
+        async def flaky(counts):
+            if fail[0]:
+                raise ConnectionError("redis down")
+            await inner(counts)
+
+        outlet = SampleOutlet(Holdback(0.0), broker.send, lambda s: s.user_id != "bot", flaky)
+        outlet.add(_samples(["bot"]))
+        await outlet.release()
+        with pytest.raises(ConnectionError):
+            await outlet.flush_counts()
+        fail[0] = False
+        await outlet.flush_counts()
+        return counted
+
+    assert asyncio.run(scenario()) == {"samples_dropped": 1}
