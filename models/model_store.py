@@ -10,6 +10,8 @@ The log is the source of truth. Replaying it gives the serving stack: a
 promotion pushes a version, a rollback pops the current one, so the version
 that served before it serves again. A version directory is written under a
 temporary name and renamed, so a reader never sees half a checkpoint.
+``prune`` deletes the versions that can no longer serve (rolled back, or
+deeper in the stack than ``keep``); the log keeps every entry.
 Plain files, no Kafka: the trainer writes, workers and the CLI read, and the
 model-updates topic only announces what the log already says.
 """
@@ -114,11 +116,36 @@ class ModelStore:
         return self._append({"action": "promote", "version": version, **info})
 
     def rollback(self, **info: Any) -> dict[str, Any]:
-        """Serve the version that served before the current one; ``ValueError`` if there is none."""
+        """Serve the version that served before the current one; ``ValueError`` if there is none (or it
+        was pruned)."""
         stack = self.serving_stack()
         if len(stack) < 2:
             raise ValueError(f"nothing to roll back to (serving: {stack or 'nothing'})")
+        if not self.path(stack[-2]).is_dir():
+            raise ValueError(f"{stack[-2]}, which served before {stack[-1]}, was pruned from the store")
         return self._append({"action": "rollback", "version": stack[-2], "from_version": stack[-1], **info})
+
+    def prune(self, keep: int) -> list[str]:
+        """Delete every version outside the newest ``keep`` of the serving stack and older than the serving
+        one (rolled back, or too deep for a rollback to reach); returns their names, oldest first.
+
+        ``keep`` counts the serving version: 2 keeps one rollback. Each is
+        renamed before it is deleted, so a reader finds a version whole or
+        not at all (a worker then refuses it and serves on).
+        """
+        if keep < 2:
+            raise ValueError(f"keep at least 2 versions (the serving one and the one a rollback restores), not {keep}")
+        stack = self.serving_stack()
+        if not stack:
+            return []
+        kept, newest = set(stack[-keep:]), _number(stack[-1])
+        doomed = sorted((p for p in self._version_dirs() if VERSION_RE.match(p.name)
+                         and p.name not in kept and _number(p.name) < newest), key=lambda p: _number(p.name))
+        for path in doomed:
+            gone = path.with_name(f".pruned-{path.name}-{os.getpid()}")
+            path.rename(gone)
+            shutil.rmtree(gone)
+        return [p.name for p in doomed]
 
     def _append(self, entry: dict[str, Any]) -> dict[str, Any]:
         entry = {**entry, "ts": time.time()}
@@ -131,3 +158,10 @@ class ModelStore:
 
     def _version_dirs(self) -> list[Path]:
         return [p for p in self.versions_dir.iterdir() if p.is_dir()] if self.versions_dir.is_dir() else []
+
+
+def _number(version: str) -> int:
+    match = VERSION_RE.match(version)
+    if match is None:
+        raise CheckpointError(f"not a version name: {version!r}")
+    return int(match.group(1))

@@ -63,6 +63,7 @@ class Settings:
     model_compile: bool = False  # torch.compile the sequence model's scoring
     model_store: str = ""  # directory of versioned checkpoints (models.model_store); empty: no hot swaps
     model_updates_topic: str = "model-updates"
+    model_store_keep: int = 20  # versions the trainer keeps (the serving one and 19 to roll back to); 0: all
 
     # the trainer (stream_app/trainer.py): fine-tunes the serving version on training samples
     trainer_batch: int = 256  # samples per learning step

@@ -58,7 +58,8 @@ def trainer_configs(settings: Settings) -> tuple[OnlineConfig, TrainerConfig]:
                             promote_every_s=settings.trainer_promote_every_s,
                             promote_tolerance=settings.trainer_promote_tolerance,
                             rollback_window=settings.trainer_rollback_window,
-                            rollback_margin=settings.trainer_rollback_margin)
+                            rollback_margin=settings.trainer_rollback_margin,
+                            keep_versions=settings.model_store_keep)
     return learner, trainer
 
 

@@ -98,6 +98,12 @@ class TrainerConfig:
     promote_tolerance: float = 0.0
     rollback_window: int = 2_000  # 0: no probation, no automatic rollback
     rollback_margin: float = 0.1
+    keep_versions: int = 0  # after each promotion, prune the store to this many versions (0: keep all)
+
+    def __post_init__(self) -> None:
+        if self.keep_versions == 1 or self.keep_versions < 0:
+            raise ValueError(f"keep_versions (RECO_MODEL_STORE_KEEP) must be 0 (keep all) or at least 2 (the "
+                             f"serving version and one to roll back to), not {self.keep_versions}")
 
 
 @dataclass
@@ -267,11 +273,24 @@ class OnlineTrainer:
                                    newest_sample_ms=self.newest_learnt_ms,
                                    oldest_sample_ms=self.oldest_unpromoted_ms,
                                    sample_offsets={str(p): o for p, o in sorted(self.sample_offsets.items())})
+        self._prune()
         if self.config.rollback_window:
             self.probation = Probation(self.serving, self.serving_version)
         self.oldest_unpromoted_ms = None
         self.serving, self.serving_version = candidate, version
         return [entry]
+
+    def _prune(self) -> None:
+        """Delete the versions no rollback can reach any more (``ModelStore.prune``); a failure is logged."""
+        if not self.config.keep_versions:
+            return
+        try:
+            pruned = self.store.prune(self.config.keep_versions)
+        except OSError as exc:
+            log.error("pruning the model store failed (versions kept): %r", exc)
+            return
+        if pruned:
+            log.info("model store pruned: %s", ", ".join(pruned))
 
     def _check_probation(self, samples: Sequence[TrainingSample], ranks: Sequence[int | None]
                          ) -> list[dict[str, Any]]:

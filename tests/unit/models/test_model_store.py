@@ -67,3 +67,33 @@ def test_a_log_line_cut_short_at_the_end_is_left_out_and_one_in_the_middle_is_an
     (tmp_path / "log.jsonl").write_text('{"action": "promote", "vers\n' + good)
     with pytest.raises(CheckpointError, match="line 1"):
         store.current()
+
+
+def test_prune_keeps_the_serving_version_and_those_a_rollback_can_reach(tmp_path) -> None:
+    store = ModelStore(tmp_path)
+    for _ in range(5):
+        store.promote(store.save(tiny_ensemble()))  # v0001..v0005 serve in turn
+    store.promote(store.save(tiny_ensemble()))  # v0006, then rolled back: it can never serve again
+    store.rollback(reason="test")
+    store.promote(store.save(tiny_ensemble()))  # v0007
+    assert store.serving_stack() == ["v0001", "v0002", "v0003", "v0004", "v0005", "v0007"]
+    assert store.prune(3) == ["v0001", "v0002", "v0003", "v0006"]
+    assert sorted(p.name for p in store.versions_dir.iterdir()) == ["v0004", "v0005", "v0007"]
+    assert len(store.log()) == 8  # the log keeps every entry
+    assert store.rollback()["version"] == "v0005"
+    assert store.rollback()["version"] == "v0004"
+    with pytest.raises(ValueError, match="v0003, which served before v0004, was pruned"):
+        store.rollback()
+    assert store.current() == "v0004" and store.load("v0004")[0].vocab.n_items == 3
+    assert store.next_version() == "v0008"  # names are never reused
+
+
+def test_prune_leaves_newer_versions_alone_and_refuses_to_keep_fewer_than_two(tmp_path) -> None:
+    store = ModelStore(tmp_path)
+    store.promote(store.save(tiny_ensemble()))
+    store.promote(store.save(tiny_ensemble()))
+    store.save(tiny_ensemble())  # v0003: saved, not promoted yet (a writer between save and promote)
+    assert store.prune(2) == [] and store.path("v0003").is_dir()
+    with pytest.raises(ValueError, match="at least 2"):
+        store.prune(1)
+    assert ModelStore(tmp_path / "empty").prune(2) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from models.ensemble import Ensemble
@@ -295,3 +296,18 @@ def test_after_a_rollback_the_next_candidate_waits_until_the_new_lineage_learnt_
     evaluations = len(trainer.evaluations)
     assert trainer.on_samples(samples(25, start=110)) == [] and len(trainer.evaluations) == evaluations
     assert [e["action"] for e in trainer.on_samples(samples(25, start=135))] == ["promote"]
+
+
+def test_each_promotion_prunes_the_store_to_the_versions_a_rollback_can_reach(tmp_path) -> None:
+    trainer = make_trainer(tmp_path, rollback_window=0, keep_versions=3)
+    for start in range(0, 400, 20):
+        trainer.on_samples(samples(20, start=start))
+    store = trainer.store
+    assert store.current() == "v0007"  # six promotions after the base
+    assert sorted(p.name for p in store.versions_dir.iterdir()) == ["v0005", "v0006", "v0007"]
+    assert store.rollback()["version"] == "v0006"
+
+
+def test_keeping_one_version_is_refused_as_it_leaves_nothing_to_roll_back_to() -> None:
+    with pytest.raises(ValueError, match="RECO_MODEL_STORE_KEEP"):
+        TrainerConfig(keep_versions=1)
