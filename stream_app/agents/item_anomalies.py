@@ -35,6 +35,8 @@ from stream_app.tansu_compat import bootstrap_from_url, fetch_high_watermarks
 from stream_app.topics import Topics
 from stream_app.touches import from_touch
 
+PARTITIONS_CHECK_S = 30.0  # how often the alerts reader's metadata, and so its partitions, are refreshed
+
 log = logging.getLogger(__name__)
 
 
@@ -146,11 +148,14 @@ async def read_alerts(settings: Settings, caught_up: asyncio.Event | None = None
     ``caught_up`` is set once every alert that was on the topic when reading
     began has been yielded and handled (the events agent waits for it before
     its first batch, so a restarted worker's quarantines hold from its first
-    event, not only once it has read the topic).
+    event, not only once it has read the topic). Partitions added to the
+    topic later are followed from their beginning once the consumer's
+    metadata shows them (refreshed every ``PARTITIONS_CHECK_S``).
     """
     bootstrap = bootstrap_from_url(settings.kafka_url)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                fetch_max_wait_ms=settings.fetch_max_wait_ms)
+                                fetch_max_wait_ms=settings.fetch_max_wait_ms,
+                                metadata_max_age_ms=int(PARTITIONS_CHECK_S * 1000))
     await consumer.start()
     try:
         await consumer.topics()  # loads the cluster's metadata (the topic exists: the worker prepared it)
@@ -162,6 +167,7 @@ async def read_alerts(settings: Settings, caught_up: asyncio.Event | None = None
         await consumer.seek_to_beginning(*partitions)
         behind = await alerts_to_read(consumer, partitions, bootstrap if settings.embedded_broker else None)
         while True:
+            partitions = await follow_new_partitions(consumer, settings.alerts_topic, partitions)
             if caught_up is not None and not caught_up.is_set() and not behind:
                 log.info("alerts topic read to its end: quarantines in force are applied")
                 caught_up.set()
@@ -180,6 +186,24 @@ async def read_alerts(settings: Settings, caught_up: asyncio.Event | None = None
                     del behind[tp]
     finally:
         await consumer.stop()
+
+
+async def follow_new_partitions(consumer: AIOKafkaConsumer, topic: str,
+                                assigned: list[TopicPartition]) -> list[TopicPartition]:
+    """``assigned`` plus the partitions the consumer's metadata now shows for ``topic`` besides them, those
+    read from their beginning. ``assign`` forgets positions, so the others are sought back to theirs."""
+    added = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
+             if TopicPartition(topic, p) not in assigned]
+    if not added:
+        return assigned
+    positions = {tp: await consumer.position(tp) for tp in assigned}
+    consumer.assign([*assigned, *added])
+    for tp, offset in positions.items():
+        consumer.seek(tp, offset)
+    await consumer.seek_to_beginning(*added)
+    log.warning("alerts topic %r has %d new partitions (%s): read from their beginning", topic, len(added),
+                ", ".join(str(tp.partition) for tp in added))
+    return [*assigned, *added]
 
 
 async def alerts_to_read(consumer: AIOKafkaConsumer, partitions: list[TopicPartition],
