@@ -110,12 +110,23 @@ async def _run(stack: EmbeddedStack, workdir: Path, n_users: int, baseline: bool
             _print_model_log(settings)
         print(f"\nevents in {counters['events_in']} = processed {counters['processed']} + rejected "
               f"{counters['rejected']} + duplicates {counters['duplicates']}  ({elapsed:.1f} s end to end)")
+        _report_stop("worker", worker)  # a graceful stop sends the samples still held
+        worker = None
+        print(_samples_line(await store.counters()))
     finally:
         if worker is not None:
             _report_stop("worker", worker)
         if trainer is not None:
             _report_stop("trainer", trainer)
         await store.close()
+
+
+def _samples_line(counters: dict[str, int]) -> str:
+    """Where the training samples went: one per processed event not quarantined."""
+    c = {k: counters.get(k, 0) for k in ("processed", "quarantined", "samples_sent", "samples_dropped",
+                                          "samples_lost")}
+    return (f"training samples: processed {c['processed']} - quarantined {c['quarantined']} = sent "
+            f"{c['samples_sent']} + dropped {c['samples_dropped']} + lost {c['samples_lost']}")
 
 
 def _report_stop(name: str, process: WorkerProcess) -> None:

@@ -23,3 +23,9 @@ def test_demo_serves_the_pretrained_ensemble_and_accounts_for_every_event(capsys
     assert "promote v0001" in out and set(served) <= set(re.findall(r"promote (v\d{4})", out))
     assert len(re.findall(r"^\s+\d+\. item ", out, flags=re.M)) == 20
     assert "worker stopped (exit 0)" in out and "trainer stopped (exit 0)" in out
+    # every processed event's training sample is accounted for once the worker has stopped
+    line = re.search(r"training samples: processed (\d+) - quarantined (\d+) = sent (\d+) \+ dropped (\d+) "
+                     r"\+ lost (\d+)", out)
+    assert line, out
+    processed, quarantined, sent, dropped, lost = map(int, line.groups())
+    assert processed == 1728 and processed - quarantined == sent + dropped and lost == 0
