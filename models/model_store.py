@@ -42,6 +42,7 @@ class ModelStore:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self.versions_dir = self.root / "versions"
+        self._read = _LogSoFar()  # the log's complete lines read so far (it only grows): each read parses the rest
 
     # ---- reading --------------------------------------------------------------------
 
@@ -51,35 +52,55 @@ class ModelStore:
         A last line cut short (a writer that died mid-write, before it could
         announce anything) is left out with a warning; any other unreadable
         line is a ``CheckpointError``: the store cannot say what serves.
+        Only what was appended since the last call is read and parsed (a
+        store's log grows by a line per promotion, thousands a day).
         """
-        path = self.root / LOG
-        if not path.is_file():
-            return []
-        lines = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
-        entries = []
-        for n, line in enumerate(lines, 1):
-            try:
-                entries.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                if n < len(lines):
-                    raise CheckpointError(f"{path} line {n} is unreadable ({exc}): the store's log is damaged") from exc
-                logger.warning("%s: its last line is cut short and left out (a write that did not finish): %r",
-                               path, line[:200])
-        return entries
+        return list(self._refresh()[0])
 
     def serving_stack(self) -> list[str]:
         """Versions in promotion order with rolled-back ones removed; the last one serves."""
-        stack: list[str] = []
-        for entry in self.log():
-            if entry["action"] == "promote":
-                stack.append(entry["version"])
-            elif entry["action"] == "rollback" and stack:
-                stack.pop()
-        return stack
+        _, unfinished = self._refresh()
+        return _apply(list(self._read.stack), unfinished)
+
+    def _refresh(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Read what was appended since the last call: (every entry, the last one too if its line has no
+        newline yet but parses; that last one alone, or nothing)."""
+        path = self.root / LOG
+        try:
+            with open(path, "rb") as fh:
+                inode = os.fstat(fh.fileno()).st_ino
+                fh.seek(self._read.offset - len(self._read.last))
+                new = fh.read()
+                if inode != self._read.inode or not new.startswith(self._read.last):
+                    self._read = _LogSoFar(inode)  # replaced or rewritten, not appended to: read it all again
+                    fh.seek(0)
+                    new = fh.read()
+                else:
+                    new = new[len(self._read.last):]
+        except FileNotFoundError:
+            self._read = _LogSoFar()
+            return [], []
+        end = new.rfind(b"\n")
+        if end >= 0:
+            lines = new[:end].split(b"\n")
+            self._read.extend(lines, path)
+            self._read.offset += end + 1
+            self._read.last = lines[-1] + b"\n"
+        rest = new[end + 1:]
+        if not rest.strip():
+            return self._read.entries, []
+        try:
+            last = json.loads(rest)
+        except json.JSONDecodeError:
+            logger.warning("%s: its last line is cut short and left out (a write that did not finish): %r",
+                           path, rest[:200])
+            return self._read.entries, []
+        return [*self._read.entries, last], [last]
 
     def current(self) -> str | None:
         """The serving version, or None for an empty store."""
-        stack = self.serving_stack()
+        _, unfinished = self._refresh()
+        stack = _apply(self._read.stack[-2:], unfinished)  # (at most one entry: a rollback pops one)
         return stack[-1] if stack else None
 
     def path(self, version: str) -> Path:
@@ -150,8 +171,9 @@ class ModelStore:
     def _append(self, entry: dict[str, Any]) -> dict[str, Any]:
         entry = {**entry, "ts": time.time()}
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / LOG, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(entry, allow_nan=False) + "\n")
+        with open(self.root / LOG, "a+b") as fh:
+            _drop_cut_line(fh)
+            fh.write(json.dumps(entry, allow_nan=False).encode() + b"\n")
             fh.flush()
             os.fsync(fh.fileno())
         return entry
@@ -165,3 +187,58 @@ def _number(version: str) -> int:
     if match is None:
         raise CheckpointError(f"not a version name: {version!r}")
     return int(match.group(1))
+
+
+def _apply(stack: list[str], entries: list[dict[str, Any]]) -> list[str]:
+    """``stack`` after ``entries``: a promotion pushes its version, a rollback pops the current one."""
+    for entry in entries:
+        if entry["action"] == "promote":
+            stack.append(entry["version"])
+        elif entry["action"] == "rollback" and stack:
+            stack.pop()
+    return stack
+
+
+class _LogSoFar:
+    """The complete lines of a store's log read so far: their entries, the serving stack after them, and
+    where the next read starts."""
+
+    def __init__(self, inode: int | None = None) -> None:
+        self.inode, self.offset = inode, 0
+        self.last = b""  # the last complete line read, with its newline: a rewritten log no longer has it there
+        self.entries: list[dict[str, Any]] = []
+        self.stack: list[str] = []
+        self.lines = 0
+
+    def extend(self, lines: list[bytes], path: Path) -> None:
+        """Take complete lines, all or none: ``CheckpointError`` names the first unreadable one."""
+        entries = []
+        for n, line in enumerate(lines, self.lines + 1):
+            if line.strip():
+                try:
+                    entries.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise CheckpointError(f"{path} line {n} is unreadable ({exc}): the store's log is damaged") from exc
+        self.lines += len(lines)
+        self.entries += entries
+        _apply(self.stack, entries)
+
+
+def _drop_cut_line(fh: Any) -> None:
+    """Before an append: cut off a last line without its newline (a write that did not finish, which
+    readers leave out), so the new line does not run into it and damage the log."""
+    fh.seek(0, os.SEEK_END)
+    size = fh.tell()
+    if size == 0:
+        return
+    start = max(0, size - 65_536)  # an entry is a few hundred bytes
+    fh.seek(start)
+    tail = fh.read()
+    if tail.endswith(b"\n"):
+        return
+    if b"\n" not in tail and start > 0:
+        raise CheckpointError(f"{fh.name}: its last 64 KB hold no line end: the store's log is damaged")
+    keep = start + tail.rfind(b"\n") + 1
+    logger.warning("store log: a last line cut short (%d bytes) is removed before appending", size - keep)
+    fh.truncate(keep)
+    fh.seek(0, os.SEEK_END)

@@ -92,9 +92,10 @@ class ModelSlot:
 def serving_path(settings: Settings) -> tuple[str, str | None]:
     """The checkpoint a worker starts from: the store's serving version, else ``model_path``."""
     if settings.model_store:
-        current = ModelStore(settings.model_store).current()
+        store = ModelStore(settings.model_store)
+        current = store.current()
         if current is not None:
-            return str(ModelStore(settings.model_store).path(current)), current
+            return str(store.path(current)), current
     return settings.model_path, None
 
 
@@ -122,6 +123,7 @@ async def announce(settings: Settings, entry: dict[str, Any], producer: AIOKafka
 def register(app: faust.App, settings: Settings, slot: ModelSlot, metrics: Metrics, load) -> None:
     """Follow the model-updates topic; ``load(path, version)`` builds a recommender (in a thread)."""
     loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
+    store = ModelStore(settings.model_store)  # one for the worker's life: it reads only what its log gained
 
     @app.task
     async def follow_model_updates() -> None:
@@ -131,12 +133,12 @@ def register(app: faust.App, settings: Settings, slot: ModelSlot, metrics: Metri
         await consumer.start()
         try:
             async for msg in consumer:
-                await _on_announcement(msg.value, settings, slot, metrics, load, loader)
+                await _on_announcement(msg.value, store, slot, metrics, load, loader)
         finally:
             await consumer.stop()
 
 
-async def _on_announcement(value: bytes, settings: Settings, slot: ModelSlot, metrics: Metrics,
+async def _on_announcement(value: bytes, store: ModelStore, slot: ModelSlot, metrics: Metrics,
                            load, loader: ThreadPoolExecutor) -> None:
     try:
         entry = orjson.loads(value)
@@ -148,7 +150,6 @@ async def _on_announcement(value: bytes, settings: Settings, slot: ModelSlot, me
     target = slot.staged[0].model_version if slot.staged else slot.model_version
     if version == target:
         return  # already serving (e.g. the version this worker started from)
-    store = ModelStore(settings.model_store)
     try:
         current = store.current()
     except (CheckpointError, OSError) as exc:

@@ -97,3 +97,48 @@ def test_prune_leaves_newer_versions_alone_and_refuses_to_keep_fewer_than_two(tm
     with pytest.raises(ValueError, match="at least 2"):
         store.prune(1)
     assert ModelStore(tmp_path / "empty").prune(2) == []
+
+
+def test_the_log_is_read_once_and_then_only_what_was_appended(tmp_path) -> None:
+    import json
+    from unittest import mock
+
+    writer, reader = ModelStore(tmp_path), ModelStore(tmp_path)  # the trainer, and a worker's long-lived store
+    lines = "".join(json.dumps({"action": "promote", "version": f"v{n:04d}", "ts": n}) + "\n" for n in range(1, 2001))
+    (tmp_path / "log.jsonl").write_text(lines)
+    assert reader.current() == writer.current() == "v2000"
+    with mock.patch("models.model_store.json.loads", wraps=json.loads) as parsed:
+        assert reader.current() == "v2000" and parsed.call_count == 0  # nothing new: nothing parsed
+        writer.path("v1999").mkdir(parents=True)  # (a rollback needs its version on disk)
+        writer.rollback(reason="test")
+        assert reader.current() == "v1999" and parsed.call_count == 1  # only the appended line, by the reader
+    assert reader.log() == ModelStore(tmp_path).log() and len(reader.log()) == 2001
+
+
+def test_a_log_rewritten_in_place_is_read_again(tmp_path) -> None:
+    store = ModelStore(tmp_path)
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"action": "promote", "version": "v0001"}\n{"action": "promote", "version": "v0002"}\n')
+    assert store.current() == "v0002"
+    log.write_text('{"action": "promote", "version": "v0007"}\n{"action": "promote", "version": "v0008"}\n'
+                   '{"action": "promote", "version": "v0009"}\n')  # same file, other content: not an append
+    assert store.serving_stack() == ["v0007", "v0008", "v0009"]
+
+
+def test_an_append_after_a_line_cut_short_removes_it_so_the_log_stays_readable(tmp_path, caplog) -> None:
+    store = ModelStore(tmp_path)
+    store.promote(store.save(tiny_ensemble()))
+    store.promote(store.save(tiny_ensemble()))
+    with open(tmp_path / "log.jsonl", "a") as fh:
+        fh.write('{"action": "promote", "vers')  # a writer died mid-line
+    assert store.current() == "v0002"
+    store.rollback(reason="after the crash")  # before, this line ran into the cut one: a damaged log
+    assert store.current() == "v0001" and "cut short" in caplog.text
+    assert [e["action"] for e in ModelStore(tmp_path).log()] == ["promote", "promote", "rollback"]
+
+
+def test_a_whole_last_entry_still_without_its_newline_counts(tmp_path) -> None:
+    lines = [f'{{"action": "promote", "version": "v000{n}"}}' for n in (1, 2, 3)]
+    (tmp_path / "log.jsonl").write_text("\n".join(lines) + '\n{"action": "rollback", "version": "v0002"}')
+    store = ModelStore(tmp_path)
+    assert store.current() == "v0002" and store.serving_stack() == ["v0001", "v0002"] and len(store.log()) == 4

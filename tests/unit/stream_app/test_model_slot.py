@@ -9,10 +9,10 @@ from unittest.mock import patch
 
 import orjson
 
+from models.model_store import ModelStore
 from stream_app import model_updates
 from stream_app.metrics import Metrics
 from stream_app.model_updates import ModelSlot
-from stream_app.settings import Settings
 
 
 def rec(version: str) -> SimpleNamespace:
@@ -49,12 +49,12 @@ def announcements_seen_by(serving: str, log: list[dict] | str, announced: list[d
         return rec(version)
 
     slot = ModelSlot(rec(serving))
-    settings = Settings(model_store=str(tmp_path))
+    store = ModelStore(tmp_path)
 
     async def follow() -> None:
         with ThreadPoolExecutor(1) as loader, patch.object(model_updates, "check_scores", lambda r: None):
             for entry in announced:
-                await model_updates._on_announcement(orjson.dumps(entry), settings, slot, Metrics(), load, loader)
+                await model_updates._on_announcement(orjson.dumps(entry), store, slot, Metrics(), load, loader)
 
     asyncio.run(follow())
     return loaded, slot.model_version
