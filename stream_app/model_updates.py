@@ -20,6 +20,7 @@ import logging
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,7 +54,8 @@ class ModelSlot:
     on_swap: Callable[[dict[str, Any]], None] | None = None
     staged: tuple[Recommender, dict[str, Any]] | None = None
     in_batch: bool = False
-    swaps: list[dict[str, Any]] = field(default_factory=list)  # what each swap announced, plus its lag
+    # what the latest swaps announced, plus their lag (a worker runs for months: not every swap is kept)
+    swaps: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=1_000))
 
     @property
     def model_version(self) -> str:

@@ -86,7 +86,7 @@ class BlendRefitter:
         self.since = 0
         self.n_kept = 0  # samples in ``kept``
         self.offered = 0  # samples ``observe`` was given
-        self.fits: list[dict[str, object]] = []
+        self.fits: deque[dict[str, object]] = deque(maxlen=1_000)  # the latest (a trainer runs for months)
 
     def observe(self, ensemble: Ensemble, samples: Sequence[TrainingSample]) -> None:
         """Keep the scores of ``samples`` (their share: ``per_batch`` of every ``keep_of``): call before

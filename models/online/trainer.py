@@ -150,7 +150,7 @@ class OnlineTrainer:
         self.newest_learnt_ms: int | None = None
         self.oldest_unpromoted_ms: int | None = None  # the oldest sample learnt since the last promotion
         self.probation: Probation | None = None
-        self.evaluations: list[dict[str, Any]] = []
+        self.evaluations: deque[dict[str, Any]] = deque(maxlen=1_000)  # the latest (a trainer runs for months)
         self._forms: dict[int, tuple[Ensemble, LinearBlend | None]] = {}  # id -> (version's ensemble, its form)
 
     def resume_offsets(self) -> dict[int, int]:

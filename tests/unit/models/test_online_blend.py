@@ -68,7 +68,7 @@ def test_no_move_without_enough_gain_or_samples() -> None:
     ens = chain_ensemble({"covisitation": 1.0, "popularity": 0.0})  # already as good as it gets
     refit = BlendRefitter(BlendRefitConfig(every=100, per_batch=1000, per_scorer=20))  # keeps every sample
     refit.observe(ens, [chain_sample(u, u % 50) for u in range(50)])
-    assert refit.maybe_refit(ens) is None and refit.fits == []  # not due yet
+    assert refit.maybe_refit(ens) is None and not refit.fits  # not due yet
     refit.observe(ens, [chain_sample(u, u % 50) for u in range(50, 150)])
     assert refit.maybe_refit(ens) is None and ens.weights == {"covisitation": 1.0, "popularity": 0.0}
     assert refit.fits and not refit.fits[-1]["moved"]

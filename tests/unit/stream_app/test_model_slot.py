@@ -30,6 +30,13 @@ def test_a_model_staged_mid_batch_serves_from_the_next_batch() -> None:
     assert swapped[0]["version"] == "v2" and swapped[0]["swap_lag_s"] > 0
 
 
+def test_a_worker_that_swaps_for_months_keeps_only_the_latest_swaps() -> None:
+    slot = ModelSlot(rec("v0"))
+    for n in range(1, 1_502):
+        slot.stage(rec(f"v{n}"), {"version": f"v{n}", "action": "promote"})
+    assert len(slot.swaps) == 1_000 and slot.swaps[-1]["version"] == "v1501" and slot.model_version == "v1501"
+
+
 def test_a_model_staged_while_idle_serves_at_once() -> None:
     slot = ModelSlot(rec("v1"))
     slot.stage(rec("v0"), {"version": "v0", "action": "rollback"})
