@@ -26,11 +26,10 @@ from models.model_store import ModelStore
 from models.pipeline import PipelineConfig, train_all
 from models.sequence.config import SeqConfig, TrainConfig
 from stream_app.embedded import EmbeddedStack, embedded_stack, free_port
-from stream_app.kafka_admin import ensure_topics
 from stream_app.replay.producer import replay, replay_file
 from stream_app.settings import Settings
 from stream_app.sinks.redis import RedisStore
-from stream_app.topics import all_topics
+from stream_app.topics import prepare_all
 from stream_app.worker_process import WorkerProcess, wait_for_events
 
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data" / "sample"
@@ -76,7 +75,7 @@ async def _run(stack: EmbeddedStack, workdir: Path, n_users: int, baseline: bool
         settings = replace(settings, model_path=str(pretrain(offline, workdir / "pretrained")),
                            model_store=str(workdir / "model-store"), trainer_promote_every=400,
                            trainer_eval_slice=200, trainer_promote_every_s=5.0, trainer_rollback_window=400)
-    await ensure_topics(stack.bootstrap, all_topics(settings), settings.partitions)
+    await prepare_all(settings)
     store = RedisStore(settings.redis_url, prefix=settings.redis_prefix)
     worker = None
     try:  # whatever stops the demo (Ctrl-C, an error) stops what it started: the processes have own sessions

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -24,11 +24,13 @@ async def admin_client(bootstrap: str) -> AsyncIterator[AIOKafkaAdminClient]:
         await admin.close()
 
 
-async def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int, replication: int = 1) -> None:
-    """Create each topic unless it exists (existing topics are left as they are); ``TopicError`` if the
-    broker refuses one (aiokafka reports such errors in the response, it does not raise them)."""
+async def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int, replication: int = 1,
+                        configs: Mapping[str, Mapping[str, str]] | None = None) -> None:
+    """Create each topic unless it exists (existing topics are left as they are), with its ``configs`` (topic
+    name -> Kafka topic settings); ``TopicError`` if the broker refuses one (aiokafka reports such errors in
+    the response, it does not raise them)."""
     async with admin_client(bootstrap) as admin:
-        await _create_missing(admin, names, partitions, replication)
+        await _create_missing(admin, names, partitions, replication, configs or {})
 
 
 async def partition_counts(bootstrap: str, names: Iterable[str]) -> dict[str, int]:
@@ -38,12 +40,12 @@ async def partition_counts(bootstrap: str, names: Iterable[str]) -> dict[str, in
 
 
 async def prepare_topics(bootstrap: str, names: Iterable[str], partitions: int, replication: int,
-                         placed: Iterable[str]) -> None:
+                         placed: Iterable[str], configs: Mapping[str, Mapping[str, str]] | None = None) -> None:
     """``ensure_topics``, then ``TopicError`` unless each ``placed`` topic has ``partitions`` partitions: a
     user's events, their state's changelog and the item touches are placed by the partition count, so a
     topic with another count splits them (its events would be dead-lettered as ``wrong_partition``)."""
     async with admin_client(bootstrap) as admin:
-        await _create_missing(admin, names, partitions, replication)
+        await _create_missing(admin, names, partitions, replication, configs or {})
         counts = await _partition_counts(admin, placed)
     wrong = {name: n for name, n in counts.items() if n != partitions}
     if wrong:
@@ -52,9 +54,11 @@ async def prepare_topics(bootstrap: str, names: Iterable[str], partitions: int, 
             + ": set RECO_PARTITIONS to the topics' count (or recreate them with it)")
 
 
-async def _create_missing(admin: AIOKafkaAdminClient, names: Iterable[str], partitions: int, replication: int) -> None:
+async def _create_missing(admin: AIOKafkaAdminClient, names: Iterable[str], partitions: int, replication: int,
+                          configs: Mapping[str, Mapping[str, str]]) -> None:
     existing = set(await admin.list_topics())
-    new = [NewTopic(n, partitions, replication) for n in dict.fromkeys(names) if n not in existing]
+    new = [NewTopic(n, partitions, replication, topic_configs=dict(configs.get(n, {})))
+           for n in dict.fromkeys(names) if n not in existing]
     if not new:
         return
     response = await admin.create_topics(new)

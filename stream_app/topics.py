@@ -8,7 +8,9 @@ from dataclasses import dataclass
 import faust
 from faust.types import RecordMetadata, TopicT
 
+from stream_app import kafka_admin
 from stream_app.settings import Settings
+from stream_app.tansu_compat import bootstrap_from_url
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,21 @@ def all_topics(settings: Settings) -> list[str]:
     return [settings.events_topic, settings.recommendations_topic, settings.dead_letter_topic,
             settings.item_activity_topic, settings.item_touches_topic, settings.alerts_topic,
             settings.training_samples_topic, settings.model_updates_topic]
+
+
+def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
+    """Kafka settings of the topics that need their own: model-updates is compacted (every announcement
+    has the key ``model``), so a starting worker reads the latest, not every version ever announced."""
+    return {settings.model_updates_topic: {"cleanup.policy": "compact"}}
+
+
+async def prepare_all(settings: Settings) -> None:
+    """Create every missing topic (``RECO_PARTITIONS``, ``RECO_REPLICATION_FACTOR``, ``topic_configs``);
+    ``TopicError`` if the broker refuses one, or if the events or item-touches topic has another partition
+    count: users and items are placed by that count. Workers and the trainer run it at start."""
+    await kafka_admin.prepare_topics(bootstrap_from_url(settings.kafka_url), all_topics(settings),
+                                     settings.partitions, settings.replication_factor,
+                                     [settings.events_topic, settings.item_touches_topic], topic_configs(settings))
 
 
 def declare_topics(app: faust.App, settings: Settings) -> Topics:

@@ -46,6 +46,7 @@ from stream_app.model_updates import announce
 from stream_app.records import Rejection
 from stream_app.settings import Settings
 from stream_app.tansu_compat import bootstrap_from_url
+from stream_app.topics import prepare_all
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +129,7 @@ async def run_trainer(settings: Settings, *, stop: asyncio.Event | None = None) 
     if not settings.model_store:
         raise ValueError("RECO_MODEL_STORE must name the model store directory")
     torch.set_num_threads(settings.torch_threads)
+    await prepare_all(settings)  # before anything is sent: a topic the broker auto-created would lack its settings
     store = ModelStore(settings.model_store)
     base = ensure_base(store, settings.model_path)
     if base is not None:

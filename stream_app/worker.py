@@ -25,8 +25,7 @@ from stream_app.settings import Settings
 from stream_app.sinks.base import Store
 from stream_app.sinks.redis import RedisStore
 from stream_app.tables import declare_tables
-from stream_app.tansu_compat import bootstrap_from_url
-from stream_app.topics import all_topics, declare_topics
+from stream_app.topics import declare_topics, prepare_all
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +70,8 @@ def load_ensemble(settings: Settings, path: str, executor: ThreadPoolExecutor | 
 def prepare_topics(settings: Settings) -> None:
     """Create the topics that do not exist yet (``RECO_PARTITIONS`` partitions, ``RECO_REPLICATION_FACTOR``
     replicas), then stop with a clear error if the events or item-touches topic has another partition count."""
-    bootstrap = bootstrap_from_url(settings.kafka_url)
     try:
-        asyncio.run(kafka_admin.prepare_topics(bootstrap, all_topics(settings), settings.partitions,
-                                               settings.replication_factor,
-                                               [settings.events_topic, settings.item_touches_topic]))
+        asyncio.run(prepare_all(settings))
     except kafka_admin.TopicError as exc:
         log.critical("worker not started: %s", exc)
         raise SystemExit(2) from exc

@@ -9,6 +9,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.protocol.admin import CreateTopicsResponse_v3
 
 from stream_app.kafka_admin import TopicError, ensure_topics
+from stream_app.settings import Settings
+from stream_app.topics import all_topics, topic_configs
 
 
 def broker_answering(monkeypatch, code: int, message: str) -> list:
@@ -43,3 +45,20 @@ def test_a_topic_another_client_created_meanwhile_is_fine(monkeypatch) -> None:
     asked = broker_answering(monkeypatch, 36, "Topic 'events' already exists.")
     asyncio.run(ensure_topics("127.0.0.1:1", ["events", "alerts", "events"], 8))
     assert asked == ["events", "alerts"]
+
+
+def test_the_model_updates_topic_is_created_compacted_and_the_others_with_the_brokers_defaults(monkeypatch) -> None:
+    created: dict = {}
+
+    async def create(self, request):
+        created.update({t[0]: dict(t[-1]) for t in request.create_topic_requests})  # (name, ..., configs)
+        return CreateTopicsResponse_v3(throttle_time_ms=0, topic_errors=[
+            (t[0], 0, None) for t in request.create_topic_requests])
+
+    broker_answering(monkeypatch, 0, "")
+    monkeypatch.setattr(AIOKafkaAdminClient, "_send_to_controller", create)
+    settings = Settings()
+    asyncio.run(ensure_topics("127.0.0.1:1", all_topics(settings), 4, configs=topic_configs(settings)))
+    assert created.pop(settings.model_updates_topic) == {"cleanup.policy": "compact"}
+    assert set(created) == set(all_topics(settings)) - {settings.model_updates_topic}
+    assert all(configs == {} for configs in created.values())

@@ -131,6 +131,11 @@ def test_the_trainer_stops_without_learning_when_its_seek_failed(tmp_path, monke
     monkeypatch.setattr(trainer_process, "AIOKafkaProducer", Producer)
     monkeypatch.setattr("stream_app.model_updates.AIOKafkaProducer", Producer)
     monkeypatch.setattr(OnlineTrainer, "on_samples", on_samples)
+
+    async def no_broker_to_prepare(_settings) -> None:
+        return None
+
+    monkeypatch.setattr(trainer_process, "prepare_all", no_broker_to_prepare)
     settings = Settings(model_store=str(tmp_path / "store"), model_path=str(tmp_path / "base"))
     try:
         asyncio.run(trainer_process.run_trainer(settings, stop=stop))
