@@ -6,7 +6,7 @@ from pathlib import Path
 
 import faust
 
-from stream_app import faust_fixes, tansu_compat
+from stream_app import faust_fixes, table_store, tansu_compat
 from stream_app.settings import Settings
 
 
@@ -14,6 +14,7 @@ def create_app(settings: Settings) -> faust.App:
     """A Faust app with the settings measured to work on Kafka and tansu."""
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     faust_fixes.install()
+    table_store.install()
     if settings.embedded_broker:
         tansu_compat.install(tansu_compat.bootstrap_from_url(settings.kafka_url))
     tansu_compat.set_fetch_max_wait(settings.fetch_max_wait_ms)

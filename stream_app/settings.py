@@ -82,7 +82,7 @@ class Settings:
     web_port: int = 6066
     web_bind: str = "127.0.0.1"  # the worker's HTTP endpoint (metrics, health); 0.0.0.0 in a container
     data_dir: str = ".run/worker"
-    store: str = "memory://"  # or rocksdb://
+    store: str = "memory://"  # tables in memory, rebuilt from their changelogs at start; rocksdb://: on disk
     broker_session_timeout_s: float = 10.0
     broker_heartbeat_interval_s: float = 1.0
     commit_interval_s: float = 1.0

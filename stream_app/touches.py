@@ -41,7 +41,12 @@ def from_touch(row: Touch) -> tuple[Event, UserContext]:
 
 def partition_of(key: str, partitions: int) -> int:
     """The partition Kafka's default partitioner gives ``key`` (murmur2, as the Java client)."""
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+    return partition_of_bytes(key.encode(), partitions)
+
+
+def partition_of_bytes(key: bytes, partitions: int) -> int:
+    """``partition_of`` for a key already encoded."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def by_partition(touches: Iterable[Touch], partitions: int) -> dict[int, list[Touch]]:

@@ -20,8 +20,12 @@ def settings(settings):
     return replace(settings, log_level="info")  # the restarted worker's recovery log, shown on failure
 
 
-@pytest.mark.parametrize("stop", ["sigterm", "sigkill"])
-def test_user_state_survives_a_worker_restart(stack, settings, start_worker, stop):
+@pytest.mark.parametrize(("stop", "table_store"), [("sigterm", "memory://"), ("sigkill", "memory://"),
+                                                   ("sigkill", "rocksdb://")])
+def test_user_state_survives_a_worker_restart(stack, settings, start_worker, stop, table_store):
+    # memory://: the restarted worker rebuilds its tables from their changelogs; rocksdb:// (production's
+    # setting): it reopens its local RocksDB and reads only the changelogs' tail
+    settings = replace(settings, store=table_store)
     events = order_for_replay(read_events(SAMPLE / "taobao_user_behavior.csv", "taobao"))
     # each user's first half before the stop, second half after: every user's state
     # must be recovered and then extended, so a stale recovery shows in every list
@@ -30,7 +34,7 @@ def test_user_state_survives_a_worker_restart(stack, settings, start_worker, sto
     async def scenario():
         async with redis_store(settings) as store:
             kw = dict(bootstrap=stack.bootstrap, topic=settings.events_topic, progress=False)
-            worker = start_worker()
+            worker = start_worker(settings)
             await replay(first, **kw)
             await wait_for_events(store, len(first), worker, counted=("processed",))
             if stop == "sigterm":
@@ -38,7 +42,7 @@ def test_user_state_survives_a_worker_restart(stack, settings, start_worker, sto
             else:
                 worker.kill()
             await replay(second, **kw)  # arrives while no worker runs
-            worker = start_worker()
+            worker = start_worker(settings)
             restarted = worker
             counters = await wait_for_events(store, len(events), worker, counted=("processed",))
             await asyncio.sleep(1.5)  # re-deliveries after a crash are counted, then settle
