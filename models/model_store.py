@@ -69,10 +69,12 @@ class ModelStore:
         try:
             with open(path, "rb") as fh:
                 inode = os.fstat(fh.fileno()).st_ino
+                if inode != self._read.inode:  # first read, or the file was replaced
+                    self._read = _LogSoFar(inode)
                 fh.seek(self._read.offset - len(self._read.last))
                 new = fh.read()
-                if inode != self._read.inode or not new.startswith(self._read.last):
-                    self._read = _LogSoFar(inode)  # replaced or rewritten, not appended to: read it all again
+                if not new.startswith(self._read.last):
+                    self._read = _LogSoFar(inode)  # rewritten, not appended to: read it all again
                     fh.seek(0)
                     new = fh.read()
                 else:
@@ -225,8 +227,9 @@ class _LogSoFar:
 
 
 def _drop_cut_line(fh: Any) -> None:
-    """Before an append: cut off a last line without its newline (a write that did not finish, which
-    readers leave out), so the new line does not run into it and damage the log."""
+    """Before an append: end a last line without its newline, so the new line does not run into it. One
+    that parses (readers count it) gets its newline; one cut short (a write that did not finish, which
+    readers leave out) is cut off."""
     fh.seek(0, os.SEEK_END)
     size = fh.tell()
     if size == 0:
@@ -239,6 +242,17 @@ def _drop_cut_line(fh: Any) -> None:
     if b"\n" not in tail and start > 0:
         raise CheckpointError(f"{fh.name}: its last 64 KB hold no line end: the store's log is damaged")
     keep = start + tail.rfind(b"\n") + 1
+    if _parses(tail[keep - start:]):
+        fh.write(b"\n")  # a whole entry, only its newline missing
+        return
     logger.warning("store log: a last line cut short (%d bytes) is removed before appending", size - keep)
     fh.truncate(keep)
     fh.seek(0, os.SEEK_END)
+
+
+def _parses(line: bytes) -> bool:
+    try:
+        json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    return True

@@ -142,3 +142,6 @@ def test_a_whole_last_entry_still_without_its_newline_counts(tmp_path) -> None:
     (tmp_path / "log.jsonl").write_text("\n".join(lines) + '\n{"action": "rollback", "version": "v0002"}')
     store = ModelStore(tmp_path)
     assert store.current() == "v0002" and store.serving_stack() == ["v0001", "v0002"] and len(store.log()) == 4
+    store.path("v0001").mkdir(parents=True)
+    store.rollback(reason="test")  # the next append completes that line rather than cutting it off
+    assert store.current() == "v0001" and len(ModelStore(tmp_path).log()) == 5
