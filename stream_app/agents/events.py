@@ -80,8 +80,12 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
 
     @app.on_before_shutdown.connect
     async def drain_samples(_app: faust.App, **_: object) -> None:
-        """A graceful stop: the consumer has stopped, the producer not yet (see ``SampleOutlet.drain``)."""
-        await outlet.drain()
+        """A graceful stop: the consumer has stopped, the producer not yet (see ``SampleOutlet.drain``). A
+        failure (e.g. Redis gone, for the counts) is logged: the rest of the stop must still run."""
+        try:
+            await outlet.drain()
+        except Exception as exc:  # noqa: BLE001
+            log.error("sending the held training samples at stop failed: %r", exc, exc_info=exc)
 
     if monitor is not None:
         @app.on_partitions_assigned.connect
