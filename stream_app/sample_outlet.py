@@ -98,14 +98,20 @@ class SampleOutlet:
             raise
 
     async def drain(self, timeout_s: float = 10.0) -> None:
-        """At a graceful stop: wait out the hold, release everything, wait for the broker, count."""
-        self._closed = True
-        wait_s = self.holdback.wait_s()
-        if wait_s:
+        """At a graceful stop: wait out the hold (a batch finishing meanwhile adds to it), release everything,
+        wait for the broker, count. Samples still held after ``timeout_s`` more, or added after, are lost."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.holdback.delay_s + timeout_s
+        while (wait_s := self.holdback.wait_s()) and loop.time() < deadline:
             log.info("worker stopping: %d training samples held, sent in %.1f s unless an alert comes",
                      len(self.holdback), wait_s)
-            await asyncio.sleep(wait_s)
+            await asyncio.sleep(min(wait_s, max(0.0, deadline - loop.time())))
+        self._closed = True
         await self.release()
+        if len(self.holdback):
+            self._counts["samples_lost"] += len(self.holdback)
+            log.warning("worker stopping: %d training samples still held after %.0f s: not sent",
+                        len(self.holdback), self.holdback.delay_s + timeout_s)
         if self._in_flight:
             _, pending = await asyncio.wait(set(self._in_flight), timeout=timeout_s)
             if pending:

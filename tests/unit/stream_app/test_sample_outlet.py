@@ -127,3 +127,18 @@ def test_counts_the_store_did_not_take_are_kept_for_the_next_flush() -> None:
         return counted
 
     assert asyncio.run(scenario()) == {"samples_dropped": 1}
+
+
+def test_a_batch_that_finishes_while_the_stop_waits_out_the_hold_is_sent_too() -> None:
+    async def scenario():
+        broker, counted = Broker(), {}
+        outlet = _outlet(broker, 0.2, set(), counted)
+        outlet.add(_samples(["u1"]))
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.1, outlet.add, _samples(["u2", "u3"]))  # the last batch ends during the drain
+        loop.call_later(0.5, broker.acknowledge)
+        await outlet.drain(timeout_s=5.0)
+        return broker.sent, counted
+
+    sent, counted = asyncio.run(scenario())
+    assert len(sent) == 3 and counted == {"samples_sent": 3}
