@@ -48,14 +48,14 @@ class SampleOutlet:
         return len(self._in_flight)
 
     def add(self, samples: Iterable[TrainingSample]) -> None:
-        """Hold a batch's samples; after ``drain`` began they are lost (counted)."""
+        """Hold a batch's samples; once ``drain`` has made its last release they are lost (counted)."""
         if not self._closed:
             self.holdback.add(samples)
             return
         late = sum(1 for _ in samples)
         if late:
             self._counts["samples_lost"] += late
-            log.warning("%d training samples came after the worker began to stop: not sent", late)
+            log.warning("%d training samples came after the stopping worker's last release: not sent", late)
 
     async def release(self) -> None:
         """Send the held samples whose time is up and that ``keep`` accepts; count the ones it refuses."""
