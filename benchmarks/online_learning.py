@@ -207,11 +207,11 @@ def retrained(name: str, events: list[Event], frozen: PrequentialResult,
 
 
 def learner_cost(ensemble: Ensemble, pre: list[Event], rest: list[Event], config: OnlineConfig,
-                 sizes: list[int], repeats: int) -> dict[str, Any]:
+                 sizes: list[int], repeats: int, replay_seed: bool) -> dict[str, Any]:
     """Seconds per ``learn`` call of N samples, of ``candidate()``, and of a checkpoint save/load."""
     samples = log_samples(rest, histories=user_histories(pre))
     learner = OnlineLearner(ensemble, config)
-    if args.replay_seed:
+    if replay_seed:
         learner.remember(log_samples(pre))
     out: dict[str, Any] = {"learn": []}
     pos = 0
@@ -288,7 +288,8 @@ def run_dataset(name: str, args: argparse.Namespace, config: OnlineConfig) -> di
     out["windows"] = {v: [{k: (round(x, 5) if isinstance(x, float) else x) for k, x in w.items()}
                           for w in r.windows(edges, 10)] for v, r in results.items()}
     if args.cost_sizes:
-        out["learner_cost"] = learner_cost(ensemble, pre, rest, config, args.cost_sizes, args.cost_repeats)
+        out["learner_cost"] = learner_cost(ensemble, pre, rest, config, args.cost_sizes, args.cost_repeats,
+                                           args.replay_seed)
         print(f"{name}: learner cost {out['learner_cost']}", flush=True)
     return out
 
