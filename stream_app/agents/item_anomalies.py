@@ -159,12 +159,9 @@ async def read_alerts(settings: Settings, caught_up: asyncio.Event | None = None
     await consumer.start()
     try:
         await consumer.topics()  # loads the cluster's metadata (the topic exists: the worker prepared it)
-        partitions = [TopicPartition(settings.alerts_topic, p)
-                      for p in sorted(consumer.partitions_for_topic(settings.alerts_topic) or ())]
+        partitions = await follow_new_partitions(consumer, settings.alerts_topic, [])
         if not partitions:
             raise RuntimeError(f"topic {settings.alerts_topic!r} has no partitions (not created?)")
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
         behind = await alerts_to_read(consumer, partitions, bootstrap if settings.embedded_broker else None)
         while True:
             partitions = await follow_new_partitions(consumer, settings.alerts_topic, partitions)
@@ -201,8 +198,9 @@ async def follow_new_partitions(consumer: AIOKafkaConsumer, topic: str,
     for tp, offset in positions.items():
         consumer.seek(tp, offset)
     await consumer.seek_to_beginning(*added)
-    log.warning("alerts topic %r has %d new partitions (%s): read from their beginning", topic, len(added),
-                ", ".join(str(tp.partition) for tp in added))
+    if assigned:
+        log.warning("alerts topic %r has %d new partitions (%s): read from their beginning", topic, len(added),
+                    ", ".join(str(tp.partition) for tp in added))
     return [*assigned, *added]
 
 
