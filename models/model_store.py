@@ -4,27 +4,32 @@ Layout under ``root``::
 
     versions/v0001/      weights.safetensors + meta.json (with the weights' sha256)
     versions/v0002/
-    log.jsonl            one line per change: {"action": "promote"|"rollback", "version", "ts", ...}
+    log.jsonl            one line per change: {"action": "promote"|"rollback"|"rotate", "version", "ts", ...}
+    log-archive/         log-000001.jsonl.gz, ...: earlier lines of the log, moved there by ``rotate_log``
 
 The log is the source of truth. Replaying it gives the serving stack: a
 promotion pushes a version, a rollback pops the current one, so the version
 that served before it serves again. A version directory is written under a
 temporary name and renamed, so a reader never sees half a checkpoint.
 ``prune`` deletes the versions that can no longer serve (rolled back, or
-deeper in the stack than ``keep``); the log keeps every entry.
+deeper in the stack than ``keep``); the log keeps every entry until
+``rotate_log`` archives it and starts a new one from the versions kept.
 Plain files, no Kafka: the trainer writes, workers and the CLI read, and the
 model-updates topic only announces what the log already says.
 """
 
 from __future__ import annotations
 
+import fcntl
+import gzip
 import json
 import logging
 import os
 import re
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +39,8 @@ from models.ensemble import Ensemble
 logger = logging.getLogger(__name__)
 VERSION_RE = re.compile(r"^v(\d{4,})$")
 LOG = "log.jsonl"
+LOG_ARCHIVE = "log-archive"
+ARCHIVE_RE = re.compile(r"^log-(\d{6,})\.jsonl\.gz$")
 
 
 class ModelStore:
@@ -170,10 +177,58 @@ class ModelStore:
             shutil.rmtree(gone)
         return [p.name for p in doomed]
 
+    def rotate_log(self, max_lines: int, keep: int = 0) -> Path | None:
+        """Once the log holds more than ``max_lines`` lines, move it to ``log-archive/`` (gzip) and start a new
+        one; returns the archive's path, or None when the log is short enough.
+
+        The new log is a ``rotate`` entry naming the archive, then the
+        promotion entries of the newest ``keep`` versions of the serving stack
+        (all of it for 0), copied unchanged: it serves, rolls back and resumes
+        (``sample_offsets``) as the old one did. Without it the log grows by a
+        line per promotion for good, and every reader holds all of it in
+        memory. The new log replaces the old one by a rename; appends wait
+        for it (a lock file), and readers see a new file and read it whole.
+        """
+        if max_lines < 1:
+            raise ValueError(f"max_lines must be at least 1, not {max_lines}")
+        self._refresh()
+        if self._read.lines <= max_lines:
+            return None
+        path = self.root / LOG
+        with _locked(self.root):
+            old = path.read_bytes()  # under the lock: every append so far is in it, none comes in between
+            lines = old.split(b"\n")
+            if not _parses(lines[-1]):
+                lines = lines[:-1]  # nothing after the last newline, or a line cut short (kept in the archive)
+            read = _LogSoFar()
+            read.extend(lines, path)
+            stack = read.stack[-keep:] if keep else read.stack
+            promotions = {e["version"]: e for e in read.entries if e["action"] == "promote"}
+            archive = self._next_archive()
+            _write_atomically(archive, gzip.compress(old))
+            rotate = {"action": "rotate", "archive": f"{LOG_ARCHIVE}/{archive.name}", "archived_lines": read.lines,
+                      "kept": stack, "ts": time.time()}
+            fresh = [rotate, *(promotions[v] for v in stack)]
+            _write_atomically(path, b"".join(json.dumps(e, allow_nan=False).encode() + b"\n" for e in fresh))
+        self._read = _LogSoFar()
+        logger.info("store log: %d lines archived to %s; the new log keeps %s", read.lines, archive, stack)
+        return archive
+
+    def archives(self) -> list[Path]:
+        """The archived logs, oldest first."""
+        folder = self.root / LOG_ARCHIVE
+        found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := ARCHIVE_RE.match(p.name))] \
+            if folder.is_dir() else []
+        return [p for _, p in sorted(found)]
+
+    def _next_archive(self) -> Path:
+        numbers = [int(m.group(1)) for p in self.archives() if (m := ARCHIVE_RE.match(p.name))]
+        return self.root / LOG_ARCHIVE / f"log-{max(numbers, default=0) + 1:06d}.jsonl.gz"
+
     def _append(self, entry: dict[str, Any]) -> dict[str, Any]:
         entry = {**entry, "ts": time.time()}
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / LOG, "a+b") as fh:
+        with _locked(self.root), open(self.root / LOG, "a+b") as fh:
             _drop_cut_line(fh)
             fh.write(json.dumps(entry, allow_nan=False).encode() + b"\n")
             fh.flush()
@@ -184,6 +239,34 @@ class ModelStore:
         return [p for p in self.versions_dir.iterdir() if p.is_dir()] if self.versions_dir.is_dir() else []
 
 
+@contextmanager
+def _locked(root: Path) -> Iterator[None]:
+    """Hold the store's lock file: one writer of the log at a time (the trainer, ``reco rollback``)."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "log.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all: a temporary file, synced, renamed over it, and the folder synced."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
 def _number(version: str) -> int:
     match = VERSION_RE.match(version)
     if match is None:
@@ -192,12 +275,15 @@ def _number(version: str) -> int:
 
 
 def _apply(stack: list[str], entries: list[dict[str, Any]]) -> list[str]:
-    """``stack`` after ``entries``: a promotion pushes its version, a rollback pops the current one."""
+    """``stack`` after ``entries``: a promotion pushes its version, a rollback pops the current one, a
+    rotation starts afresh (the copied promotions after it rebuild the stack)."""
     for entry in entries:
         if entry["action"] == "promote":
             stack.append(entry["version"])
         elif entry["action"] == "rollback" and stack:
             stack.pop()
+        elif entry["action"] == "rotate":
+            stack.clear()
     return stack
 
 

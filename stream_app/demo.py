@@ -154,7 +154,8 @@ def _print_model_log(settings: Settings) -> None:
         if "candidate" in metrics:
             judged = (f"  NDCG@10 on the newest samples: candidate {metrics['candidate']['ndcg@10']:.4f}"
                       f" vs serving {metrics['serving']['ndcg@10']:.4f}")
-        print(f"  {entry['action']:>8} {entry['version']}{judged}")
+        what = entry.get("version") or entry.get("archive", "")  # a rotation names the archive of the older lines
+        print(f"  {entry['action']:>8} {what}{judged}")
 
 
 async def _print_users(store: RedisStore, events: list[Event], n_users: int) -> None:

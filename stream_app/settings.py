@@ -64,6 +64,7 @@ class Settings:
     model_store: str = ""  # directory of versioned checkpoints (models.model_store); empty: no hot swaps
     model_updates_topic: str = "model-updates"
     model_store_keep: int = 20  # versions the trainer keeps (the serving one and 19 to roll back to); 0: all
+    model_store_log_lines: int = 2_000  # the store's log is archived once longer (ModelStore.rotate_log); 0: never
 
     # the trainer (stream_app/trainer.py): fine-tunes the serving version on training samples
     trainer_batch: int = 256  # samples per learning step

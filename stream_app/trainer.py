@@ -60,7 +60,8 @@ def trainer_configs(settings: Settings) -> tuple[OnlineConfig, TrainerConfig]:
                             promote_tolerance=settings.trainer_promote_tolerance,
                             rollback_window=settings.trainer_rollback_window,
                             rollback_margin=settings.trainer_rollback_margin,
-                            keep_versions=settings.model_store_keep)
+                            keep_versions=settings.model_store_keep,
+                            log_max_lines=settings.model_store_log_lines)
     return learner, trainer
 
 

@@ -99,11 +99,15 @@ class TrainerConfig:
     rollback_window: int = 2_000  # 0: no probation, no automatic rollback
     rollback_margin: float = 0.1
     keep_versions: int = 0  # after each promotion, prune the store to this many versions (0: keep all)
+    log_max_lines: int = 0  # ...and archive the store's log once longer, keeping those versions (0: never)
 
     def __post_init__(self) -> None:
         if self.keep_versions == 1 or self.keep_versions < 0:
             raise ValueError(f"keep_versions (RECO_MODEL_STORE_KEEP) must be 0 (keep all) or at least 2 (the "
                              f"serving version and one to roll back to), not {self.keep_versions}")
+        if self.log_max_lines < 0 or (self.log_max_lines and self.log_max_lines <= self.keep_versions + 1):
+            raise ValueError(f"log_max_lines (RECO_MODEL_STORE_LOG_LINES) must be 0 (never archive) or more than "
+                             f"the {self.keep_versions + 1} lines a new log starts with, not {self.log_max_lines}")
 
 
 @dataclass
@@ -273,24 +277,29 @@ class OnlineTrainer:
                                    newest_sample_ms=self.newest_learnt_ms,
                                    oldest_sample_ms=self.oldest_unpromoted_ms,
                                    sample_offsets={str(p): o for p, o in sorted(self.sample_offsets.items())})
-        self._prune()
+        self._tidy_store()
         if self.config.rollback_window:
             self.probation = Probation(self.serving, self.serving_version)
         self.oldest_unpromoted_ms = None
         self.serving, self.serving_version = candidate, version
         return [entry]
 
-    def _prune(self) -> None:
-        """Delete the versions no rollback can reach any more (``ModelStore.prune``); a failure is logged."""
-        if not self.config.keep_versions:
-            return
-        try:
-            pruned = self.store.prune(self.config.keep_versions)
-        except OSError as exc:
-            log.error("pruning the model store failed (versions kept): %r", exc)
-            return
-        if pruned:
-            log.info("model store pruned: %s", ", ".join(pruned))
+    def _tidy_store(self) -> None:
+        """Delete the versions no rollback can reach any more (``ModelStore.prune``) and archive a long log
+        (``ModelStore.rotate_log``); a failure is logged, and the store stays as it was."""
+        if self.config.keep_versions:
+            try:
+                pruned = self.store.prune(self.config.keep_versions)
+            except OSError as exc:
+                log.error("pruning the model store failed (versions kept): %r", exc)
+            else:
+                if pruned:
+                    log.info("model store pruned: %s", ", ".join(pruned))
+        if self.config.log_max_lines:
+            try:
+                self.store.rotate_log(self.config.log_max_lines, keep=self.config.keep_versions)
+            except (OSError, CheckpointError) as exc:
+                log.error("archiving the model store's log failed (the log stays as it was): %r", exc)
 
     def _check_probation(self, samples: Sequence[TrainingSample], ranks: Sequence[int | None]
                          ) -> list[dict[str, Any]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import os
 import shutil
@@ -43,12 +44,19 @@ async def wait_until(check, what: str, procs, timeout_s: float = 90.0):
     raise AssertionError(f"timed out waiting for {what}\n" + "\n".join(p.log()[-2000:] for p in procs))
 
 
+def promoted(store: ModelStore) -> set[str]:
+    """Every version ever promoted: the store's log and its archives (the trainer archives a long log)."""
+    archived = [json.loads(line) for a in store.archives() for line in gzip.decompress(a.read_bytes()).splitlines()]
+    return {e["version"] for e in archived + store.log() if e["action"] == "promote"}
+
+
 def test_trainer_promotes_and_worker_swaps_mid_stream(stack, settings, start_worker, checkpoint, tmp_path):
     store_dir = tmp_path / "model-store"
     settings = replace(settings, model_path=str(checkpoint), model_store=str(store_dir),
                        trainer_promote_every=400, trainer_eval_slice=100, trainer_promote_every_s=1e9,
                        trainer_promote_tolerance=1.0,  # this test checks the mechanics, not the gain
-                       trainer_rollback_window=0, model_store_keep=3, log_level="info")
+                       trainer_rollback_window=0, model_store_keep=3, model_store_log_lines=5,
+                       log_level="info")
     store = ModelStore(store_dir)
     events = order_for_replay(read_events(SAMPLE / "taobao_user_behavior.csv", "taobao"))
     first, second = events[: len(events) // 2], events[len(events) // 2:]
@@ -76,9 +84,9 @@ async def _scenario(stack, settings, start_worker, store, trainer, first, second
         assert counters["events_in"] == counters["processed"] == len(first) + len(second)
         late_user = second[-1].user_id
         late_version = (await redis.recommendations(late_user))["model_version"]
-        assert late_version != base and late_version in store.serving_stack()  # (the trainer may be further on)
+        assert late_version != base and late_version in promoted(store)  # (the trainer may be further on)
         swap = health(settings)["last_swap"]
-        assert swap["version"] in store.serving_stack() and 0 <= swap["swap_lag_s"] < 60
+        assert swap["version"] in promoted(store) and 0 <= swap["swap_lag_s"] < 60
 
         samples = await consume(stack.bootstrap, settings.training_samples_topic, len(first) + len(second))
         assert len(samples) == len(first) + len(second)  # one sample per processed event, none twice
@@ -86,7 +94,7 @@ async def _scenario(stack, settings, start_worker, store, trainer, first, second
         # versions changed mid-stream, and samples say which served: the base, then promoted ones (a
         # worker that finds two promotions staged between batches serves only the newer one, so the
         # first promotion seen here need not have served)
-        assert base in served_by and served_by - {base} and served_by <= set(store.serving_stack()), served_by
+        assert base in served_by and served_by - {base} and served_by <= promoted(store), served_by
 
         # an unreadable sample goes, unchanged, to the dead-letter topic with its reason
         producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap)
@@ -104,7 +112,9 @@ async def _scenario(stack, settings, start_worker, store, trainer, first, second
         serving = store.current()
         # the trainer pruned the store after each promotion: the serving version and two to roll back to
         stack = store.serving_stack()
-        assert len(stack) > 3 and sorted(p.name for p in store.versions_dir.iterdir()) == stack[-3:], stack
+        assert sorted(p.name for p in store.versions_dir.iterdir()) == stack[-3:], stack
+        # ...and archived its log whenever it grew past 5 lines (the archives and the log hold every promotion)
+        assert len(promoted(store)) > 5 and store.archives() and len(store.log()) <= 5, store.log()
         await wait_until(lambda: health(settings)["model_version"] == serving, "the latest version", [worker])
 
         # a corrupt checkpoint is refused; the serving version stays

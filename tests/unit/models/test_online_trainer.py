@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
+import json
+
 import pytest
 import torch
 
@@ -306,6 +309,29 @@ def test_each_promotion_prunes_the_store_to_the_versions_a_rollback_can_reach(tm
     assert store.current() == "v0007"  # six promotions after the base
     assert sorted(p.name for p in store.versions_dir.iterdir()) == ["v0005", "v0006", "v0007"]
     assert store.rollback()["version"] == "v0006"
+
+
+def test_a_long_store_log_is_archived_and_a_restart_still_resumes_at_the_serving_versions_offsets(tmp_path) -> None:
+    trainer = make_trainer(tmp_path, rollback_window=0, keep_versions=3, log_max_lines=5)
+    for start in range(0, 400, 20):
+        trainer.on_samples(samples(20, start=start), positions=[(0, start + i) for i in range(20)])
+    store = trainer.store
+    assert store.current() == "v0007"  # six promotions after the base: ten lines without archiving
+    lines = (store.root / "log.jsonl").read_text().splitlines()
+    assert len(lines) <= 5 and store.archives(), lines
+    assert store.serving_stack()[-3:] == ["v0005", "v0006", "v0007"] and store.rollback()["version"] == "v0006"
+    store.rollback()
+    restarted = OnlineTrainer(store, trainer.learner_config, trainer.config)
+    archived = [json.loads(line) for a in store.archives() for line in gzip.decompress(a.read_bytes()).splitlines()]
+    as_promoted = next(e for e in archived if e["action"] == "promote" and e["version"] == "v0005")
+    assert restarted.serving_version == "v0005" and as_promoted["sample_offsets"] == {"0": 230}
+    assert restarted.resume_offsets() == {0: 230}
+
+
+def test_an_archive_limit_the_kept_versions_already_fill_is_refused() -> None:
+    with pytest.raises(ValueError, match="RECO_MODEL_STORE_LOG_LINES"):
+        TrainerConfig(keep_versions=20, log_max_lines=21)
+    TrainerConfig(keep_versions=20, log_max_lines=22)
 
 
 def test_keeping_one_version_is_refused_as_it_leaves_nothing_to_roll_back_to() -> None:

@@ -1,0 +1,98 @@
+"""The model store's log is archived once long, and the new log serves, rolls back and resumes as before."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+
+from models.checkpoint import CheckpointError
+from models.model_store import ModelStore
+from tests.unit.models.test_model_store import tiny_ensemble
+
+
+def promoted(store: ModelStore, n: int) -> list[str]:
+    """Save and promote ``n`` versions (each with the sample offsets a trainer records)."""
+    versions = []
+    for _ in range(n):
+        version = store.save(tiny_ensemble())
+        store.promote(version, sample_offsets={"0": 100 * int(version[1:])})
+        versions.append(version)
+    return versions
+
+
+def test_a_long_log_is_archived_and_the_new_one_serves_and_rolls_back_as_before(tmp_path) -> None:
+    store = ModelStore(tmp_path)
+    versions = promoted(store, 8)
+    store.rollback(reason="by hand")  # v0008 off: v0007 serves, v0006 before it
+    before = (tmp_path / "log.jsonl").read_bytes()
+    assert store.rotate_log(max_lines=9, keep=3) is None  # 9 lines: not longer than 9
+    archive = store.rotate_log(max_lines=8, keep=3)
+
+    assert archive == tmp_path / "log-archive" / "log-000001.jsonl.gz"
+    assert gzip.decompress(archive.read_bytes()) == before  # every line, as it was
+    fresh = ModelStore(tmp_path)
+    assert fresh.serving_stack() == versions[4:7] and fresh.current() == "v0007"
+    entries = fresh.log()
+    assert entries[0]["action"] == "rotate" and entries[0]["archived_lines"] == 9
+    assert entries[0]["archive"] == "log-archive/log-000001.jsonl.gz"
+    old = [json.loads(line) for line in before.splitlines()]
+    assert entries[1:] == [e for e in old if e["action"] == "promote" and e["version"] in versions[4:7]]
+    assert fresh.rollback()["version"] == "v0006" and store.current() == "v0006"
+    assert store.rollback()["version"] == "v0005"
+    with pytest.raises(ValueError, match="nothing to roll back to"):
+        store.rollback()
+
+
+def test_a_reader_that_read_the_old_log_follows_the_new_one(tmp_path) -> None:
+    writer, reader = ModelStore(tmp_path), ModelStore(tmp_path)
+    promoted(writer, 6)
+    assert reader.current() == "v0006"  # it has read the whole old log
+    writer.rotate_log(max_lines=4, keep=2)
+    assert reader.current() == "v0006" and reader.serving_stack() == ["v0005", "v0006"]
+    promoted(writer, 1)
+    assert reader.current() == "v0007" and reader.serving_stack() == ["v0005", "v0006", "v0007"]
+    assert len(reader.log()) == 4  # the rotate entry, two copies, one promotion
+
+
+def test_rotations_number_their_archives_and_keep_zero_keeps_the_whole_stack(tmp_path) -> None:
+    store = ModelStore(tmp_path)
+    promoted(store, 5)
+    store.rotate_log(max_lines=2)
+    assert store.serving_stack() == ["v0001", "v0002", "v0003", "v0004", "v0005"]
+    promoted(store, 2)
+    second = store.rotate_log(max_lines=2, keep=2)
+    assert [p.name for p in store.archives()] == ["log-000001.jsonl.gz", "log-000002.jsonl.gz"]
+    assert second == store.archives()[-1] and store.serving_stack() == ["v0006", "v0007"]
+    assert [e["action"] for e in store.log()] == ["rotate", "promote", "promote"]
+
+
+def test_the_new_log_keeps_the_serving_versions_sample_offsets_for_a_restart(tmp_path) -> None:
+    store = ModelStore(tmp_path)
+    promoted(store, 4)
+    store.rotate_log(max_lines=3, keep=2)
+    serving = [e for e in ModelStore(tmp_path).log() if e["action"] == "promote" and e["version"] == "v0004"]
+    assert serving and serving[-1]["sample_offsets"] == {"0": 400}
+
+
+def test_a_damaged_log_is_not_rotated(tmp_path) -> None:
+    store = ModelStore(tmp_path)
+    promoted(store, 3)
+    log = tmp_path / "log.jsonl"
+    lines = log.read_bytes().split(b"\n")
+    damaged = b"\n".join([lines[0], b'{"action": "prom', *lines[1:]])
+    log.write_bytes(damaged)
+    with pytest.raises(CheckpointError, match="line 2"):
+        ModelStore(tmp_path).rotate_log(max_lines=1)
+    assert log.read_bytes() == damaged and not (tmp_path / "log-archive").exists()
+
+
+def test_a_last_line_cut_short_goes_to_the_archive_only(tmp_path) -> None:
+    store = ModelStore(tmp_path)
+    promoted(store, 3)
+    with open(tmp_path / "log.jsonl", "ab") as fh:
+        fh.write(b'{"action": "promote", "vers')  # a writer that died mid-line
+    archive = ModelStore(tmp_path).rotate_log(max_lines=2, keep=2)
+    assert gzip.decompress(archive.read_bytes()).endswith(b'{"action": "promote", "vers')
+    assert ModelStore(tmp_path).serving_stack() == ["v0002", "v0003"]
