@@ -112,7 +112,7 @@ async def scenario(args, stack, workdir: Path) -> dict:
         worker.stop()
         trainer.stop()
         await redis.close()
-    promotions = [e for e in store.log() if e["action"] == "promote"][1:]  # the first one is the base
+    promotions = [e for e in store.history() if e["action"] == "promote"][1:]  # the first one is the base
     swaps = [s for s in swaps_in(worker.log())[:swaps_by_drain_end] if s["action"] == "promote"]
     span_s = {e["version"]: (e["newest_sample_ms"] - e["oldest_sample_ms"]) / 1000.0 for e in promotions
               if e.get("newest_sample_ms") is not None and e.get("oldest_sample_ms") is not None}

@@ -197,11 +197,7 @@ class ModelStore:
         path = self.root / LOG
         with _locked(self.root):
             old = path.read_bytes()  # under the lock: every append so far is in it, none comes in between
-            lines = old.split(b"\n")
-            if not _parses(lines[-1]):
-                lines = lines[:-1]  # nothing after the last newline, or a line cut short (kept in the archive)
-            read = _LogSoFar()
-            read.extend(lines, path)
+            read = _read_whole(old, path)  # a last line cut short is left out here, kept in the archive
             stack = read.stack[-keep:] if keep else read.stack
             promotions = {e["version"]: e for e in read.entries if e["action"] == "promote"}
             archive = self._next_archive()
@@ -213,6 +209,14 @@ class ModelStore:
         self._read = _LogSoFar()
         logger.info("store log: %d lines archived to %s; the new log keeps %s", read.lines, archive, stack)
         return archive
+
+    def history(self) -> list[dict[str, Any]]:
+        """Every entry the store's log ever held, oldest first: the archived logs' (``rotate_log``), then the
+        current log's, without the promotions each rotation copied into the new log."""
+        out: list[dict[str, Any]] = []
+        for path in self.archives():
+            out += _without_copies(_read_whole(gzip.decompress(path.read_bytes()), path).entries)
+        return out + _without_copies(self.log())
 
     def archives(self) -> list[Path]:
         """The archived logs, oldest first."""
@@ -310,6 +314,27 @@ class _LogSoFar:
         self.lines += len(lines)
         self.entries += entries
         _apply(self.stack, entries)
+
+
+def _read_whole(data: bytes, path: Path) -> _LogSoFar:
+    """A whole log's entries and serving stack; a last line that does not parse (cut short) is left out."""
+    lines = data.split(b"\n")
+    read = _LogSoFar()
+    read.extend(lines if _parses(lines[-1]) else lines[:-1], path)
+    return read
+
+
+def _without_copies(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``entries`` less the promotions copied after each ``rotate`` entry (its ``kept`` versions)."""
+    out, skip = [], 0
+    for entry in entries:
+        if skip:
+            skip -= 1
+            continue
+        out.append(entry)
+        if entry["action"] == "rotate":
+            skip = len(entry.get("kept", []))
+    return out
 
 
 def _drop_cut_line(fh: Any) -> None:

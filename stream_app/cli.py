@@ -17,7 +17,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("worker", help="run a stream worker (settings from RECO_* environment variables)")
     sub.add_parser("trainer", help="run the trainer: fine-tune on training samples, promote to the model store")
     sub.add_parser("rollback", help="serve the model version that served before the current one, and announce it")
-    sub.add_parser("models", help="list the model store's log (promotions and rollbacks)")
+    m = sub.add_parser("models", help="list the model store's log (promotions and rollbacks)")
+    m.add_argument("--all", action="store_true", help="the archived logs' entries too, oldest first")
 
     r = sub.add_parser("replay", help="replay a historical event log into the events topic")
     r.add_argument("path", help="the log file")
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         trainer_main(settings)
         return 0
     if args.command in ("rollback", "models"):
-        return _models_command(args.command, settings)
+        return _models_command(args.command, settings, every=getattr(args, "all", False))
     if args.command == "replay":
         from stream_app.kafka_admin import ensure_topics
         from stream_app.replay.producer import replay_file
@@ -80,8 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     raise AssertionError(args.command)
 
 
-def _models_command(command: str, settings: Settings) -> int:
-    """``reco models`` prints the store's log; ``reco rollback`` rolls back and announces it."""
+def _models_command(command: str, settings: Settings, every: bool = False) -> int:
+    """``reco models`` prints the store's log (``every``: its archives' too); ``reco rollback`` rolls back and
+    announces it."""
     import json
 
     from models.model_store import ModelStore
@@ -92,8 +94,10 @@ def _models_command(command: str, settings: Settings) -> int:
         return 2
     store = ModelStore(settings.model_store)
     if command == "models":
-        for entry in store.log():
+        for entry in store.history() if every else store.log():
             print(json.dumps(entry))
+        if store.archives() and not every:
+            print(f"(earlier entries: {len(store.archives())} archived logs in {store.root / 'log-archive'}; reco models --all)")
         print(f"serving: {store.current()}")
         return 0
     try:

@@ -96,3 +96,17 @@ def test_a_last_line_cut_short_goes_to_the_archive_only(tmp_path) -> None:
     archive = ModelStore(tmp_path).rotate_log(max_lines=2, keep=2)
     assert gzip.decompress(archive.read_bytes()).endswith(b'{"action": "promote", "vers')
     assert ModelStore(tmp_path).serving_stack() == ["v0002", "v0003"]
+
+
+def test_history_holds_every_entry_once_across_rotations(tmp_path) -> None:
+    store = ModelStore(tmp_path)
+    promoted(store, 5)
+    store.rotate_log(max_lines=4, keep=2)
+    promoted(store, 3)
+    store.rollback(reason="by hand")
+    store.rotate_log(max_lines=4, keep=2)
+    promoted(store, 1)
+    steps = [(e["action"], e.get("version")) for e in ModelStore(tmp_path).history()]
+    assert steps == [*(("promote", f"v000{i}") for i in range(1, 6)), ("rotate", None),
+                     *(("promote", f"v000{i}") for i in range(6, 9)), ("rollback", "v0007"), ("rotate", None),
+                     ("promote", "v0009")]
