@@ -82,6 +82,7 @@ class Settings:
     redis_ttl_s: int = 7 * 86_400
     web_port: int = 6066
     web_bind: str = "127.0.0.1"  # the worker's HTTP endpoint (metrics, health); 0.0.0.0 in a container
+    trainer_web_port: int = 6067  # the trainer's /metrics/ and /health/ (on web_bind); 0: none
     data_dir: str = ".run/worker"
     store: str = "memory://"  # tables in memory, rebuilt from their changelogs at start; rocksdb://: on disk
     broker_session_timeout_s: float = 10.0

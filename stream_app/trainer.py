@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import orjson
@@ -47,6 +48,7 @@ from stream_app.records import Rejection
 from stream_app.settings import Settings
 from stream_app.tansu_compat import bootstrap_from_url
 from stream_app.topics import prepare_all
+from stream_app.trainer_web import TrainerMetrics, serve
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +140,7 @@ async def run_trainer(settings: Settings, *, stop: asyncio.Event | None = None) 
     learner_cfg, trainer_cfg = trainer_configs(settings)
     trainer = OnlineTrainer(store, learner_cfg, trainer_cfg)
     log.info("trainer starts from %s", trainer.serving_version)
+    metrics, web = TrainerMetrics(trainer), None
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trainer")
     loop = asyncio.get_running_loop()
     consumer = AIOKafkaConsumer(
@@ -156,9 +159,12 @@ async def run_trainer(settings: Settings, *, stop: asyncio.Event | None = None) 
     consumer.subscribe([settings.training_samples_topic], listener=resume_at)
     await producer.start()
     try:
+        if settings.trainer_web_port:
+            web = await serve(metrics, settings.web_bind, settings.trainer_web_port)
         while stop is None or not stop.is_set():
             batches = await consumer.getmany(timeout_ms=200, max_records=settings.trainer_batch)
             resume_at.check()  # before anything fetched is learnt or committed
+            started = time.perf_counter()
             msgs = [m for part in batches.values() for m in part]
             samples, rejected = parse_samples([m.value for m in msgs])
             for n, why in rejected:
@@ -172,10 +178,13 @@ async def run_trainer(settings: Settings, *, stop: asyncio.Event | None = None) 
                 await announce(settings, entry, producer)
             if msgs:  # dead letters were each awaited (``dead_letter``): a failed one raised before this commit
                 await consumer.commit()
+                metrics.observe_batch(len(msgs), len(rejected), time.perf_counter() - started)
     finally:
         await consumer.stop()
         await producer.stop()
         pool.shutdown(wait=True)
+        if web is not None:
+            await web.cleanup()
 
 
 def main(settings: Settings) -> None:

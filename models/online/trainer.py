@@ -70,6 +70,9 @@ from models.online.learner import OnlineConfig, OnlineLearner, should_promote
 from models.online.samples import TrainingSample
 
 log = logging.getLogger(__name__)
+# what ``OnlineTrainer.counts`` counts: samples taken and learnt (again after a rollback), candidates promoted or
+# not, automatic rollbacks
+COUNTS = ("samples_taken", "samples_learnt", "promoted", "not_promoted", "rolled_back")
 
 Position = tuple[int, int]  # (partition, offset) of a sample in the training-samples topic
 
@@ -155,6 +158,7 @@ class OnlineTrainer:
         self.oldest_unpromoted_ms: int | None = None  # the oldest sample learnt since the last promotion
         self.probation: Probation | None = None
         self.evaluations: deque[dict[str, Any]] = deque(maxlen=1_000)  # the latest (a trainer runs for months)
+        self.counts: dict[str, int] = dict.fromkeys(COUNTS, 0)  # since this trainer started (its metrics)
         self._forms: dict[int, tuple[Ensemble, LinearBlend | None]] = {}  # id -> (version's ensemble, its form)
 
     def resume_offsets(self) -> dict[int, int]:
@@ -176,6 +180,7 @@ class OnlineTrainer:
         (partition, offset) in it.
         """
         self._follow_store()
+        self.counts["samples_taken"] += len(samples)
         entries: list[dict[str, Any]] = []
         ranks: list[int | None] = [None] * len(samples)
         ranked_by = ""  # not ranked yet: the next evaluation ranks what is still held out then
@@ -210,6 +215,7 @@ class OnlineTrainer:
                     partition, offset = h.position
                     self.sample_offsets[partition] = max(self.sample_offsets.get(partition, 0), offset + 1)
             self.since_eval += overflow
+            self.counts["samples_learnt"] += overflow
         if due:
             entries += self._evaluate()
         return entries
@@ -264,6 +270,7 @@ class OnlineTrainer:
         self.evaluations.append({"candidate": cand_m, "serving": serv_m, "promoted": promote,
                                  "learnt": self.learner.seen, "newest_learnt_age_s": behind_s})
         if not promote:
+            self.counts["not_promoted"] += 1
             log.info("candidate not promoted: ndcg@10 %.4f vs serving %s %.4f on %d held-out samples "
                      "(%d learnt, the newest %s s old)", cand_m["ndcg@10"], self.serving_version,
                      serv_m["ndcg@10"], cand_m["n"], self.learner.seen,
@@ -277,6 +284,7 @@ class OnlineTrainer:
                                    newest_sample_ms=self.newest_learnt_ms,
                                    oldest_sample_ms=self.oldest_unpromoted_ms,
                                    sample_offsets={str(p): o for p, o in sorted(self.sample_offsets.items())})
+        self.counts["promoted"] += 1
         self._tidy_store()
         if self.config.rollback_window:
             self.probation = Probation(self.serving, self.serving_version)
@@ -319,6 +327,7 @@ class OnlineTrainer:
                     self.serving_version, new["ndcg@10"], old["ndcg@10"], p.previous_version, new["n"])
         entry = self.store.rollback(reason="online metric below the previous version",
                                     metrics={"new": new, "old": old})
+        self.counts["rolled_back"] += 1
         self.serving, self.serving_version = p.previous, p.previous_version
         self._restart_learning(p.previous)
         return [entry]

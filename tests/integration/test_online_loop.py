@@ -31,6 +31,11 @@ def health(settings) -> dict:
         return json.loads(resp.read())
 
 
+def trainer_health(settings) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{settings.trainer_web_port}/health/", timeout=5) as resp:
+        return json.loads(resp.read())
+
+
 async def wait_until(check, what: str, procs, timeout_s: float = 90.0):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -105,6 +110,16 @@ async def _scenario(stack, settings, start_worker, store, trainer, first, second
         assert [d.value for d in dead] == [b'{"user_id": "u1"}']
         headers = dict(dead[0].headers)
         assert headers["dlq-reason"] == b"bad_sample" and headers["source-topic"] == settings.training_samples_topic.encode()
+
+        # the trainer's own endpoints: every sample read, the bad one rejected, its promotions counted
+        read_all = len(first) + len(second) + 1
+        trained = await wait_until(lambda: (h := trainer_health(settings))["samples"]["read"] == read_all and h,
+                                   "the trainer's health to count every sample", [trainer])
+        assert trained["samples"]["rejected"] == 1 and trained["counts"]["promoted"] >= 1
+        assert trained["serving_version"] in promoted(store) and trained["last_evaluation"] is not None
+        with urllib.request.urlopen(f"http://127.0.0.1:{settings.trainer_web_port}/metrics/", timeout=5) as resp:
+            exposition = resp.read().decode()
+        assert f'reco_trainer_samples_total{{outcome="read"}} {float(read_all)}' in exposition, exposition
 
         trainer.stop()  # from here on the store changes only by this test's hand
         serving = store.current()

@@ -1,0 +1,41 @@
+"""The trainer's metrics and health: what an operator reads off a running trainer."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from stream_app.trainer_web import TrainerMetrics
+from tests.unit.models.test_online_trainer import make_trainer, samples
+
+
+def scraped(metrics: TrainerMetrics) -> dict[tuple[str, tuple], float]:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(metrics.exposition().decode()) for s in family.samples}
+
+
+def test_counts_evaluations_and_lag_show_in_metrics_and_health(tmp_path) -> None:
+    trainer = make_trainer(tmp_path, rollback_window=0)  # an evaluation every 50 learnt samples
+    metrics = TrainerMetrics(trainer)
+    before = scraped(metrics)
+    assert before[("reco_trainer_samples_total", (("outcome", "learnt"),))] == 0
+    assert ("reco_trainer_holdout_ndcg10", (("model", "candidate"),)) not in before  # nothing judged yet
+
+    batch = samples(80)
+    entries = trainer.on_samples(batch)
+    metrics.observe_batch(read=81, rejected=1, seconds=0.2)
+    assert [e["action"] for e in entries] == ["promote"]
+    after = scraped(metrics)
+    assert after[("reco_trainer_samples_total", (("outcome", "read"),))] == 81
+    assert after[("reco_trainer_samples_total", (("outcome", "rejected"),))] == 1
+    assert after[("reco_trainer_samples_total", (("outcome", "learnt"),))] == 70  # 10 held out
+    assert after[("reco_trainer_candidates_total", (("result", "promoted"),))] == 1
+    assert after[("reco_trainer_serving_info", (("version", "v0002"),))] == 1
+    judged = trainer.evaluations[-1]
+    assert after[("reco_trainer_holdout_ndcg10", (("model", "serving"),))] == judged["serving"]["ndcg@10"]
+    assert after[("reco_trainer_batch_seconds_count", ())] == 1
+
+    newest_s = max(s.ts_ms for s in batch[:70]) / 1000.0
+    health = metrics.health(now=newest_s + 4.0)
+    assert health["serving_version"] == "v0002" and health["counts"]["promoted"] == 1
+    assert health["samples"] == {"read": 81, "rejected": 1} and health["newest_learnt_age_s"] == 4.0
+    assert health["last_evaluation"]["promoted"] is True
