@@ -184,7 +184,8 @@ class ModelStore:
         The new log is a ``rotate`` entry naming the archive, then the
         promotion entries of the newest ``keep`` versions of the serving stack
         (all of it for 0), copied unchanged: it serves, rolls back and resumes
-        (``sample_offsets``) as the old one did. Without it the log grows by a
+        (``sample_offsets``) as the old one did. When those would not fit in
+        ``max_lines`` either, nothing is archived. Without it the log grows by a
         line per promotion for good, and every reader holds all of it in
         memory. The new log replaces the old one by a rename; appends wait
         for it (a lock file), and readers see a new file and read it whole.
@@ -199,6 +200,10 @@ class ModelStore:
             old = path.read_bytes()  # under the lock: every append so far is in it, none comes in between
             read = _read_whole(old, path)  # a last line cut short is left out here, kept in the archive
             stack = read.stack[-keep:] if keep else read.stack
+            if len(stack) + 1 > max_lines:  # (keep 0, a long stack) the new log would be due again at once
+                logger.warning("store log not archived: the %d versions it keeps would not fit in %d lines",
+                               len(stack), max_lines)
+                return None
             promotions = {e["version"]: e for e in read.entries if e["action"] == "promote"}
             archive = self._next_archive()
             _write_atomically(archive, gzip.compress(old))

@@ -59,10 +59,12 @@ def test_a_reader_that_read_the_old_log_follows_the_new_one(tmp_path) -> None:
 def test_rotations_number_their_archives_and_keep_zero_keeps_the_whole_stack(tmp_path) -> None:
     store = ModelStore(tmp_path)
     promoted(store, 5)
-    store.rotate_log(max_lines=2)
-    assert store.serving_stack() == ["v0001", "v0002", "v0003", "v0004", "v0005"]
+    store.rollback()
+    store.rollback()  # seven lines, three versions in the stack
+    assert store.rotate_log(max_lines=5) is not None
+    assert store.serving_stack() == ["v0001", "v0002", "v0003"] and len(store.log()) == 4
     promoted(store, 2)
-    second = store.rotate_log(max_lines=2, keep=2)
+    second = store.rotate_log(max_lines=3, keep=2)
     assert [p.name for p in store.archives()] == ["log-000001.jsonl.gz", "log-000002.jsonl.gz"]
     assert second == store.archives()[-1] and store.serving_stack() == ["v0006", "v0007"]
     assert [e["action"] for e in store.log()] == ["rotate", "promote", "promote"]
@@ -93,9 +95,9 @@ def test_a_last_line_cut_short_goes_to_the_archive_only(tmp_path) -> None:
     promoted(store, 3)
     with open(tmp_path / "log.jsonl", "ab") as fh:
         fh.write(b'{"action": "promote", "vers')  # a writer that died mid-line
-    archive = ModelStore(tmp_path).rotate_log(max_lines=2, keep=2)
+    archive = ModelStore(tmp_path).rotate_log(max_lines=2, keep=1)
     assert gzip.decompress(archive.read_bytes()).endswith(b'{"action": "promote", "vers')
-    assert ModelStore(tmp_path).serving_stack() == ["v0002", "v0003"]
+    assert ModelStore(tmp_path).serving_stack() == ["v0003"]
 
 
 def test_history_holds_every_entry_once_across_rotations(tmp_path) -> None:
@@ -110,3 +112,10 @@ def test_history_holds_every_entry_once_across_rotations(tmp_path) -> None:
     assert steps == [*(("promote", f"v000{i}") for i in range(1, 6)), ("rotate", None),
                      *(("promote", f"v000{i}") for i in range(6, 9)), ("rollback", "v0007"), ("rotate", None),
                      ("promote", "v0009")]
+
+
+def test_a_log_whose_kept_versions_alone_would_fill_it_is_not_archived(tmp_path, caplog) -> None:
+    store = ModelStore(tmp_path)
+    promoted(store, 5)
+    assert store.rotate_log(max_lines=4) is None  # keep 0: all five versions, six lines with the rotate entry
+    assert not store.archives() and len(store.log()) == 5 and "would not fit" in caplog.text
