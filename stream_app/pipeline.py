@@ -66,6 +66,7 @@ class BatchOutput:
     alerts: list[Alert] = field(default_factory=list)  # anomaly alerts this batch raised
     touches: list[Touch] = field(default_factory=list)  # observed events for the item-keyed detectors
     counters: Counter[str] = field(default_factory=Counter)
+    quarantined_at: list[tuple[int, int]] = field(default_factory=list)  # (partition, offset) kept out of learning
     scoring_s: float = 0.0
     scored_timestamps_ms: list[int | None] = field(default_factory=list)  # Kafka times of scored events
 
@@ -82,7 +83,11 @@ def count_deliveries(batch: Sequence[Incoming], out: BatchOutput, counted: Mappi
     rejected), even if the state already held it. Written together with the
     counters (``Store.write_recommendations``), this keeps events_in ==
     processed + rejected + duplicates and counts every event as processed or
-    rejected exactly once.
+    rejected exactly once. ``quarantined`` is re-counted the same way: a
+    batch whose delivery failed after its counters were written comes again
+    with its states unwritten, and its quarantined events are held back
+    again, so counting them again broke processed - quarantined = samples
+    sent + dropped + lost.
     """
     rejected = {(d.message.partition, d.message.offset) for d in out.dead_letters}
     fresh = [m for m in batch if m.offset > counted.get(m.partition, -1)]
@@ -91,6 +96,8 @@ def count_deliveries(batch: Sequence[Incoming], out: BatchOutput, counted: Mappi
     out.counters["duplicates"] = len(batch) - len(fresh)
     out.counters["rejected"] = n_rejected
     out.counters["processed"] = len(fresh) - n_rejected
+    if out.quarantined_at:  # as processed: an event counted on an earlier delivery is not counted again
+        out.counters["quarantined"] = sum(o > counted.get(p, -1) for p, o in out.quarantined_at)
     newest: dict[int, int] = {}
     for m in fresh:
         newest[m.partition] = max(m.offset, newest.get(m.partition, -1))
@@ -174,6 +181,7 @@ async def process_batch(
     now = clock()
     by_user: dict[str, list[tuple[int, Event]]] = defaultdict(list)
     kafka_ts: dict[str, list[int | None]] = defaultdict(list)
+    position: dict[int, tuple[int, int]] = {}  # id(event) -> (partition, offset)
     for msg in batch:
         ev = decode_event(
             msg.value, max_bytes=settings.max_event_bytes, now=now,
@@ -186,6 +194,7 @@ async def process_batch(
         else:
             by_user[ev.user_id].append((msg.offset, ev))
             kafka_ts[ev.user_id].append(msg.timestamp_ms)
+            position[id(ev)] = (msg.partition, msg.offset)
             if monitor is not None:
                 alerts, context = observe_new(monitor, table.get(ev.user_id.encode()), msg.offset, ev)
                 out.alerts += alerts
@@ -198,6 +207,7 @@ async def process_batch(
         assert monitor is not None
         if monitor.holds_back(ev.user_id, ev.item_id, ev.ts):
             out.counters["quarantined"] += 1
+            out.quarantined_at.append(position[id(ev)])
             return False
         return True
 

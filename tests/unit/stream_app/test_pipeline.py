@@ -129,6 +129,41 @@ def test_counts_landed_but_the_state_did_not():
     assert out.counters == {"events_in": 2, "processed": 0, "rejected": 0, "duplicates": 2}
 
 
+class HoldsEverything:
+    """A fake monitor: every user is under an alert, so every applied event is kept out of learning."""
+
+    items = True
+
+    def observe(self, event):
+        return []
+
+    def holds_back(self, user, item, ts):
+        return True
+
+    def user_snapshot(self, user):
+        return {}
+
+    def knows(self, user):
+        return True
+
+
+def test_a_batch_redelivered_after_a_failed_send_counts_its_quarantined_events_once():
+    """Counters written, a send failed, the states never were: the re-delivery is held back again, but
+    counted once, so processed - quarantined still equals the samples that leave (none here)."""
+    store, table = MemoryStore(), {}
+    batch = [msg(k, "bot", f"i{k}", "click", ts=NOW - 100 + k) for k in range(5)]
+    totals: dict[str, int] = {}
+    for _ in range(2):  # the first delivery's states are not written (its send failed)
+        out = asyncio.run(process_batch(batch, table, HeuristicRecommender(store, SETTINGS), SETTINGS,
+                                        monitor=HoldsEverything(), clock=lambda: NOW))
+        upto = count_deliveries(batch, out, asyncio.run(store.counted_offsets([0])))
+        asyncio.run(store.write_recommendations(out.records, out.counters, upto))
+        for k, v in out.counters.items():
+            totals[k] = totals.get(k, 0) + v
+    assert not out.samples
+    assert (totals["processed"], totals["quarantined"], totals["duplicates"]) == (5, 5, 5)
+
+
 def test_offset_gaps_names_the_offsets_a_batch_jumps_over():
     batch = [Incoming(None, None, 0, 7), Incoming(None, None, 1, 3), Incoming(None, None, 0, 5),
              Incoming(None, None, 1, 4), Incoming(None, None, 2, 9)]
