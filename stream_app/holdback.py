@@ -51,6 +51,12 @@ class Holdback:
         due = self.clock() + self.delay_s
         self._held.extend((due, s) for s in samples)
 
+    def discard(self) -> int:
+        """Forget every held sample (a stop gave up on them); returns how many."""
+        n = len(self._held)
+        self._held.clear()
+        return n
+
     def release(self, keep: Callable[[TrainingSample], bool]) -> tuple[list[TrainingSample], int]:
         """The samples whose time is up and that ``keep`` accepts, and how many it refused."""
         now, out, dropped = self.clock(), [], 0

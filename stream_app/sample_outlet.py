@@ -55,7 +55,8 @@ class SampleOutlet:
         late = sum(1 for _ in samples)
         if late:
             self._counts["samples_lost"] += late
-            log.warning("%d training samples came after the stopping worker's last release: not sent", late)
+            log.warning("%d training samples came after the stopping worker's last release: not sent "
+                        "(counted at its next release)", late)
 
     async def release(self) -> None:
         """Send the held samples whose time is up and that ``keep`` accepts; count the ones it refuses."""
@@ -72,6 +73,8 @@ class SampleOutlet:
                 future = asyncio.ensure_future(delivery)
                 self._in_flight.add(future)
                 future.add_done_callback(self._delivered)
+        if self._closed:  # a batch that finished after the drain: its late samples are counted now, not never
+            await self.flush_counts()
 
     def _delivered(self, future: asyncio.Future) -> None:
         self._in_flight.discard(future)
@@ -108,10 +111,11 @@ class SampleOutlet:
             await asyncio.sleep(min(wait_s, max(0.0, deadline - loop.time())))
         self._closed = True
         await self.release()
-        if len(self.holdback):
-            self._counts["samples_lost"] += len(self.holdback)
-            log.warning("worker stopping: %d training samples still held after %.0f s: not sent",
-                        len(self.holdback), self.holdback.delay_s + timeout_s)
+        if len(self.holdback):  # given up: forgotten, so no later release sends what was counted lost
+            lost = self.holdback.discard()
+            self._counts["samples_lost"] += lost
+            log.warning("worker stopping: %d training samples still held after %.1f s: not sent",
+                        lost, self.holdback.delay_s + timeout_s)
         if self._in_flight:
             _, pending = await asyncio.wait(set(self._in_flight), timeout=timeout_s)
             if pending:

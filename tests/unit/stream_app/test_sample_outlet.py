@@ -142,3 +142,40 @@ def test_a_batch_that_finishes_while_the_stop_waits_out_the_hold_is_sent_too() -
 
     sent, counted = asyncio.run(scenario())
     assert len(sent) == 3 and counted == {"samples_sent": 3}
+
+
+def test_a_batch_that_ends_after_the_drain_has_its_lost_samples_counted_at_its_own_release() -> None:
+    """A stop the worker did not wait for its batches (a crash-initiated stop): the timer no longer flushes,
+    so the late batch's release must, or its samples would be counted nowhere."""
+    async def scenario():
+        broker, counted = Broker(), {}
+        outlet = _outlet(broker, 0.0, set(), counted)
+        await outlet.drain()
+        outlet.add(_samples(["u1", "u2", "u3"]))
+        await outlet.release()  # what the agent does after every batch; no flush_counts follows
+        return broker.sent, counted
+
+    assert asyncio.run(scenario()) == ([], {"samples_lost": 3})
+
+
+def test_samples_a_stop_gave_up_on_are_not_sent_later() -> None:
+    """Counted lost when the drain's deadline passed, they must not be sent (and counted sent) afterwards."""
+    async def scenario():
+        broker, counted = Broker(), {}
+        outlet = _outlet(broker, 0.2, set(), counted)
+        outlet.add(_samples(["u0"]))
+        loop = asyncio.get_running_loop()
+        for k in range(1, 6):  # batches keep finishing while the stop drains
+            loop.call_later(0.08 * k, outlet.add, _samples([f"u{k}"]))
+        loop.call_later(0.01, broker.acknowledge)
+        await outlet.drain(timeout_s=0.05)
+        await asyncio.sleep(0.3)
+        await outlet.release()  # a timer call that was waiting, or a late batch's release
+        broker.acknowledge()
+        await asyncio.sleep(0)
+        await outlet.flush_counts()
+        return broker.sent, counted
+
+    sent, counted = asyncio.run(scenario())
+    assert counted.get("samples_sent", 0) == len(sent)  # nothing both sent and counted lost
+    assert sum(counted.values()) == 6, counted
