@@ -28,6 +28,7 @@ the last learnt one is dead-lettered again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
@@ -140,7 +141,7 @@ async def run_trainer(settings: Settings, *, stop: asyncio.Event | None = None) 
     learner_cfg, trainer_cfg = trainer_configs(settings)
     trainer = OnlineTrainer(store, learner_cfg, trainer_cfg)
     log.info("trainer starts from %s", trainer.serving_version)
-    metrics, web = TrainerMetrics(trainer), None
+    metrics = TrainerMetrics(trainer)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trainer")
     loop = asyncio.get_running_loop()
     consumer = AIOKafkaConsumer(
@@ -154,17 +155,20 @@ async def run_trainer(settings: Settings, *, stop: asyncio.Event | None = None) 
              "from their beginning)" if resume else f"each partition's beginning ({trainer.serving_version} "
              "learnt nothing from the topic)")
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap_from_url(settings.kafka_url))
-    await consumer.start()
-    resume_at = ResumeAt(consumer, resume)
-    consumer.subscribe([settings.training_samples_topic], listener=resume_at)
-    await producer.start()
-    try:
+    async with contextlib.AsyncExitStack() as started:  # stops whatever started, in reverse, even if one stop fails
+        started.callback(pool.shutdown, wait=True)
+        await consumer.start()
+        started.push_async_callback(consumer.stop)
+        resume_at = ResumeAt(consumer, resume)
+        consumer.subscribe([settings.training_samples_topic], listener=resume_at)
+        await producer.start()
+        started.push_async_callback(producer.stop)
         if settings.trainer_web_port:
-            web = await serve(metrics, settings.web_bind, settings.trainer_web_port)
+            started.push_async_callback((await serve(metrics, settings.web_bind, settings.trainer_web_port)).cleanup)
         while stop is None or not stop.is_set():
             batches = await consumer.getmany(timeout_ms=200, max_records=settings.trainer_batch)
             resume_at.check()  # before anything fetched is learnt or committed
-            started = time.perf_counter()
+            began = time.perf_counter()
             msgs = [m for part in batches.values() for m in part]
             samples, rejected = parse_samples([m.value for m in msgs])
             for n, why in rejected:
@@ -178,13 +182,7 @@ async def run_trainer(settings: Settings, *, stop: asyncio.Event | None = None) 
                 await announce(settings, entry, producer)
             if msgs:  # dead letters were each awaited (``dead_letter``): a failed one raised before this commit
                 await consumer.commit()
-                metrics.observe_batch(len(msgs), len(rejected), time.perf_counter() - started)
-    finally:
-        await consumer.stop()
-        await producer.stop()
-        pool.shutdown(wait=True)
-        if web is not None:
-            await web.cleanup()
+                metrics.observe_batch(len(msgs), len(rejected), time.perf_counter() - began)
 
 
 def main(settings: Settings) -> None:

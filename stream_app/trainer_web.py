@@ -111,5 +111,9 @@ async def serve(metrics: TrainerMetrics, host: str, port: int) -> web.AppRunner:
     app.router.add_get("/health/", health_page)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except BaseException:  # the port is taken, say: the trainer stops with the error, nothing left behind
+        await runner.cleanup()
+        raise
     return runner

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
+
+import aiohttp
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from stream_app.trainer_web import TrainerMetrics
+from stream_app.embedded import free_port
+from stream_app.trainer_web import TrainerMetrics, serve
 from tests.unit.models.test_online_trainer import make_trainer, samples
 
 
@@ -39,3 +45,28 @@ def test_counts_evaluations_and_lag_show_in_metrics_and_health(tmp_path) -> None
     assert health["serving_version"] == "v0002" and health["counts"]["promoted"] == 1
     assert health["samples"] == {"read": 81, "rejected": 1} and health["newest_learnt_age_s"] == 4.0
     assert health["last_evaluation"]["promoted"] is True
+
+
+def test_the_endpoints_answer_and_a_taken_port_fails_the_start(tmp_path) -> None:
+    async def scenario():
+        metrics = TrainerMetrics(make_trainer(tmp_path))
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            with pytest.raises(OSError):
+                await serve(metrics, "127.0.0.1", taken.getsockname()[1])
+        port = free_port()
+        runner = await serve(metrics, "127.0.0.1", port)
+        try:
+            async with aiohttp.ClientSession() as session:
+                async with session.get(f"http://127.0.0.1:{port}/health/") as resp:
+                    health = await resp.json()
+                async with session.get(f"http://127.0.0.1:{port}/metrics/") as resp:
+                    exposition, kind = await resp.text(), resp.headers["Content-Type"]
+        finally:
+            await runner.cleanup()
+        return health, exposition, kind
+
+    health, exposition, kind = asyncio.run(scenario())
+    assert health["serving_version"] == "v0001" and health["last_evaluation"] is None
+    assert 'reco_trainer_serving_info{version="v0001"} 1.0' in exposition and kind.startswith("text/plain")
