@@ -143,17 +143,20 @@ class ModelStore:
         """Make a saved ``version`` serve; returns the log entry (what gets announced)."""
         if not self.path(version).is_dir():
             raise CheckpointError(f"cannot promote {version}: not in the store")
-        return self._append({"action": "promote", "version": version, **info})
+        with _locked(self.root):
+            return self._append({"action": "promote", "version": version, **info})
 
     def rollback(self, **info: Any) -> dict[str, Any]:
         """Serve the version that served before the current one; ``ValueError`` if there is none (or it
-        was pruned)."""
-        stack = self.serving_stack()
-        if len(stack) < 2:
-            raise ValueError(f"nothing to roll back to (serving: {stack or 'nothing'})")
-        if not self.path(stack[-2]).is_dir():
-            raise ValueError(f"{stack[-2]}, which served before {stack[-1]}, was pruned from the store")
-        return self._append({"action": "rollback", "version": stack[-2], "from_version": stack[-1], **info})
+        was pruned). Decided and written under the store's lock, so a promotion, prune or other rollback
+        cannot come in between."""
+        with _locked(self.root):
+            stack = self.serving_stack()
+            if len(stack) < 2:
+                raise ValueError(f"nothing to roll back to (serving: {stack or 'nothing'})")
+            if not self.path(stack[-2]).is_dir():
+                raise ValueError(f"{stack[-2]}, which served before {stack[-1]}, was pruned from the store")
+            return self._append({"action": "rollback", "version": stack[-2], "from_version": stack[-1], **info})
 
     def prune(self, keep: int) -> list[str]:
         """Delete every version outside the newest ``keep`` of the serving stack and older than the serving
@@ -161,20 +164,22 @@ class ModelStore:
 
         ``keep`` counts the serving version: 2 keeps one rollback. Each is
         renamed before it is deleted, so a reader finds a version whole or
-        not at all (a worker then refuses it and serves on).
+        not at all (a worker then refuses it and serves on). What to delete
+        is decided, and renamed, under the store's lock: a rollback cannot
+        make a doomed version serve in between.
         """
         if keep < 2:
             raise ValueError(f"keep at least 2 versions (the serving one and the one a rollback restores), not {keep}")
-        stack = self.serving_stack()
-        if not stack:
-            return []
-        kept, newest = set(stack[-keep:]), _number(stack[-1])
-        doomed = sorted((p for p in self._version_dirs() if VERSION_RE.match(p.name)
-                         and p.name not in kept and _number(p.name) < newest), key=lambda p: _number(p.name))
-        for path in doomed:
-            gone = path.with_name(f".pruned-{path.name}-{os.getpid()}")
-            path.rename(gone)
-            shutil.rmtree(gone)
+        with _locked(self.root):
+            stack = self.serving_stack()
+            if not stack:
+                return []
+            kept, newest = set(stack[-keep:]), _number(stack[-1])
+            doomed = sorted((p for p in self._version_dirs() if VERSION_RE.match(p.name)
+                             and p.name not in kept and _number(p.name) < newest), key=lambda p: _number(p.name))
+            gone = [path.rename(path.with_name(f".pruned-{path.name}-{os.getpid()}")) for path in doomed]
+        for path in gone:
+            shutil.rmtree(path)
         return [p.name for p in doomed]
 
     def rotate_log(self, max_lines: int, keep: int = 0) -> Path | None:
@@ -205,7 +210,7 @@ class ModelStore:
                                len(stack), max_lines)
                 return None
             promotions = {e["version"]: e for e in read.entries if e["action"] == "promote"}
-            archive = self._next_archive()
+            archive = self.root / LOG_ARCHIVE / f"log-{_archives_named(read.entries) + 1:06d}.jsonl.gz"
             _write_atomically(archive, gzip.compress(old))
             rotate = {"action": "rotate", "archive": f"{LOG_ARCHIVE}/{archive.name}", "archived_lines": read.lines,
                       "kept": stack, "ts": time.time()}
@@ -217,11 +222,20 @@ class ModelStore:
 
     def history(self) -> list[dict[str, Any]]:
         """Every entry the store's log ever held, oldest first: the archived logs' (``rotate_log``), then the
-        current log's, without the promotions each rotation copied into the new log."""
+        current log's, without the promotions each rotation copied into the new log.
+
+        The log is read first, and only the archives it follows from are read
+        (1 to the one its ``rotate`` entry names): a rotation meanwhile, or an
+        archive left by one that failed before it replaced the log, changes
+        nothing. An archive someone removed is skipped.
+        """
+        current = self.log()
         out: list[dict[str, Any]] = []
-        for path in self.archives():
-            out += _without_copies(_read_whole(gzip.decompress(path.read_bytes()), path).entries)
-        return out + _without_copies(self.log())
+        for number in range(1, _archives_named(current) + 1):
+            path = self.root / LOG_ARCHIVE / f"log-{number:06d}.jsonl.gz"
+            if path.is_file():
+                out += _without_copies(_read_whole(gzip.decompress(path.read_bytes()), path).entries)
+        return out + _without_copies(current)
 
     def archives(self) -> list[Path]:
         """The archived logs, oldest first."""
@@ -230,14 +244,10 @@ class ModelStore:
             if folder.is_dir() else []
         return [p for _, p in sorted(found)]
 
-    def _next_archive(self) -> Path:
-        numbers = [int(m.group(1)) for p in self.archives() if (m := ARCHIVE_RE.match(p.name))]
-        return self.root / LOG_ARCHIVE / f"log-{max(numbers, default=0) + 1:06d}.jsonl.gz"
-
     def _append(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """Append ``entry`` (with its time) to the log; the caller holds the store's lock."""
         entry = {**entry, "ts": time.time()}
-        self.root.mkdir(parents=True, exist_ok=True)
-        with _locked(self.root), open(self.root / LOG, "a+b") as fh:
+        with open(self.root / LOG, "a+b") as fh:
             _drop_cut_line(fh)
             fh.write(json.dumps(entry, allow_nan=False).encode() + b"\n")
             fh.flush()
@@ -327,6 +337,18 @@ def _read_whole(data: bytes, path: Path) -> _LogSoFar:
     read = _LogSoFar()
     read.extend(lines if _parses(lines[-1]) else lines[:-1], path)
     return read
+
+
+def _archives_named(entries: list[dict[str, Any]]) -> int:
+    """The number of the archive a log's first entry names (its ``rotate`` entry), 0 for a log never
+    rotated: archives 1 to that one hold what came before it. The next rotation writes the one after,
+    so an archive a failed rotation left behind is written over, not added to."""
+    if not entries or entries[0]["action"] != "rotate":
+        return 0
+    match = ARCHIVE_RE.match(Path(entries[0]["archive"]).name)
+    if match is None:
+        raise CheckpointError(f"a rotate entry names no archive: {entries[0]!r}")
+    return int(match.group(1))
 
 
 def _without_copies(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -108,6 +108,9 @@ class TrainerConfig:
         if self.keep_versions == 1 or self.keep_versions < 0:
             raise ValueError(f"keep_versions (RECO_MODEL_STORE_KEEP) must be 0 (keep all) or at least 2 (the "
                              f"serving version and one to roll back to), not {self.keep_versions}")
+        if self.log_max_lines and not self.keep_versions:
+            raise ValueError("keep_versions 0 (RECO_MODEL_STORE_KEEP) keeps every version, so the store's log "
+                             "cannot be shortened: set log_max_lines (RECO_MODEL_STORE_LOG_LINES) to 0 as well")
         if self.log_max_lines < 0 or (self.log_max_lines and self.log_max_lines <= self.keep_versions + 1):
             raise ValueError(f"log_max_lines (RECO_MODEL_STORE_LOG_LINES) must be 0 (never archive) or more than "
                              f"the {self.keep_versions + 1} lines a new log starts with, not {self.log_max_lines}")

@@ -1,12 +1,16 @@
-"""The model store's log is archived once long, and the new log serves, rolls back and resumes as before."""
+"""The model store's log is archived once long, and the new log serves, rolls back and resumes as before;
+writers decide under the store's lock."""
 
 from __future__ import annotations
 
 import gzip
 import json
+import threading
+import time
 
 import pytest
 
+from models import model_store
 from models.checkpoint import CheckpointError
 from models.model_store import ModelStore
 from tests.unit.models.test_model_store import tiny_ensemble
@@ -119,3 +123,51 @@ def test_a_log_whose_kept_versions_alone_would_fill_it_is_not_archived(tmp_path,
     promoted(store, 5)
     assert store.rotate_log(max_lines=4) is None  # keep 0: all five versions, six lines with the rotate entry
     assert not store.archives() and len(store.log()) == 5 and "would not fit" in caplog.text
+
+
+def test_an_archive_left_by_a_rotation_that_failed_is_written_over_and_never_read_twice(tmp_path, monkeypatch) -> None:
+    store = ModelStore(tmp_path)
+    promoted(store, 5)
+    real_write = model_store._write_atomically
+
+    def log_write_fails(path, data):  # the disk filled up between the archive and the new log
+        if path.name == "log.jsonl":
+            raise OSError(28, "No space left on device")
+        real_write(path, data)
+
+    monkeypatch.setattr(model_store, "_write_atomically", log_write_fails)
+    with pytest.raises(OSError):
+        store.rotate_log(max_lines=4, keep=2)
+    monkeypatch.setattr(model_store, "_write_atomically", real_write)
+    assert [p.name for p in store.archives()] == ["log-000001.jsonl.gz"]  # left behind, the log unchanged
+    steps = [e.get("version") for e in store.history()]
+    assert steps == ["v0001", "v0002", "v0003", "v0004", "v0005"]  # the log alone: it names no archive
+
+    promoted(store, 1)
+    assert store.rotate_log(max_lines=4, keep=2).name == "log-000001.jsonl.gz"  # written over
+    promoted(store, 3)
+    store.rotate_log(max_lines=4, keep=2)
+    steps = [e.get("version") for e in ModelStore(tmp_path).history()]
+    assert steps == ["v0001", "v0002", "v0003", "v0004", "v0005", "v0006", None, "v0007", "v0008", "v0009", None]
+
+
+def test_a_rollback_decides_under_the_lock_so_a_promotion_and_prune_cannot_come_in_between(tmp_path) -> None:
+    store = ModelStore(tmp_path)
+    promoted(store, 3)
+    newer = store.save(tiny_ensemble())  # v0004, saved; the "trainer" below promotes it and prunes
+    holding = threading.Event()
+
+    def trainer() -> None:
+        with model_store._locked(tmp_path):
+            holding.set()
+            time.sleep(0.3)  # reco rollback starts meanwhile
+            store._append({"action": "promote", "version": newer})
+        ModelStore(tmp_path).prune(2)  # v0001 and v0002 go
+
+    thread = threading.Thread(target=trainer)
+    thread.start()
+    holding.wait()
+    entry = ModelStore(tmp_path).rollback(reason="by hand")  # waits for the lock, then decides
+    thread.join()
+    assert (entry["from_version"], entry["version"]) == ("v0004", "v0003")
+    assert store.current() == "v0003" and store.path("v0003").is_dir()

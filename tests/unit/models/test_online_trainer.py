@@ -332,6 +332,9 @@ def test_an_archive_limit_the_kept_versions_already_fill_is_refused() -> None:
     with pytest.raises(ValueError, match="RECO_MODEL_STORE_LOG_LINES"):
         TrainerConfig(keep_versions=20, log_max_lines=21)
     TrainerConfig(keep_versions=20, log_max_lines=22)
+    with pytest.raises(ValueError, match="keeps every version"):  # nothing could ever be archived
+        TrainerConfig(keep_versions=0, log_max_lines=2_000)
+    TrainerConfig(keep_versions=0, log_max_lines=0)
 
 
 def test_keeping_one_version_is_refused_as_it_leaves_nothing_to_roll_back_to() -> None:
