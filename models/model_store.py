@@ -195,8 +195,8 @@ class ModelStore:
         memory. The new log replaces the old one by a rename; appends wait
         for it (a lock file), and readers see a new file and read it whole.
         """
-        if max_lines < 1:
-            raise ValueError(f"max_lines must be at least 1, not {max_lines}")
+        if max_lines < 1 or keep < 0:
+            raise ValueError(f"max_lines must be at least 1 and keep at least 0, not {max_lines} and {keep}")
         self._refresh()
         if self._read.lines <= max_lines:
             return None
@@ -274,11 +274,15 @@ def _write_atomically(path: Path, data: bytes) -> None:
     """Write ``path`` whole or not at all: a temporary file, synced, renamed over it, and the folder synced."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk: leave no half-written file behind
+        raise
     folder = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(folder)
