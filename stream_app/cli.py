@@ -96,8 +96,9 @@ def _models_command(command: str, settings: Settings, every: bool = False) -> in
     if command == "models":
         for entry in store.history() if every else store.log():
             print(json.dumps(entry))
-        if store.archives() and not every:
-            print(f"(earlier entries: {len(store.archives())} archived logs in {store.root / 'log-archive'}; reco models --all)")
+        archives = store.archives()
+        if archives and not every:
+            print(f"(earlier entries: {len(archives)} archived logs in {archives[0].parent}; reco models --all)")
         print(f"serving: {store.current()}")
         return 0
     try:

@@ -26,14 +26,13 @@ from tests.integration.conftest import SAMPLE, consume, redis_store
 pytestmark = pytest.mark.integration
 
 
+def get(port: int, path: str) -> bytes:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+        return resp.read()
+
+
 def health(settings) -> dict:
-    with urllib.request.urlopen(f"http://127.0.0.1:{settings.web_port}/health/", timeout=5) as resp:
-        return json.loads(resp.read())
-
-
-def trainer_health(settings) -> dict:
-    with urllib.request.urlopen(f"http://127.0.0.1:{settings.trainer_web_port}/health/", timeout=5) as resp:
-        return json.loads(resp.read())
+    return json.loads(get(settings.web_port, "/health/"))
 
 
 async def wait_until(check, what: str, procs, timeout_s: float = 90.0):
@@ -113,12 +112,12 @@ async def _scenario(stack, settings, start_worker, store, trainer, first, second
 
         # the trainer's own endpoints: every sample read, the bad one rejected, its promotions counted
         read_all = len(first) + len(second) + 1
-        trained = await wait_until(lambda: (h := trainer_health(settings))["samples"]["read"] == read_all and h,
-                                   "the trainer's health to count every sample", [trainer])
+        trained = await wait_until(
+            lambda: (h := json.loads(get(settings.trainer_web_port, "/health/")))["samples"]["read"] == read_all and h,
+            "the trainer's health to count every sample", [trainer])
         assert trained["samples"]["rejected"] == 1 and trained["counts"]["promoted"] >= 1
         assert trained["serving_version"] in promoted(store) and trained["last_evaluation"] is not None
-        with urllib.request.urlopen(f"http://127.0.0.1:{settings.trainer_web_port}/metrics/", timeout=5) as resp:
-            exposition = resp.read().decode()
+        exposition = get(settings.trainer_web_port, "/metrics/").decode()
         assert f'reco_trainer_samples_total{{outcome="read"}} {float(read_all)}' in exposition, exposition
 
         trainer.stop()  # from here on the store changes only by this test's hand
