@@ -20,6 +20,12 @@ REQUIRED = ("user_id", "item_id", "event_type", "ts")
 OPTIONAL_STR = ("session_id", "category")
 
 
+# A dead letter carries the rejected message's bytes; beyond this many they are cut (see ``dead_letter``).
+# Well under what a producer sends in one request (Faust's 1,000,000 bytes; Kafka's default message limit
+# is about 1 MiB), so an event the broker took always fits in its dead letter, headers and all.
+DEAD_LETTER_MAX_BYTES = 512 * 1024
+
+
 @dataclass(frozen=True, slots=True)
 class Rejection:
     """Why an event was refused. ``code`` is stable; ``detail`` is for people."""
@@ -30,6 +36,25 @@ class Rejection:
     def headers(self) -> list[tuple[str, bytes]]:
         """Kafka headers that carry the reason next to the original bytes."""
         return [("dlq-reason", self.code.encode()), ("dlq-detail", self.detail.encode())]
+
+
+def dead_letter(value: bytes | None, why: Rejection, topic: str, partition: int, offset: int
+                ) -> tuple[bytes | None, list[tuple[str, bytes]]]:
+    """A rejected message's dead-letter value and headers: its bytes, the reason, and where it came from.
+
+    Bytes beyond ``DEAD_LETTER_MAX_BYTES`` are cut, and the headers say so
+    (``dlq-truncated``, ``dlq-original-bytes``); the whole message stays in
+    its topic at the offset the headers give. Sent whole, an event near the
+    broker's limit did not fit in a producer request beside its headers:
+    the send failed, the worker stopped, and the same batch stopped it again
+    at every restart.
+    """
+    headers = why.headers() + [("source-topic", topic.encode()), ("source-partition", str(partition).encode()),
+                               ("source-offset", str(offset).encode())]
+    if value is not None and len(value) > DEAD_LETTER_MAX_BYTES:
+        headers += [("dlq-truncated", b"true"), ("dlq-original-bytes", str(len(value)).encode())]
+        value = value[:DEAD_LETTER_MAX_BYTES]
+    return value, headers
 
 
 def decode_event(

@@ -45,6 +45,7 @@ from models.online.learner import OnlineConfig
 from models.online.samples import TrainingSample
 from models.online.trainer import OnlineTrainer, TrainerConfig, ensure_base
 from stream_app.model_updates import announce
+from stream_app import records
 from stream_app.records import Rejection
 from stream_app.settings import Settings
 from stream_app.tansu_compat import bootstrap_from_url
@@ -81,12 +82,11 @@ def parse_samples(values: list[bytes | None]) -> tuple[list[TrainingSample], lis
 
 
 async def dead_letter(producer: AIOKafkaProducer, settings: Settings, msg: ConsumerRecord, why: Rejection) -> None:
-    """Send an unreadable sample, unchanged, to the dead-letter topic with its reason and origin in headers,
-    and wait for the broker's ack (its offset is committed after this)."""
+    """Send an unreadable sample to the dead-letter topic (unchanged unless huge: ``records.dead_letter``) with
+    its reason and origin in headers, and wait for the broker's ack (its offset is committed after this)."""
     log.warning("dead letter %s at partition %d offset %d: %s", why.code, msg.partition, msg.offset, why.detail)
-    headers = why.headers() + [("source-topic", msg.topic.encode()), ("source-partition", str(msg.partition).encode()),
-                               ("source-offset", str(msg.offset).encode())]
-    await producer.send_and_wait(settings.dead_letter_topic, value=msg.value, key=msg.key, headers=headers)
+    value, headers = records.dead_letter(msg.value, why, msg.topic, msg.partition, msg.offset)
+    await producer.send_and_wait(settings.dead_letter_topic, value=value, key=msg.key, headers=headers)
 
 
 class ResumeAt(ConsumerRebalanceListener):

@@ -20,6 +20,7 @@ from stream_app.holdback import Holdback
 from stream_app.metrics import Metrics
 from stream_app.model_updates import ModelSlot
 from stream_app.sample_outlet import SampleOutlet
+from stream_app.records import dead_letter
 from stream_app.pipeline import (
     BatchOutput,
     Incoming,
@@ -190,10 +191,7 @@ async def emit(app: faust.App, out: BatchOutput, topics: Topics) -> list[Awaitab
         msg = dl.message
         log.warning("dead letter %s at partition %d offset %d: %s",
                     dl.rejection.code, msg.partition, msg.offset, dl.rejection.detail)
-        headers = dl.rejection.headers() + [
-            ("source-topic", topics.events.get_topic_name().encode()),
-            ("source-partition", str(msg.partition).encode()),
-            ("source-offset", str(msg.offset).encode()),
-        ]
-        sent.append(await topics.dead_letters.send(key=msg.key, value=msg.value, headers=headers))
+        value, headers = dead_letter(msg.value, dl.rejection, topics.events.get_topic_name(), msg.partition,
+                                     msg.offset)
+        sent.append(await topics.dead_letters.send(key=msg.key, value=value, headers=headers))
     return sent

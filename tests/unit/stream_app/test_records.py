@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from models.data.events import Event
-from stream_app.records import Rejection, decode_event
+from stream_app.records import DEAD_LETTER_MAX_BYTES, Rejection, dead_letter, decode_event
 
 NOW = 1_700_000_000.0
 
@@ -62,3 +62,16 @@ def test_rejections_carry_a_precise_reason(raw, code, detail_has):
 def test_rejection_headers_name_the_reason():
     headers = dict(Rejection("bad_time", "ts in 2100").headers())
     assert headers == {"dlq-reason": b"bad_time", "dlq-detail": b"ts in 2100"}
+
+
+def test_a_dead_letter_keeps_the_bytes_and_says_where_they_came_from_and_cuts_only_huge_ones() -> None:
+    why = Rejection("oversize", "too big")
+    value, headers = dead_letter(b"x" * DEAD_LETTER_MAX_BYTES, why, "events", 3, 41)
+    assert value == b"x" * DEAD_LETTER_MAX_BYTES and dict(headers) == {
+        "dlq-reason": b"oversize", "dlq-detail": b"too big", "source-topic": b"events", "source-partition": b"3",
+        "source-offset": b"41"}
+    value, headers = dead_letter(b"y" * (DEAD_LETTER_MAX_BYTES + 1), why, "events", 3, 42)
+    assert value == b"y" * DEAD_LETTER_MAX_BYTES
+    assert dict(headers)["dlq-truncated"] == b"true" and dict(headers)["dlq-original-bytes"] == str(
+        DEAD_LETTER_MAX_BYTES + 1).encode()
+    assert dead_letter(None, Rejection("empty", "no value"), "events", 0, 0)[0] is None
