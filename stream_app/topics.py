@@ -39,11 +39,14 @@ def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
 
 async def prepare_all(settings: Settings) -> None:
     """Create every missing topic (``RECO_PARTITIONS``, ``RECO_REPLICATION_FACTOR``, ``topic_configs``);
-    ``TopicError`` if the broker refuses one, or if the events or item-touches topic has another partition
-    count: users and items are placed by that count. Workers and the trainer run it at start."""
+    ``TopicError`` if the broker refuses one, or if the events, item-touches or item-activity topic has
+    another partition count: users and items are placed by that count (item-activity feeds the item-stats
+    table, whose keys are placed by the producer's partitioner, so Faust's own check skips it). Workers and
+    the trainer run it at start."""
+    placed = [settings.events_topic, settings.item_touches_topic, settings.item_activity_topic]
     await kafka_admin.prepare_topics(bootstrap_from_url(settings.kafka_url), all_topics(settings),
-                                     settings.partitions, settings.replication_factor,
-                                     [settings.events_topic, settings.item_touches_topic], topic_configs(settings))
+                                     settings.partitions, settings.replication_factor, placed,
+                                     topic_configs(settings))
 
 
 def declare_topics(app: faust.App, settings: Settings) -> Topics:
