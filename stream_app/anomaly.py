@@ -36,6 +36,16 @@ def make_monitor(settings: Settings, *, items: bool = True) -> AnomalyMonitor | 
     return AnomalyMonitor(config, items=items)
 
 
+def forget_moved_items(monitor: AnomalyMonitor, held: Collection[int], partitions: int) -> int:
+    """Forget the items of the item-touches topic's partitions this worker no longer ``held`` (after a
+    rebalance); returns how many. Kept, a moved item's state would be stale when its partition came back
+    (``restore_item`` keeps what the monitor holds), and written back over the other worker's."""
+    moved = [i for i in monitor.known_items() if partition_of(i, partitions) not in held]
+    for item in moved:
+        monitor.forget_item(item)
+    return len(moved)
+
+
 def forget_moved_users(monitor: AnomalyMonitor, held: Collection[int], partitions: int) -> int:
     """Forget the users of the events topic's partitions this worker no longer ``held`` (after a rebalance);
     returns how many. See ``AnomalyMonitor.forget_user``."""

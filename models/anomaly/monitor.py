@@ -311,11 +311,21 @@ class AnomalyMonitor:
             if alert is not None:
                 self._remember_emitted(("user", user, MEMBER_DETECTOR, alert.window_start), alert.window_end)
 
+    def known_items(self) -> list[str]:
+        """The items whose item-keyed state the monitor holds, or has pruned and not yet listed in
+        ``forgotten_items`` (their table records are still to be deleted)."""
+        return sorted(set(self.shilling.states) | set(self.shilling_alerts) | set(self._members)
+                      | (self._forgotten or set()))
+
     def forget_item(self, item_id: str) -> None:
-        """Drop what the item-keyed part holds for one item (a snapshot that could not be restored)."""
+        """Drop what the item-keyed part holds for one item (a snapshot that could not be restored, or its
+        partition moved to another worker: that worker owns its table record now, so it is not listed by
+        ``forgotten_items`` for deletion either)."""
         self.shilling.states.pop(item_id, None)
         self.shilling_alerts.pop(item_id, None)
         self._members.pop(item_id, None)
+        if self._forgotten is not None:
+            self._forgotten.discard(item_id)
 
     def _quarantine(self, entity: str, until: float) -> None:
         self.quarantine[entity] = max(self.quarantine.get(entity, float("-inf")), until)

@@ -9,6 +9,7 @@ from models.anomaly.base import UserContext
 from models.anomaly.monitor import AnomalyMonitor, MonitorConfig
 from models.data.events import Event
 from stream_app.agents.item_anomalies import item_alerts
+from stream_app.anomaly import forget_moved_items
 from stream_app.touches import by_partition, from_touch, partition_of, touch
 
 
@@ -80,3 +81,50 @@ def test_the_table_forgets_an_item_once_the_monitor_does() -> None:
     assert set(table) == {b"quiet"}
     item_alerts(monitor, [(orjson.dumps([later]), 0, 1)], table)
     assert set(table) == {b"other"} and not monitor.knows_item("quiet")
+
+
+def test_an_item_whose_partition_moved_away_and_back_is_restored_with_the_other_workers_touches() -> None:
+    """Synthetic: 10 new accounts push one item, 6 on worker A, 3 on worker B while the item's partition is
+    B's, the last on A again. A must forget the item when its partition leaves, or it scores the last touch
+    on its stale state (6 accounts, no alert) and writes that back over B's (9)."""
+    rows = [touch(Event(f"fake{n}", "target", "add_to_cart", 1_700_000_400.0 + 150.0 * n),
+                  UserContext(1_700_000_400.0 + 150.0 * n)) for n in range(10)]
+    a, b = AnomalyMonitor(items=True), AnomalyMonitor(items=True)
+    table: dict[bytes, dict] = {}  # the changelog-backed table both workers see
+    assert item_alerts(a, [(orjson.dumps(rows[:6]), 0, 0)], table) == []
+    assert forget_moved_items(a, held=set(), partitions=1) == 1  # the rebalance that took the partition away
+    assert item_alerts(b, [(orjson.dumps(rows[6:9]), 0, 1)], table) == []
+    alerts = item_alerts(a, [(orjson.dumps(rows[9:]), 0, 2)], table)  # the partition came back
+    assert [(x.entity_id, x.detector) for x in alerts if x.entity_type == "item"] == [("target", "shilling")]
+
+
+def test_a_worker_does_not_delete_the_record_of_an_item_that_moved_to_another_worker() -> None:
+    """Synthetic: A holds one quiet item; its partition moves to B, which touches it; hours later A, busy
+    with another item, prunes what it holds. Without forgetting the moved item A would prune it too, and
+    delete its record (a changelog tombstone over B's live state)."""
+    a = AnomalyMonitor(MonitorConfig(prune_min_events=1), items=True)
+    a.forgotten_items()  # as the agent does: from now on pruned items are listed for deletion
+    quiet = touch(Event("u1", "quiet", "view", 1_700_000_400.0), UserContext(1_600_000_000.0))
+    table: dict[bytes, dict] = {}
+    item_alerts(a, [(orjson.dumps([quiet]), 0, 0)], table)
+    forget_moved_items(a, held=set(), partitions=1)  # the partition went to B
+    b = AnomalyMonitor(MonitorConfig(prune_min_events=1), items=True)
+    b.forgotten_items()
+    again = touch(Event("u3", "quiet", "view", 1_700_007_000.0), UserContext(1_600_000_000.0))
+    item_alerts(b, [(orjson.dumps([again]), 0, 1)], table)
+    later = touch(Event("u2", "other", "view", 1_700_007_600.0), UserContext(1_600_000_000.0))
+    item_alerts(a, [(orjson.dumps([later]), 1, 0)], table)  # A's prune: it no longer holds "quiet"
+    assert b"quiet" in table and table[b"quiet"]["shilling"]
+
+
+def test_known_items_lists_what_the_monitor_holds_and_what_it_has_yet_to_report_pruned() -> None:
+    monitor = AnomalyMonitor(MonitorConfig(prune_min_events=1), items=True)
+    monitor.forgotten_items()
+    monitor.observe_item(*from_touch(touch(Event("u1", "quiet", "view", 1_700_000_400.0),
+                                           UserContext(1_600_000_000.0))))
+    assert monitor.known_items() == ["quiet"]
+    monitor.observe_item(*from_touch(touch(Event("u2", "other", "view", 1_700_007_600.0),
+                                           UserContext(1_600_000_000.0))))  # prunes "quiet"
+    assert sorted(monitor.known_items()) == ["other", "quiet"]  # "quiet": pruned, its deletion pending
+    monitor.forget_item("quiet")
+    assert monitor.known_items() == ["other"] and monitor.forgotten_items() == []
