@@ -99,14 +99,17 @@ class PrequentialResult:
 
 def gain_interval(
     base: PrequentialResult, other: PrequentialResult, k: int = 10, *, reps: int = 1000, level: float = 0.95,
-    seed: int = 0,
+    seed: int = 0, groups: np.ndarray | None = None,
 ) -> tuple[float, float]:
     """Bootstrap interval of ``other``'s relative NDCG@k gain over ``base`` on the same stream.
 
     Paired: both runs scored the same events (same stream, same histories), so
-    each resample draws scored events with replacement and compares both runs
-    on them. Events of one user are not independent, so the interval is a
-    little optimistic.
+    each resample draws with replacement and compares both runs on what it
+    drew. Without ``groups`` it draws scored events; but events of one user
+    are not independent, and that interval is too narrow (about half the
+    width on a 1,500-user Beauty subset). With ``groups`` (each event's user,
+    aligned with the stream) it draws whole users, all of a user's events
+    together: the interval to quote.
     """
     if len(base.scored) != len(other.scored) or not np.array_equal(base.scored, other.scored):
         raise ValueError("the two runs did not score the same events")
@@ -114,9 +117,14 @@ def gain_interval(
     b = _gains(other.ranks[other.scored], k)
     if not len(a):
         return float("nan"), float("nan")
+    if groups is not None:  # one unit per user: the sums of their events' gains
+        _, unit = np.unique(np.asarray(groups)[base.scored], return_inverse=True)
+        a, b = np.bincount(unit, weights=a), np.bincount(unit, weights=b)
     rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(a), size=(reps, len(a)))
-    sa, sb = a[draws].sum(1), b[draws].sum(1)
+    sa, sb = np.empty(reps), np.empty(reps)
+    for start in range(0, reps, 100):  # in chunks: 100 draws of every unit at a time
+        draws = rng.integers(0, len(a), size=(min(100, reps - start), len(a)))
+        sa[start:start + len(draws)], sb[start:start + len(draws)] = a[draws].sum(1), b[draws].sum(1)
     ratios = np.divide(sb, sa, out=np.full(reps, np.nan), where=sa > 0) - 1.0
     tail = (1.0 - level) / 2.0
     low, high = np.nanquantile(ratios, [tail, 1.0 - tail])

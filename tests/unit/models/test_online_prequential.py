@@ -81,3 +81,20 @@ def test_gain_interval_brackets_the_gain_and_refuses_unpaired_runs() -> None:
     unpaired = PrequentialResult(ts, np.arange(n) % 3 > 0, base.ranks)
     with pytest.raises(ValueError):
         gain_interval(base, unpaired)
+
+
+def test_resampling_whole_users_widens_the_interval_when_a_users_events_move_together() -> None:
+    import numpy as np
+
+    from models.evaluation.prequential import PrequentialResult, gain_interval
+
+    # synthetic: 40 users of 10 events each; the better run gains on some users entirely, on others not at all
+    users = np.repeat(np.arange(40), 10)
+    n = len(users)
+    ts, scored = np.arange(n, dtype=float), np.ones(n, dtype=bool)
+    base = PrequentialResult(ts, scored, np.where(np.arange(n) % 4 == 0, 0, 50))
+    better = PrequentialResult(ts, scored, np.where((users % 3 == 0) | (np.arange(n) % 4 == 0), 0, 50))
+    by_event = gain_interval(base, better, reps=500)
+    by_user = gain_interval(base, better, reps=500, groups=users)
+    assert by_user[0] < by_event[0] and by_user[1] > by_event[1]  # users, not events, are the independent units
+    assert by_user[0] < 1.05 < by_user[1]  # the gain on this stream: 205 hits against 100
