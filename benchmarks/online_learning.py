@@ -55,6 +55,7 @@ never be a hit, as the top-10 excludes history); unknown items count as misses.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import platform
 import statistics
@@ -143,25 +144,46 @@ def recount(ensemble: Ensemble, events: list[Event]) -> None:
     ensemble.scorers.update(fresh)
 
 
+def _digest(events: list[Event], config: PipelineConfig) -> str:
+    """sha256 of the pre-training events (user, item, type, time) and the pipeline settings."""
+    h = hashlib.sha256(json.dumps(asdict(config), sort_keys=True, default=str).encode())
+    for e in events:
+        h.update(f"{e.user_id}\t{e.item_id}\t{e.event_type}\t{e.ts!r}\n".encode())
+    return h.hexdigest()
+
+
 def pretrain(name: str, pre: list[Event], args: argparse.Namespace, fraction: float) -> tuple[Ensemble, dict[str, Any]]:
     """A fresh ensemble on the first ``fraction`` of the log (``pre``).
 
     Cached under ``--cache`` as ``<name>-pre<fraction>`` when given: the
-    retrained variant at 0.8 and a run pre-trained on 0.8 share one. The key
-    holds neither the seed nor the minutes; use one cache per setting.
+    retrained variant at 0.8 and a run pre-trained on 0.8 share one. The
+    cache records a digest of the events it was trained on and of its
+    settings, and a run whose own differ refuses it: a cache made with
+    another ``--seed`` (another timeline) or by ``--quick`` would otherwise
+    have seen this run's stream. (Caches made before 2026-12-07 carry no
+    digest: they are used, with a warning.)
     """
     tag = f"-pre{fraction:g}"
     cached = args.cache / f"{name}{tag}" if args.cache else None
+    config = pipeline_config(name, args)
+    digest = _digest(pre, config)
     if cached is not None and (cached / "meta.json").is_file():
         ensemble, meta = Ensemble.load(cached)
+        made_from = meta["pretrain"].get("digest")
+        if made_from is None:
+            print(f"{name}{tag}: WARNING: {cached} records no digest of what it was trained on; "
+                  "check that it was made with this run's settings", flush=True)
+        elif made_from != digest:
+            raise SystemExit(f"{cached} was pre-trained on other events or settings than this run's "
+                             f"(digest {made_from[:12]} against {digest[:12]}): use another --cache")
         print(f"{name}{tag}: pre-trained ensemble loaded from {cached}", flush=True)
         return ensemble, meta["pretrain"]
-    config = pipeline_config(name, args)
     trained = train_all(pre, config, progress=False)
     recount(trained.ensemble, pre)
     info = {"seconds": round(trained.info["train_seconds"], 1), "weights": trained.ensemble.weights,
             "best_epoch": trained.info.get("sequence_train", {}).get("best_epoch"),
-            "config": asdict(config)}
+            "epochs": len(trained.info.get("sequence_train", {}).get("losses") or ()),  # run, to the cap or stop
+            "config": asdict(config), "digest": digest}
     if cached is not None:
         trained.ensemble.save(cached, extra={"pretrain": info})
     print(f"{name}{tag}: pre-trained in {info['seconds']:.0f} s, weights {info['weights']}", flush=True)
@@ -192,19 +214,20 @@ def stream(
 
 
 def retrained(name: str, events: list[Event], frozen: PrequentialResult,
-              args: argparse.Namespace) -> tuple[PrequentialResult, int]:
-    """The ``retrained`` variant over the whole stream, and the stream index where its retrained part starts.
+              args: argparse.Namespace) -> tuple[PrequentialResult, int, dict[str, Any]]:
+    """The ``retrained`` variant over the whole stream, the stream index where its retrained part starts, and
+    its pre-training's record (under the same ``--pretrain-minutes`` cap, which at 0.8 allows fewer epochs).
 
     Up to the retrain point it is the frozen run (the same model); after it, a
     fresh pre-training on everything before that point serves, frozen.
     """
     pre, rest = cut(events, args.retrain_at, args.stream_end)
-    ensemble, _ = pretrain(name, pre, args, args.retrain_at)
+    ensemble, info = pretrain(name, pre, args, args.retrain_at)
     after = prequential(rest, lambda: ensemble, histories=user_histories(pre), batch_size=args.stream_batch)
     start = len(frozen.ts) - len(rest)  # the stream is sorted, so the part after the point is its suffix
     ranks = np.concatenate([frozen.ranks[:start], after.ranks])
     scored = np.concatenate([frozen.scored[:start], after.scored])
-    return PrequentialResult(frozen.ts, scored, ranks, after.seconds, after.learn_calls), start
+    return PrequentialResult(frozen.ts, scored, ranks, after.seconds, after.learn_calls), start, info
 
 
 def learner_cost(ensemble: Ensemble, pre: list[Event], rest: list[Event], config: OnlineConfig,
@@ -264,10 +287,11 @@ def run_dataset(name: str, args: argparse.Namespace, config: OnlineConfig) -> di
         print(f"{name}: {variant:10} NDCG@10 {m['ndcg@10']:.4f}  HR@10 {m['hr@10']:.4f}  "
               f"({m['n']} scored, {out[variant]['seconds']:.0f} s)", flush=True)
     if args.pretrain_fraction < args.retrain_at < args.stream_end and "frozen" in results:
-        results[RETRAINED], tail_from = retrained(name, events, results["frozen"], args)
+        results[RETRAINED], tail_from, info = retrained(name, events, results["frozen"], args)
         m = results[RETRAINED].metrics(10)
         out[RETRAINED] = {"ndcg@10": round(m["ndcg@10"], 5), "hr@10": round(m["hr@10"], 5), "scored": m["n"],
-                          "retrain_at": args.retrain_at}
+                          "retrain_at": args.retrain_at,
+                          "pretrain": {k: v for k, v in info.items() if k not in ("config", "digest")}}
         print(f"{name}: {RETRAINED:10} NDCG@10 {m['ndcg@10']:.4f}  HR@10 {m['hr@10']:.4f}", flush=True)
         tail = np.arange(len(rest)) >= tail_from
         out["after_retrain"] = {v: {k: (round(x, 5) if isinstance(x, float) else x)
