@@ -15,6 +15,7 @@ from models.anomaly.monitor import AnomalyMonitor
 from models.online.samples import TrainingSample
 from stream_app.agents.batching import each_batch
 from stream_app.agents.item_anomalies import read_alerts
+from stream_app.agents.rebalance import forget_on_rebalance
 from stream_app.anomaly import forget_moved_users
 from stream_app.holdback import Holdback
 from stream_app.metrics import Metrics
@@ -89,13 +90,8 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
             log.error("sending the held training samples at stop failed: %r", exc, exc_info=exc)
 
     if monitor is not None:
-        @app.on_partitions_assigned.connect
-        async def forget_users_moved_away(_app: faust.App, assigned: set, **_: object) -> None:
-            """After a rebalance, forget the monitor's users whose events partition went to another worker."""
-            held = {tp.partition for tp in assigned if tp.topic == topics.events.get_topic_name()}
-            moved = forget_moved_users(monitor, held, settings.partitions)
-            if moved:
-                log.info("anomaly monitor: %d users moved to another worker forgotten", moved)
+        forget_on_rebalance(app, topics.events.get_topic_name(),
+                            lambda held: forget_moved_users(monitor, held, settings.partitions), "monitored users")
 
         @app.task
         async def follow_alerts() -> None:

@@ -27,6 +27,7 @@ from aiokafka.structs import TopicPartition
 from models.anomaly.alerts import Alert
 from models.anomaly.monitor import AnomalyMonitor
 from stream_app.agents.batching import each_batch
+from stream_app.agents.rebalance import forget_on_rebalance
 from stream_app.anomaly import forget_moved_items, make_monitor
 from stream_app.metrics import Metrics
 from stream_app.settings import Settings
@@ -124,15 +125,9 @@ def register(app: faust.App, topics: Topics, tables: Tables, metrics: Metrics, s
     monitor = make_monitor(settings)  # used through observe_item only: the users' side is the events agent's
     if monitor is not None:
         monitor.forgotten_items()  # from now on it lists the items it forgets, for the table to delete
-
-    if monitor is not None:
-        @app.on_partitions_assigned.connect
-        async def forget_items_moved_away(_app: faust.App, assigned: set, **_: object) -> None:
-            """After a rebalance, forget the items whose touches partition went to another worker."""
-            held = {tp.partition for tp in assigned if tp.topic == topics.item_touches.get_topic_name()}
-            moved = forget_moved_items(monitor, held, settings.partitions)
-            if moved:
-                log.info("item-anomalies: %d items moved to another worker forgotten", moved)
+        forget_on_rebalance(app, topics.item_touches.get_topic_name(),
+                            lambda held: forget_moved_items(monitor, held, settings.partitions),
+                            "items (item-anomalies)")
 
     async def send_alert(alert: Alert) -> None:
         """Send and wait for the delivery: the item state written after it says the alert was raised."""
