@@ -49,7 +49,7 @@ class ModelStore:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self.versions_dir = self.root / "versions"
-        self._read = _LogSoFar()  # the log's complete lines read so far (it only grows): each read parses the rest
+        self._read = _LogSoFar()  # the log's complete lines read so far: each read parses what was appended
 
     # ---- reading --------------------------------------------------------------------
 
@@ -210,7 +210,7 @@ class ModelStore:
                                len(stack), max_lines)
                 return None
             promotions = {e["version"]: e for e in read.entries if e["action"] == "promote"}
-            archive = self.root / LOG_ARCHIVE / f"log-{_archives_named(read.entries) + 1:06d}.jsonl.gz"
+            archive = self._archive(_archives_named(read.entries) + 1)
             _write_atomically(archive, gzip.compress(old))
             rotate = {"action": "rotate", "archive": f"{LOG_ARCHIVE}/{archive.name}", "archived_lines": read.lines,
                       "kept": stack, "ts": time.time()}
@@ -232,10 +232,12 @@ class ModelStore:
         current = self.log()
         out: list[dict[str, Any]] = []
         for number in range(1, _archives_named(current) + 1):
-            path = self.root / LOG_ARCHIVE / f"log-{number:06d}.jsonl.gz"
-            if path.is_file():
+            if (path := self._archive(number)).is_file():
                 out += _without_copies(_read_whole(gzip.decompress(path.read_bytes()), path).entries)
         return out + _without_copies(current)
+
+    def _archive(self, number: int) -> Path:
+        return self.root / LOG_ARCHIVE / f"log-{number:06d}.jsonl.gz"  # what ``ARCHIVE_RE`` matches
 
     def archives(self) -> list[Path]:
         """The archived logs, oldest first."""

@@ -44,8 +44,8 @@ from models.online.blend import BlendRefitConfig
 from models.online.learner import OnlineConfig
 from models.online.samples import TrainingSample
 from models.online.trainer import OnlineTrainer, TrainerConfig, ensure_base
-from stream_app.model_updates import announce
 from stream_app import records
+from stream_app.model_updates import announce
 from stream_app.records import Rejection
 from stream_app.settings import Settings
 from stream_app.tansu_compat import bootstrap_from_url

@@ -68,8 +68,8 @@ def load_ensemble(settings: Settings, path: str, executor: ThreadPoolExecutor | 
 
 
 def prepare_topics(settings: Settings) -> None:
-    """Create the topics that do not exist yet (``RECO_PARTITIONS`` partitions, ``RECO_REPLICATION_FACTOR``
-    replicas), then stop with a clear error if the events or item-touches topic has another partition count."""
+    """Create the topics that do not exist yet (``topics.prepare_all``), then stop with a clear error if a
+    topic that places users or items (events, item-touches, item-activity) has another partition count."""
     try:
         asyncio.run(prepare_all(settings))
     except kafka_admin.TopicError as exc:

@@ -20,8 +20,6 @@ from stream_app.anomaly import forget_moved_users
 from stream_app.holdback import Holdback
 from stream_app.metrics import Metrics
 from stream_app.model_updates import ModelSlot
-from stream_app.sample_outlet import SampleOutlet
-from stream_app.records import dead_letter
 from stream_app.pipeline import (
     BatchOutput,
     Incoming,
@@ -31,6 +29,8 @@ from stream_app.pipeline import (
     offset_gaps,
     process_batch,
 )
+from stream_app.records import dead_letter
+from stream_app.sample_outlet import SampleOutlet
 from stream_app.settings import Settings
 from stream_app.state import UserState
 from stream_app.sinks.base import Store
