@@ -18,6 +18,7 @@ from models.anomaly.alerts import Alert
 from models.anomaly.base import UserContext
 from models.anomaly.monitor import AnomalyMonitor
 from models.online.samples import TrainingSample, sample_from
+from stream_app.delivery_counts import PROCESSED, QUARANTINED, REJECTED, Deliveries, tally
 from stream_app.records import Rejection, decode_event, recommendation_record
 from stream_app.settings import Settings
 from stream_app.state import ItemActivity, StateConfig, UserState, apply_events
@@ -71,36 +72,42 @@ class BatchOutput:
     scored_timestamps_ms: list[int | None] = field(default_factory=list)  # Kafka times of scored events
 
 
+def deliveries_of(batch: Sequence[Incoming], out: BatchOutput) -> Deliveries:
+    """Each of the batch's events by partition, with the kind ``tally`` counts it as."""
+    rejected = {(d.message.partition, d.message.offset) for d in out.dead_letters}
+    held = set(out.quarantined_at)
+    kinds: Deliveries = defaultdict(list)
+    for m in batch:
+        at = (m.partition, m.offset)
+        kinds[m.partition].append((m.offset, REJECTED if at in rejected else QUARANTINED if at in held else PROCESSED))
+    return dict(kinds)
+
+
 def count_deliveries(batch: Sequence[Incoming], out: BatchOutput, counted: Mapping[int, int]) -> dict[int, int]:
-    """Re-count ``out``'s events against the store's counted offsets (partition -> highest offset counted,
-    -1: none); returns the offsets to raise them to.
+    """Re-count ``out``'s events against the store's counted offsets (``tally``); returns the offsets to
+    raise them to.
 
     The user state and the counters are written to different systems (the
     changelog, the store), so a crash can keep one and lose the other. The
     state decides what is applied; the counters follow the store: an event at
     or below its partition's counted offset was counted on an earlier delivery
     and is a duplicate here, any other one is counted now (processed or
-    rejected), even if the state already held it. Written together with the
-    counters (``Store.write_recommendations``), this keeps events_in ==
-    processed + rejected + duplicates and counts every event as processed or
-    rejected exactly once. ``quarantined`` is re-counted the same way: a
-    batch whose delivery failed after its counters were written comes again
-    with its states unwritten, and its quarantined events are held back
-    again, so counting them again broke processed - quarantined = samples
-    sent + dropped + lost.
+    rejected), even if the state already held it. The store counts with
+    the offsets it holds when it writes (``Store.write_recommendations``);
+    the worker calls this afterwards with the offsets the store says it
+    counted against, so its own figures (metrics, logs) are the store's.
+    This keeps events_in == processed + rejected + duplicates and counts
+    every event as processed or rejected exactly once, even when two
+    workers briefly own one partition. ``quarantined`` is re-counted the
+    same way: a batch whose delivery failed after its counters were
+    written comes again with its states unwritten, and its quarantined
+    events are held back again, so counting them again broke processed -
+    quarantined = samples sent + dropped + lost.
     """
-    rejected = {(d.message.partition, d.message.offset) for d in out.dead_letters}
-    fresh = [m for m in batch if m.offset > counted.get(m.partition, -1)]
-    n_rejected = sum((m.partition, m.offset) in rejected for m in fresh)
-    out.counters["events_in"] = len(batch)
-    out.counters["duplicates"] = len(batch) - len(fresh)
-    out.counters["rejected"] = n_rejected
-    out.counters["processed"] = len(fresh) - n_rejected
-    if out.quarantined_at:  # as processed: an event counted on an earlier delivery is not counted again
-        out.counters["quarantined"] = sum(o > counted.get(p, -1) for p, o in out.quarantined_at)
-    newest: dict[int, int] = {}
-    for m in fresh:
-        newest[m.partition] = max(m.offset, newest.get(m.partition, -1))
+    counts, newest = tally(deliveries_of(batch, out), counted)
+    out.counters.pop("quarantined", None)
+    for name, n in {**counts, "events_in": len(batch)}.items():
+        out.counters[name] = n
     return newest
 
 

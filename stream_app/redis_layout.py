@@ -7,10 +7,12 @@
 | ``{prefix}:items:covis:{item_id}`` | string | JSON {neighbour item id: log2 co-visitation weight}, strongest 50 |
 | ``{prefix}:counters`` | hash | events_in, processed, rejected, duplicates (add up: in = the rest) |
 | ``{prefix}:counted`` | hash | events-topic partition -> the highest offset the counters include |
+| ``{prefix}:write:{id}`` | string, TTL 600 s | one counting write done: the counted offsets it read (JSON list) |
 
-The counters and ``counted`` change in one MULTI/EXEC, so an event
-re-delivered after a crash is counted as a duplicate exactly when its first
-delivery's counts landed, whatever the user state's changelog kept.
+The counters and ``counted`` change in one script (``sinks.redis.COUNT_ONCE``),
+so an event re-delivered after a crash is counted as a duplicate exactly when
+its first delivery's counts landed, whatever the user state's changelog kept;
+the write's mark makes a write that the client re-sends count once.
 """
 
 from __future__ import annotations
@@ -41,3 +43,6 @@ class RedisLayout:
     @property
     def counted(self) -> str:
         return f"{self.prefix}:counted"
+
+    def write_mark(self, write_id: str) -> str:
+        return f"{self.prefix}:write:{write_id}"

@@ -97,10 +97,10 @@ async def each_batch(app: faust.App, stream: faust.StreamT, max_: int, within: f
     the group's commits were stuck behind it. So the worker stops instead
     (``app.crash``: it exits non-zero, and docker-compose restarts it), and the batch
     is delivered again from the last committed offset. Meanwhile this agent
-    takes no further batch. Redis errors are not retried either (the client
-    is made without a retry policy: re-running the counters' write after a
-    lost reply would count the batch twice), so a dropped Redis connection
-    stops the worker too.
+    takes no further batch. The Redis client re-sends what failed on a
+    connection error or timeout (``RECO_REDIS_RETRIES``, 4.5 to 9 s in all by
+    default; every counting write counts once however often it is sent), so
+    only a longer Redis outage stops the worker.
     """
     async for batch in take_batches(stream, max_, within):
         try:

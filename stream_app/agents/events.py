@@ -26,6 +26,7 @@ from stream_app.pipeline import (
     apply_batch_states,
     count_deliveries,
     counted_rejections,
+    deliveries_of,
     offset_gaps,
     process_batch,
 )
@@ -118,23 +119,24 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
         finally:
             slot.end_batch()
         applied = out.counters["processed"]
-        already = await store.counted_offsets({m.partition for m in batch})
-        for partition, first, last in offset_gaps(batch, already):
+        counted_before: dict[int, int] = {}
+
+        async def write_redis() -> None:  # the store counts the batch against its counted offsets, atomically
+            counted_before.update(await store.write_recommendations(
+                out.records, {"events_in": len(batch)}, deliveries_of(batch, out)))
+
+        await finish_batch(app, out, topics, tables.users, meanwhile=write_redis)
+        count_deliveries(batch, out, counted_before)  # the worker's figures: what the store counted
+        for partition, first, last in offset_gaps(batch, counted_before):
             log.warning("events partition %d skipped offsets %d-%d: never delivered to this worker (lost, "
                         "unless transaction markers or compaction left the gap)", partition, first, last)
-        counted = count_deliveries(batch, out, already)
         if out.counters["processed"] > applied:
             log.warning("counted %d events the user state already held: their first delivery's counts were "
                         "lost (the state was written, the store's counts were not)",
                         out.counters["processed"] - applied)
-
-        async def write_redis() -> None:
-            await store.write_recommendations(out.records, out.counters, counted)
-
-        await finish_batch(app, out, topics, tables.users, meanwhile=write_redis)
         outlet.add(out.samples)
         await outlet.release()
-        metrics.observe_batch(out.counters, counted_rejections(out, already), len(batch), out.scoring_s)
+        metrics.observe_batch(out.counters, counted_rejections(out, counted_before), len(batch), out.scoring_s)
         metrics.observe_latency(out.scored_timestamps_ms)
         for alert in out.alerts:
             metrics.alerts.labels(alert.detector).inc()

@@ -22,10 +22,12 @@ class Store(ABC):
     @abstractmethod
     async def write_recommendations(
         self, records: Sequence[Mapping[str, Any]], counters: Mapping[str, int],
-        counted: Mapping[int, int] | None = None,
-    ) -> None:
-        """Store each user's record (replacing the old one) and add to the counters; in the same atomic step
-        raise each events-topic partition's counted offset to ``counted[partition]``."""
+        deliveries: Mapping[int, Sequence[tuple[int, str]]] | None = None,
+    ) -> dict[int, int]:
+        """Store each user's record (replacing the old one), add ``counters``, and count ``deliveries``
+        (``stream_app.pipeline.deliveries_of``) against the counted offsets, raising them, in one atomic
+        step (``stream_app.delivery_counts.tally``); returns the counted offsets the deliveries were counted
+        against (partition -> offset, -1: none)."""
 
     @abstractmethod
     async def counted_offsets(self, partitions: Iterable[int]) -> dict[int, int]:

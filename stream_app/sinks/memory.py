@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from stream_app.delivery_counts import tally
 from stream_app.sinks.base import Store
 
 
@@ -22,13 +23,16 @@ class MemoryStore(Store):
 
     async def write_recommendations(
         self, records: Sequence[Mapping[str, Any]], counters: Mapping[str, int],
-        counted: Mapping[int, int] | None = None,
-    ) -> None:
+        deliveries: Mapping[int, Sequence[tuple[int, str]]] | None = None,
+    ) -> dict[int, int]:
         for rec in records:
             self.records[rec["user_id"]] = dict(rec)
         self._counters.update(counters)
-        for partition, offset in (counted or {}).items():
-            self._counted[partition] = max(offset, self._counted.get(partition, -1))
+        before = {p: self._counted.get(p, -1) for p in deliveries or {}}
+        counts, newest = tally(deliveries or {}, before)
+        self._counters.update(counts)
+        self._counted.update(newest)
+        return before
 
     async def counted_offsets(self, partitions: Iterable[int]) -> dict[int, int]:
         return {p: self._counted.get(p, -1) for p in partitions}

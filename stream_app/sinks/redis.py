@@ -2,40 +2,88 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import EqualJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
 
 from stream_app.redis_layout import COUNTER_NAMES, RedisLayout
 from stream_app.sinks.base import Store
 
 
-# raise hash fields to the given values, never lower them (a late write from a worker that lost the partition)
-RAISE_OFFSETS = """
-for i = 1, #ARGV, 2 do
-  local current = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '-1')
-  if tonumber(ARGV[i + 1]) > current then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+# Adds counters and counts deliveries (``stream_app.delivery_counts.tally``) in one atomic step, once per write:
+# - the check and the count are one step, so no other writer counts in between (a worker that lost its
+#   partition mid-batch, finishing while the new owner counts the same events);
+# - the write's id (KEYS[3]) marks it done, so a write that redis-py re-sends after a lost reply (it retries
+#   on connection errors and timeouts) returns the first run's answer and adds nothing.
+# KEYS: counters, counted, this write's marker. ARGV: marker TTL (s), n counters, (name, n) per counter,
+# n partitions, then per partition: partition, n events, (offset, kind) per event.
+# Returns each partition's counted offset before the write. Offsets are stored as given (no float formatting).
+COUNT_ONCE = """
+local done = redis.call('GET', KEYS[3])
+if done then return cjson.decode(done) end
+local add = {processed = 0, rejected = 0, duplicates = 0, quarantined = 0}
+local i = 3
+for c = 1, tonumber(ARGV[2]) do
+  add[ARGV[i]] = (add[ARGV[i]] or 0) + tonumber(ARGV[i + 1])
+  i = i + 2
 end
-return 0
+local before = {}
+local n_parts = tonumber(ARGV[i])
+i = i + 1
+for p = 1, n_parts do
+  local partition, n = ARGV[i], tonumber(ARGV[i + 1])
+  i = i + 2
+  local floor = tonumber(redis.call('HGET', KEYS[2], partition) or '-1')
+  before[p] = floor
+  local newest, newest_text = floor, nil
+  for e = 1, n do
+    local offset, kind = tonumber(ARGV[i]), ARGV[i + 1]
+    if offset <= floor then
+      add.duplicates = add.duplicates + 1
+    else
+      if kind == 'r' then add.rejected = add.rejected + 1 else add.processed = add.processed + 1 end
+      if kind == 'q' then add.quarantined = add.quarantined + 1 end
+      if offset > newest then newest, newest_text = offset, ARGV[i] end
+    end
+    i = i + 2
+  end
+  if newest_text then redis.call('HSET', KEYS[2], partition, newest_text) end
+end
+for name, n in pairs(add) do
+  if n ~= 0 then redis.call('HINCRBY', KEYS[1], name, n) end
+end
+redis.call('SET', KEYS[3], n_parts > 0 and cjson.encode(before) or '[]', 'EX', ARGV[1])
+return before
 """
+WRITE_MARK_TTL_S = 600  # far longer than redis-py's retries of one write (seconds)
 
 
 class RedisStore(Store):
-    """Writes each micro-batch in one pipeline; checks the connection at start."""
+    """Writes each micro-batch in one pipeline; checks the connection at start; rides out short outages."""
 
-    def __init__(self, url: str, *, prefix: str = "reco", ttl_s: int = 7 * 86_400,
+    def __init__(self, url: str, *, prefix: str = "reco", ttl_s: int = 7 * 86_400, retries: int = 8,
                  client: aioredis.Redis | None = None) -> None:
         self.keys = RedisLayout(prefix)
         self.ttl_s = ttl_s
+        self.retries = retries
         self._url = url
         self._client = client
 
     @property
     def client(self) -> aioredis.Redis:
+        """The client; it re-sends a command or pipeline that failed on a connection error or timeout
+        ``retries`` times, backing off (redis-py's ``Retry``). Safe for every method here: reads and
+        replacing writes repeat harmlessly, and counting writes count once (``COUNT_ONCE``)."""
         if self._client is None:
-            self._client = aioredis.Redis.from_url(self._url)
+            retry = Retry(EqualJitterBackoff(base=0.05, cap=2.0), self.retries,
+                          supported_errors=(RedisConnectionError, RedisTimeoutError))
+            self._client = aioredis.Redis.from_url(self._url, retry=retry)
         return self._client
 
     async def start(self) -> None:
@@ -48,16 +96,15 @@ class RedisStore(Store):
 
     async def write_recommendations(
         self, records: Sequence[Mapping[str, Any]], counters: Mapping[str, int],
-        counted: Mapping[int, int] | None = None,
-    ) -> None:
-        async with self.client.pipeline(transaction=bool(counted)) as pipe:  # MULTI/EXEC with offsets
+        deliveries: Mapping[int, Sequence[tuple[int, str]]] | None = None,
+    ) -> dict[int, int]:
+        parts = list((deliveries or {}).items())
+        async with self.client.pipeline(transaction=True) as pipe:
             for rec in records:
                 pipe.set(self.keys.recs(rec["user_id"]), orjson.dumps(rec), ex=self.ttl_s)
-            self._queue_counters(pipe, counters)
-            if counted:
-                args = [str(v) for partition, offset in counted.items() for v in (partition, offset)]
-                pipe.eval(RAISE_OFFSETS, 1, self.keys.counted, *args)
-            await pipe.execute()
+            self._queue_count_once(pipe, counters, parts)
+            replies = await pipe.execute()
+        return {p: int(v) for (p, _), v in zip(parts, replies[-1])}
 
     async def counted_offsets(self, partitions: Iterable[int]) -> dict[int, int]:
         wanted = list(partitions)
@@ -68,13 +115,23 @@ class RedisStore(Store):
 
     async def add_counters(self, counters: Mapping[str, int]) -> None:
         async with self.client.pipeline(transaction=False) as pipe:
-            self._queue_counters(pipe, counters)
+            self._queue_count_once(pipe, counters, [])
             await pipe.execute()
 
-    def _queue_counters(self, pipe: Any, counters: Mapping[str, int]) -> None:
-        for name, n in counters.items():
-            if n:
-                pipe.hincrby(self.keys.counters, name, n)
+    def _queue_count_once(self, pipe: Any, counters: Mapping[str, int],
+                          parts: Sequence[tuple[int, Sequence[tuple[int, str]]]]) -> None:
+        """Queue ``COUNT_ONCE`` under a fresh write id: a re-sent pipeline re-sends the same id."""
+        named = [(name, n) for name, n in counters.items() if n]
+        args: list[str | int] = [WRITE_MARK_TTL_S, len(named)]
+        for name, n in named:
+            args += [name, n]
+        args.append(len(parts))
+        for partition, events in parts:
+            args += [partition, len(events)]
+            for offset, kind in events:
+                args += [offset, kind]
+        pipe.eval(COUNT_ONCE, 3, self.keys.counters, self.keys.counted, self.keys.write_mark(uuid.uuid4().hex),
+                  *args)
 
     async def publish_item_stats(self, stats: Mapping[str, Mapping[str, Any]]) -> None:
         pops = {item: s["pop"] for item, s in stats.items() if s.get("pop") is not None}

@@ -13,6 +13,7 @@ from stream_app.pipeline import (
     apply_batch_states,
     count_deliveries,
     counted_rejections,
+    deliveries_of,
     offset_gaps,
     process_batch,
 )
@@ -33,6 +34,12 @@ def msg(offset: int, user: str, item: str, kind: str = "view", ts: float = NOW -
 def run(batch, table, store):
     rec = HeuristicRecommender(store, SETTINGS)
     return asyncio.run(process_batch(batch, table, rec, SETTINGS, clock=lambda: NOW))
+
+
+def write(store, batch, out) -> dict[int, int]:
+    """As the events agent does: the store counts the batch, then the worker's counters follow the store's."""
+    before = asyncio.run(store.write_recommendations(out.records, {"events_in": len(batch)}, deliveries_of(batch, out)))
+    return count_deliveries(batch, out, before)
 
 
 def test_counters_add_up_and_each_user_is_scored_once():
@@ -108,24 +115,23 @@ def test_a_crash_between_the_changelog_and_the_counters_still_counts_each_event_
     again = first + [msg(3, "u2", "a")]
     out = run(again, table, store)
     assert out.counters["duplicates"] == 2  # by the state: u1's two events were applied already
-    upto = count_deliveries(again, out, asyncio.run(store.counted_offsets([0])))
-    assert upto == {0: 3}
+    assert write(store, again, out) == {0: 3}
     assert out.counters == {"events_in": 4, "processed": 3, "rejected": 1, "duplicates": 0}
-    asyncio.run(store.write_recommendations(out.records, out.counters, upto))
     # and the batch delivered once more (the offsets commit was lost too): all of it counted already
     out = run(again, table, store)
-    assert count_deliveries(again, out, asyncio.run(store.counted_offsets([0]))) == {}
+    assert write(store, again, out) == {}
     assert out.counters == {"events_in": 4, "processed": 0, "rejected": 0, "duplicates": 4}
+    assert asyncio.run(store.counters()) == {"events_in": 8, "processed": 3, "rejected": 1, "duplicates": 4}
 
 
 def test_counts_landed_but_the_state_did_not():
     """The opposite crash: re-applied to the state, but counted as a duplicate delivery."""
     store, table = MemoryStore(), {}
     batch = [msg(5, "u1", "a"), msg(6, "u1", "b")]
-    asyncio.run(store.write_recommendations([], {"events_in": 2, "processed": 2}, {0: 6}))
+    write(store, batch, run(batch, {}, store))  # the first delivery's counts; its state was lost
     out = run(batch, table, store)
     assert out.counters["processed"] == 2 and out.states  # the state needs them again
-    count_deliveries(batch, out, asyncio.run(store.counted_offsets([0])))
+    write(store, batch, out)
     assert out.counters == {"events_in": 2, "processed": 0, "rejected": 0, "duplicates": 2}
 
 
@@ -156,8 +162,7 @@ def test_a_batch_redelivered_after_a_failed_send_counts_its_quarantined_events_o
     for _ in range(2):  # the first delivery's states are not written (its send failed)
         out = asyncio.run(process_batch(batch, table, HeuristicRecommender(store, SETTINGS), SETTINGS,
                                         monitor=HoldsEverything(), clock=lambda: NOW))
-        upto = count_deliveries(batch, out, asyncio.run(store.counted_offsets([0])))
-        asyncio.run(store.write_recommendations(out.records, out.counters, upto))
+        write(store, batch, out)
         for k, v in out.counters.items():
             totals[k] = totals.get(k, 0) + v
     assert not out.samples
