@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 
@@ -34,11 +35,12 @@ class SampleOutlet:
     """A worker's way out for training samples (see the module's docstring)."""
 
     def __init__(self, holdback: Holdback, send: Send, keep: Callable[[TrainingSample], bool],
-                 add_counters: Callable[[Mapping[str, int]], Awaitable[None]]) -> None:
+                 add_counters: Callable[[Mapping[str, int], str], Awaitable[None]]) -> None:
         self.holdback = holdback
         self._send, self._keep, self._add_counters = send, keep, add_counters
         self._in_flight: set[asyncio.Future] = set()
         self._counts: Counter[str] = Counter()
+        self._unsent: tuple[Counter[str], str] | None = None  # a flush that failed, with its write id
         self._last_error: BaseException | None = None
         self._releasing = asyncio.Lock()  # the timer and the agent release in turn, so samples keep their order
         self._closed = False
@@ -86,19 +88,21 @@ class SampleOutlet:
             self._last_error = error
 
     async def flush_counts(self) -> None:
-        """Add the outcomes counted since the last flush to the store (kept for the next one if that fails)."""
-        counts = +self._counts
-        if not counts:
-            return
-        if counts.get("samples_lost"):
-            log.error("%d training samples lost (the trainer will not learn them): %r",
-                      counts["samples_lost"], self._last_error)
-        self._counts.clear()
-        try:
-            await self._add_counters(counts)
-        except BaseException:
-            self._counts.update(counts)
-            raise
+        """Add the outcomes counted since the last flush to the store. A flush that failed is sent first at
+        the next one, under its own write id: the store counts it once even if the failed one had landed
+        (only its reply lost)."""
+        while True:
+            if self._unsent is None:
+                counts = +self._counts
+                if not counts:
+                    return
+                if counts.get("samples_lost"):
+                    log.error("%d training samples lost (the trainer will not learn them): %r",
+                              counts["samples_lost"], self._last_error)
+                self._counts.clear()
+                self._unsent = (counts, uuid.uuid4().hex)
+            await self._add_counters(*self._unsent)
+            self._unsent = None
 
     async def drain(self, timeout_s: float = 10.0) -> None:
         """At a graceful stop: wait out the hold (a batch finishing meanwhile adds to it), release everything,

@@ -56,8 +56,8 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
     def send_sample(sample: TrainingSample) -> Awaitable[Awaitable[RecordMetadata]]:
         return publish(app, topics.training_samples, sample.user_id.encode(), orjson.dumps(sample.to_dict()))
 
-    async def count_samples(counts: Mapping[str, int]) -> None:
-        await store.add_counters(counts)
+    async def count_samples(counts: Mapping[str, int], write_id: str) -> None:
+        await store.add_counters(counts, write_id)
         for name, n in counts.items():
             metrics.samples.labels(name.removeprefix("samples_")).inc(n)
 

@@ -34,8 +34,9 @@ class Store(ABC):
         """The highest offset of each partition the counters include (-1: none)."""
 
     @abstractmethod
-    async def add_counters(self, counters: Mapping[str, int]) -> None:
-        """Add to the event counters without writing records."""
+    async def add_counters(self, counters: Mapping[str, int], write_id: str | None = None) -> None:
+        """Add to the event counters without writing records; a second call with the same ``write_id``
+        (a caller's retry of a write that may have landed) adds nothing."""
 
     @abstractmethod
     async def publish_item_stats(self, stats: Mapping[str, Mapping[str, Any]]) -> None:

@@ -20,6 +20,7 @@ class MemoryStore(Store):
         self.neighbors: dict[str, dict[str, float]] = {}
         self._counters: Counter[str] = Counter()
         self._counted: dict[int, int] = {}
+        self._writes: set[str] = set()  # add_counters' write ids already counted
 
     async def write_recommendations(
         self, records: Sequence[Mapping[str, Any]], counters: Mapping[str, int],
@@ -37,7 +38,11 @@ class MemoryStore(Store):
     async def counted_offsets(self, partitions: Iterable[int]) -> dict[int, int]:
         return {p: self._counted.get(p, -1) for p in partitions}
 
-    async def add_counters(self, counters: Mapping[str, int]) -> None:
+    async def add_counters(self, counters: Mapping[str, int], write_id: str | None = None) -> None:
+        if write_id is not None:
+            if write_id in self._writes:
+                return
+            self._writes.add(write_id)
         self._counters.update(counters)
 
     async def publish_item_stats(self, stats: Mapping[str, Mapping[str, Any]]) -> None:

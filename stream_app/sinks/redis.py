@@ -61,7 +61,7 @@ end
 redis.call('SET', KEYS[3], n_parts > 0 and cjson.encode(before) or '[]', 'EX', ARGV[1])
 return before
 """
-WRITE_MARK_TTL_S = 600  # far longer than redis-py's retries of one write (seconds)
+WRITE_MARK_TTL_S = 600  # longer than any re-send of one write: the client's (seconds), the sample outlet's (next flush)
 
 
 class RedisStore(Store):
@@ -113,14 +113,14 @@ class RedisStore(Store):
         values = await self.client.hmget(self.keys.counted, [str(p) for p in wanted])
         return {p: -1 if v is None else int(v) for p, v in zip(wanted, values)}
 
-    async def add_counters(self, counters: Mapping[str, int]) -> None:
+    async def add_counters(self, counters: Mapping[str, int], write_id: str | None = None) -> None:
         async with self.client.pipeline(transaction=False) as pipe:
-            self._queue_count_once(pipe, counters, [])
+            self._queue_count_once(pipe, counters, [], write_id)
             await pipe.execute()
 
     def _queue_count_once(self, pipe: Any, counters: Mapping[str, int],
-                          parts: Sequence[tuple[int, Sequence[tuple[int, str]]]]) -> None:
-        """Queue ``COUNT_ONCE`` under a fresh write id: a re-sent pipeline re-sends the same id."""
+                          parts: Sequence[tuple[int, Sequence[tuple[int, str]]]], write_id: str | None = None) -> None:
+        """Queue ``COUNT_ONCE`` under ``write_id`` (default: a fresh one); a re-sent pipeline re-sends it."""
         named = [(name, n) for name, n in counters.items() if n]
         args: list[str | int] = [WRITE_MARK_TTL_S, len(named)]
         for name, n in named:
@@ -130,7 +130,7 @@ class RedisStore(Store):
             args += [partition, len(events)]
             for offset, kind in events:
                 args += [offset, kind]
-        pipe.eval(COUNT_ONCE, 3, self.keys.counters, self.keys.counted, self.keys.write_mark(uuid.uuid4().hex),
+        pipe.eval(COUNT_ONCE, 3, self.keys.counters, self.keys.counted, self.keys.write_mark(write_id or uuid.uuid4().hex),
                   *args)
 
     async def publish_item_stats(self, stats: Mapping[str, Mapping[str, Any]]) -> None:

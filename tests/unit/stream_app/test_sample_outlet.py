@@ -9,6 +9,7 @@ import pytest
 from models.online.samples import TrainingSample
 from stream_app.holdback import Holdback
 from stream_app.sample_outlet import SampleOutlet
+from stream_app.sinks.memory import MemoryStore
 
 
 def _samples(users: list[str]) -> list[TrainingSample]:
@@ -36,7 +37,7 @@ class Broker:
 
 
 def _outlet(broker: Broker, delay_s: float, quarantined: set[str], counted: dict) -> SampleOutlet:
-    async def add_counters(counts):
+    async def add_counters(counts, write_id):
         for name, n in counts.items():
             counted[name] = counted.get(name, 0) + n
 
@@ -112,10 +113,10 @@ def test_counts_the_store_did_not_take_are_kept_for_the_next_flush() -> None:
         broker, counted, fail = Broker(), {}, [True]
         inner = _outlet(broker, 0.0, {"bot"}, counted)._add_counters
 
-        async def flaky(counts):
+        async def flaky(counts, write_id):
             if fail[0]:
                 raise ConnectionError("redis down")
-            await inner(counts)
+            await inner(counts, write_id)
 
         outlet = SampleOutlet(Holdback(0.0), broker.send, lambda s: s.user_id != "bot", flaky)
         outlet.add(_samples(["bot"]))
@@ -127,6 +128,31 @@ def test_counts_the_store_did_not_take_are_kept_for_the_next_flush() -> None:
         return counted
 
     assert asyncio.run(scenario()) == {"samples_dropped": 1}
+
+
+def test_counts_that_landed_though_their_flush_failed_are_counted_once() -> None:
+    """The store took the counts but the reply was lost: the next flush sends them again under the same
+    write id, so the store (here the in-memory one, which keeps ids as Redis does) adds them once."""
+    async def scenario():
+        broker, store, lose_reply = Broker(), MemoryStore(), [True]
+
+        async def reply_lost_once(counts, write_id):
+            await store.add_counters(counts, write_id)
+            if lose_reply[0]:
+                lose_reply[0] = False
+                raise ConnectionError("connection reset before the reply")
+
+        outlet = SampleOutlet(Holdback(0.0), broker.send, lambda s: s.user_id != "bot", reply_lost_once)
+        outlet.add(_samples(["bot"]))
+        await outlet.release()
+        with pytest.raises(ConnectionError):
+            await outlet.flush_counts()
+        outlet.add(_samples(["bot", "bot"]))  # more outcomes meanwhile, counted under a new id
+        await outlet.release()
+        await outlet.flush_counts()
+        return await store.counters()
+
+    assert asyncio.run(scenario())["samples_dropped"] == 3  # 1 + 2, not 1 + 1 + 2
 
 
 def test_a_batch_that_finishes_while_the_stop_waits_out_the_hold_is_sent_too() -> None:
