@@ -21,7 +21,7 @@ def tally(deliveries: Mapping[int, Sequence[tuple[int, str]]],
     An event above its partition's counted offset is counted now, as
     processed (and quarantined, if held back) or rejected; one at or below
     it was counted on an earlier delivery and is a duplicate. The Redis
-    store runs the same rule in its write's script (``COUNT_DELIVERIES``),
+    store runs the same rule in its write's script (``stream_app.sinks.redis.COUNT_ONCE``),
     so the check and the counting are one atomic step.
     """
     counts: Counter[str] = Counter(processed=0, rejected=0, duplicates=0)

@@ -180,8 +180,8 @@ async def process_batch(
     restarted worker's monitor carries on from the table; a re-delivered event
     is never observed twice.
     Counters satisfy events_in == processed + rejected + duplicates, as the
-    user states see it (the worker re-counts against the store with
-    ``count_deliveries`` before writing them); ``quarantined`` counts processed
+    user states see it (the store counts against its counted offsets when
+    the worker writes, ``count_deliveries``); ``quarantined`` counts processed
     events kept out of learning (users or items under an alert).
     """
     out = BatchOutput()

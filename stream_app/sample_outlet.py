@@ -43,6 +43,7 @@ class SampleOutlet:
         self._unsent: tuple[Counter[str], str] | None = None  # a flush that failed, with its write id
         self._last_error: BaseException | None = None
         self._releasing = asyncio.Lock()  # the timer and the agent release in turn, so samples keep their order
+        self._flushing = asyncio.Lock()  # one flush at a time: each sends its counts under its own write id
         self._closed = False
 
     @property
@@ -91,18 +92,19 @@ class SampleOutlet:
         """Add the outcomes counted since the last flush to the store. A flush that failed is sent first at
         the next one, under its own write id: the store counts it once even if the failed one had landed
         (only its reply lost)."""
-        while True:
-            if self._unsent is None:
-                counts = +self._counts
-                if not counts:
-                    return
-                if counts.get("samples_lost"):
-                    log.error("%d training samples lost (the trainer will not learn them): %r",
-                              counts["samples_lost"], self._last_error)
-                self._counts.clear()
-                self._unsent = (counts, uuid.uuid4().hex)
-            await self._add_counters(*self._unsent)
-            self._unsent = None
+        async with self._flushing:  # the timer, a late batch's release and the drain may flush at once
+            while True:
+                if self._unsent is None:
+                    counts = +self._counts
+                    if not counts:
+                        return
+                    if counts.get("samples_lost"):
+                        log.error("%d training samples lost (the trainer will not learn them): %r",
+                                  counts["samples_lost"], self._last_error)
+                    self._counts.clear()
+                    self._unsent = (counts, uuid.uuid4().hex)
+                await self._add_counters(*self._unsent)
+                self._unsent = None
 
     async def drain(self, timeout_s: float = 10.0) -> None:
         """At a graceful stop: wait out the hold (a batch finishing meanwhile adds to it), release everything,

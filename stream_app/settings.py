@@ -81,8 +81,10 @@ class Settings:
     redis_prefix: str = "reco"
     redis_ttl_s: int = 7 * 86_400
     # times a Redis command or write is re-sent after a connection error or timeout, backing off from 50 ms to
-    # 2 s (8: 4.5 to 9 s in all); every write counts once however often it is sent. 0: a failure stops the worker
+    # 2 s (8: 4.5 to 9 s in all while connections are refused; 22 to 27 s when Redis hangs, each try then also
+    # waiting out redis_timeout_s); every write counts once however often it is sent. 0: a failure stops the worker
     redis_retries: int = 8
+    redis_timeout_s: float = 2.0  # to connect, and for each reply (a batch's write takes milliseconds)
     web_port: int = 6066
     web_bind: str = "127.0.0.1"  # the worker's HTTP endpoint (metrics, health); 0.0.0.0 in a container
     trainer_web_port: int = 6067  # the trainer's /metrics/ and /health/ (on web_bind); 0: none

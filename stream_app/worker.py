@@ -34,7 +34,7 @@ def build_worker(settings: Settings, *, store: Store | None = None) -> faust.App
     """A ready-to-run Faust app for one worker process."""
     app = create_app(settings)
     store = store or RedisStore(settings.redis_url, prefix=settings.redis_prefix, ttl_s=settings.redis_ttl_s,
-                                retries=settings.redis_retries)
+                                retries=settings.redis_retries, timeout_s=settings.redis_timeout_s)
     topics = declare_topics(app, settings)
     tables = declare_tables(app, settings)
     metrics = Metrics()

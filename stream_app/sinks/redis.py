@@ -23,7 +23,10 @@ from stream_app.sinks.base import Store
 #   on connection errors and timeouts) returns the first run's answer and adds nothing.
 # KEYS: counters, counted, this write's marker. ARGV: marker TTL (s), n counters, (name, n) per counter,
 # n partitions, then per partition: partition, n events, (offset, kind) per event.
-# Returns each partition's counted offset before the write. Offsets are stored as given (no float formatting).
+# Returns each partition's counted offset before the write, as the strings Redis holds (exact: cjson would
+# round numbers to 14 digits). Offsets are compared as Lua numbers, exact below 2^53 (Kafka's come nowhere
+# near). The counters are added before the offsets are raised: a script that fails part-way (a corrupt key)
+# then leaves events counted twice at worst, never counted as duplicates without having been counted.
 COUNT_ONCE = """
 local done = redis.call('GET', KEYS[3])
 if done then return cjson.decode(done) end
@@ -33,14 +36,14 @@ for c = 1, tonumber(ARGV[2]) do
   add[ARGV[i]] = (add[ARGV[i]] or 0) + tonumber(ARGV[i + 1])
   i = i + 2
 end
-local before = {}
+local before, raise = {}, {}
 local n_parts = tonumber(ARGV[i])
 i = i + 1
 for p = 1, n_parts do
   local partition, n = ARGV[i], tonumber(ARGV[i + 1])
   i = i + 2
-  local floor = tonumber(redis.call('HGET', KEYS[2], partition) or '-1')
-  before[p] = floor
+  before[p] = redis.call('HGET', KEYS[2], partition) or '-1'
+  local floor = tonumber(before[p])
   local newest, newest_text = floor, nil
   for e = 1, n do
     local offset, kind = tonumber(ARGV[i]), ARGV[i + 1]
@@ -53,11 +56,12 @@ for p = 1, n_parts do
     end
     i = i + 2
   end
-  if newest_text then redis.call('HSET', KEYS[2], partition, newest_text) end
+  if newest_text then raise[#raise + 1] = {partition, newest_text} end
 end
 for name, n in pairs(add) do
   if n ~= 0 then redis.call('HINCRBY', KEYS[1], name, n) end
 end
+for _, pair in ipairs(raise) do redis.call('HSET', KEYS[2], pair[1], pair[2]) end
 redis.call('SET', KEYS[3], n_parts > 0 and cjson.encode(before) or '[]', 'EX', ARGV[1])
 return before
 """
@@ -68,22 +72,27 @@ class RedisStore(Store):
     """Writes each micro-batch in one pipeline; checks the connection at start; rides out short outages."""
 
     def __init__(self, url: str, *, prefix: str = "reco", ttl_s: int = 7 * 86_400, retries: int = 8,
-                 client: aioredis.Redis | None = None) -> None:
+                 timeout_s: float = 2.0, client: aioredis.Redis | None = None) -> None:
+        if retries < 0 or timeout_s <= 0:
+            raise ValueError(f"Redis retries must be 0 or more and its timeout positive, not {retries} and {timeout_s}"
+                             " (RECO_REDIS_RETRIES, RECO_REDIS_TIMEOUT_S)")
         self.keys = RedisLayout(prefix)
         self.ttl_s = ttl_s
-        self.retries = retries
+        self.retries, self.timeout_s = retries, timeout_s
         self._url = url
         self._client = client
 
     @property
     def client(self) -> aioredis.Redis:
-        """The client; it re-sends a command or pipeline that failed on a connection error or timeout
-        ``retries`` times, backing off (redis-py's ``Retry``). Safe for every method here: reads and
-        replacing writes repeat harmlessly, and counting writes count once (``COUNT_ONCE``)."""
+        """The client; it re-sends a command or pipeline that failed on a connection error or a timeout
+        (``timeout_s`` to connect, or for a reply) ``retries`` times, backing off (redis-py's ``Retry``).
+        Safe for every method here: reads and replacing writes repeat harmlessly, and counting writes
+        count once (``COUNT_ONCE``)."""
         if self._client is None:
             retry = Retry(EqualJitterBackoff(base=0.05, cap=2.0), self.retries,
                           supported_errors=(RedisConnectionError, RedisTimeoutError))
-            self._client = aioredis.Redis.from_url(self._url, retry=retry)
+            self._client = aioredis.Redis.from_url(self._url, retry=retry, socket_timeout=self.timeout_s,
+                                                   socket_connect_timeout=self.timeout_s)
         return self._client
 
     async def start(self) -> None:

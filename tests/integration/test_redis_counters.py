@@ -136,9 +136,8 @@ class DropsOneReply:
 
 @pytest.mark.parametrize("write", ["batch", "counters"])
 def test_a_write_whose_reply_was_lost_is_counted_once(settings, write):
-    """redis-py re-sends a write when its connection fails (it retries connection errors by default): a
-    batch's counting write, or the sample outlet's counters, must not count twice when only the reply
-    was lost."""
+    """The store's client re-sends a write when its connection fails (``RECO_REDIS_RETRIES``): a batch's
+    counting write, or the sample outlet's counters, must not count twice when only the reply was lost."""
     trigger = b"\r\nEXEC\r\n" if write == "batch" else b"\r\nEVAL\r\n"
 
     async def scenario():

@@ -155,6 +155,32 @@ def test_counts_that_landed_though_their_flush_failed_are_counted_once() -> None
     assert asyncio.run(scenario())["samples_dropped"] == 3  # 1 + 2, not 1 + 1 + 2
 
 
+def test_flushes_at_once_send_each_count_once() -> None:
+    """The timer's flush is still waiting for the store when another flush starts (a late batch's release,
+    the drain): every outcome reaches the store, and each is sent (and added to the metrics) once."""
+    async def scenario():
+        broker, store, sent = Broker(), MemoryStore(), []
+
+        async def slow_store(counts, write_id):
+            sent.append(dict(counts))
+            await asyncio.sleep(0.01)
+            await store.add_counters(counts, write_id)
+
+        outlet = SampleOutlet(Holdback(0.0), broker.send, lambda s: s.user_id != "bot", slow_store)
+        outlet.add(_samples(["bot"]))
+        await outlet.release()
+        first = asyncio.create_task(outlet.flush_counts())
+        await asyncio.sleep(0)  # the first flush is inside its write
+        outlet.add(_samples(["bot", "bot"]))
+        await outlet.release()
+        await asyncio.gather(first, outlet.flush_counts())
+        return sent, await store.counters()
+
+    sent, counters = asyncio.run(scenario())
+    assert counters["samples_dropped"] == 3
+    assert [c["samples_dropped"] for c in sent] == [1, 2]
+
+
 def test_a_batch_that_finishes_while_the_stop_waits_out_the_hold_is_sent_too() -> None:
     async def scenario():
         broker, counted = Broker(), {}
