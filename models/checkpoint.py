@@ -86,6 +86,18 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     return meta
 
 
+def verify_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The metadata of a checkpoint whose weights match their checksum (nothing is loaded);
+    ``CheckpointError`` otherwise."""
+    meta = read_meta(path)
+    weights = Path(path) / WEIGHTS
+    if not weights.is_file():
+        raise CheckpointError(f"no {WEIGHTS} in {path}")
+    if _sha256(weights) != _field(meta, path, "checksum", "sha256"):
+        raise CheckpointError(f"{weights}: checksum mismatch")
+    return meta
+
+
 def _field(meta: Mapping[str, Any], path: str | Path, *keys: str) -> Any:
     """``meta[keys[0]][keys[1]]...``; ``CheckpointError`` naming the field when it is missing."""
     value: Any = meta
@@ -101,13 +113,8 @@ def load_checkpoint(path: str | Path) -> tuple[ItemVocab, dict[str, Scorer], dic
 
     ``CheckpointError`` for a missing, corrupt or incomplete checkpoint.
     """
-    meta = read_meta(path)
-    weights = Path(path) / WEIGHTS
-    if not weights.is_file():
-        raise CheckpointError(f"no {WEIGHTS} in {path}")
-    if _sha256(weights) != _field(meta, path, "checksum", "sha256"):
-        raise CheckpointError(f"{weights}: checksum mismatch")
-    tensors = load_file(str(weights))
+    meta = verify_checkpoint(path)
+    tensors = load_file(str(Path(path) / WEIGHTS))
     vocab = _restore(path, "vocab", ItemVocab.from_json, _field(meta, path, "vocab"))
     scorers: dict[str, Scorer] = {}
     for name in _field(meta, path, "scorers"):

@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from models.checkpoint import CheckpointError
+from models.checkpoint import CheckpointError, verify_checkpoint
 from models.ensemble import Ensemble
 
 logger = logging.getLogger(__name__)
@@ -41,6 +41,11 @@ VERSION_RE = re.compile(r"^v(\d{4,})$")
 LOG = "log.jsonl"
 LOG_ARCHIVE = "log-archive"
 ARCHIVE_RE = re.compile(r"^log-(\d{6,})\.jsonl\.gz$")
+
+
+class StoreChanged(ValueError):
+    """The store serves another version than the caller decided from (someone else promoted or rolled
+    back meanwhile): nothing was written."""
 
 
 class ModelStore:
@@ -139,24 +144,47 @@ class ModelStore:
         tmp.rename(self.path(version))
         return version
 
-    def promote(self, version: str, **info: Any) -> dict[str, Any]:
-        """Make a saved ``version`` serve; returns the log entry (what gets announced)."""
-        if not self.path(version).is_dir():
-            raise CheckpointError(f"cannot promote {version}: not in the store")
+    def promote(self, version: str, *, expect_current: str | None = None, **info: Any) -> dict[str, Any]:
+        """Make a saved ``version`` serve; returns the log entry (what gets announced).
+
+        ``expect_current``: the version the caller's decision started from
+        (the trainer's candidate learnt on from it); ``StoreChanged`` if
+        another serves by the time the store's lock is held, e.g. after a
+        ``reco rollback``, which a promotion would otherwise undo unseen.
+        """
         with _locked(self.root):
+            if not self.path(version).is_dir():
+                raise CheckpointError(f"cannot promote {version}: not in the store")
+            self._expect(expect_current)
             return self._append({"action": "promote", "version": version, **info})
 
-    def rollback(self, **info: Any) -> dict[str, Any]:
-        """Serve the version that served before the current one; ``ValueError`` if there is none (or it
-        was pruned). Decided and written under the store's lock, so a promotion, prune or other rollback
-        cannot come in between."""
+    def rollback(self, *, expect_current: str | None = None, **info: Any) -> dict[str, Any]:
+        """Serve the version that served before the current one; ``ValueError`` if there is none, or it
+        was pruned, or its checkpoint is damaged (``CheckpointError``: workers could not load it).
+        ``expect_current`` as for ``promote``. Decided and written under the store's lock, so a
+        promotion, prune or other rollback cannot come in between."""
         with _locked(self.root):
+            self._expect(expect_current)
             stack = self.serving_stack()
             if len(stack) < 2:
                 raise ValueError(f"nothing to roll back to (serving: {stack or 'nothing'})")
             if not self.path(stack[-2]).is_dir():
                 raise ValueError(f"{stack[-2]}, which served before {stack[-1]}, was pruned from the store")
+            verify_checkpoint(self.path(stack[-2]))
             return self._append({"action": "rollback", "version": stack[-2], "from_version": stack[-1], **info})
+
+    def serving_entry(self) -> dict[str, Any] | None:
+        """The log entry that made the current version serve (its promotion, or the rollback to it):
+        what to announce again when an announcement may have been lost."""
+        current = self.current()
+        for entry in reversed(self.log()):
+            if entry.get("action") in ("promote", "rollback") and entry.get("version") == current:
+                return entry
+        return None
+
+    def _expect(self, version: str | None) -> None:
+        if version is not None and (current := self.current()) != version:
+            raise StoreChanged(f"the store serves {current}, not {version}: it changed meanwhile")
 
     def prune(self, keep: int) -> list[str]:
         """Delete every version outside the newest ``keep`` of the serving stack and older than the serving
@@ -164,7 +192,8 @@ class ModelStore:
 
         ``keep`` counts the serving version: 2 keeps one rollback. Each is
         renamed before it is deleted, so a reader finds a version whole or
-        not at all (a worker then refuses it and serves on). What to delete
+        not at all (a worker then refuses it and serves on); what an earlier
+        prune renamed but could not delete goes now. What to delete
         is decided, and renamed, under the store's lock: a rollback cannot
         make a doomed version serve in between.
         """
@@ -174,13 +203,21 @@ class ModelStore:
             stack = self.serving_stack()
             if not stack:
                 return []
+            left = self._leftovers()
             kept, newest = set(stack[-keep:]), _number(stack[-1])
             doomed = sorted((p for p in self._version_dirs() if VERSION_RE.match(p.name)
                              and p.name not in kept and _number(p.name) < newest), key=lambda p: _number(p.name))
             gone = [path.rename(path.with_name(f".pruned-{path.name}-{os.getpid()}")) for path in doomed]
-        for path in gone:
+        for path in gone + left:
             shutil.rmtree(path)
         return [p.name for p in doomed]
+
+    def _leftovers(self) -> list[Path]:
+        """Folders an earlier prune renamed but failed to delete, and half-saved versions of other
+        processes (a trainer that died while saving): no reader looks at either."""
+        mine = f"-{os.getpid()}"
+        return [p for p in self._version_dirs()
+                if p.name.startswith(".pruned-") or (p.name.startswith(".tmp-") and not p.name.endswith(mine))]
 
     def rotate_log(self, max_lines: int, keep: int = 0) -> Path | None:
         """Once the log holds more than ``max_lines`` lines, move it to ``log-archive/`` (gzip) and start a new

@@ -17,6 +17,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("worker", help="run a stream worker (settings from RECO_* environment variables)")
     sub.add_parser("trainer", help="run the trainer: fine-tune on training samples, promote to the model store")
     sub.add_parser("rollback", help="serve the model version that served before the current one, and announce it")
+    sub.add_parser("announce", help="announce the version the model store serves again (after an announcement "
+                                    "failed; workers already serving it ignore it)")
     m = sub.add_parser("models", help="list the model store's log (promotions and rollbacks)")
     m.add_argument("--all", action="store_true", help="the archived logs' entries too, oldest first")
 
@@ -59,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 
         trainer_main(settings)
         return 0
-    if args.command in ("rollback", "models"):
+    if args.command in ("rollback", "models", "announce"):
         return _models_command(args.command, settings, every=getattr(args, "all", False))
     if args.command == "replay":
         from stream_app.kafka_admin import ensure_topics
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _models_command(command: str, settings: Settings, every: bool = False) -> int:
     """``reco models`` prints the store's log (``every``: its archives' too); ``reco rollback`` rolls back and
-    announces it."""
+    announces it; ``reco announce`` announces what serves again."""
     import json
 
     from models.model_store import ModelStore
@@ -101,11 +103,26 @@ def _models_command(command: str, settings: Settings, every: bool = False) -> in
             print(f"(earlier entries: {len(archives)} archived logs in {archives[0].parent}; reco models --all)")
         print(f"serving: {store.current()}")
         return 0
+    if command == "announce":
+        entry = store.serving_entry()
+        if entry is None:
+            print("the model store serves nothing yet", file=sys.stderr)
+            return 1
+        asyncio.run(announce(settings, entry))
+        print(f"announced {entry['version']} ({entry['action']})")
+        return 0
     try:
         entry = store.rollback(reason="manual (reco rollback)")
     except ValueError as exc:
         print(f"cannot roll back: {exc}", file=sys.stderr)
         return 1
-    asyncio.run(announce(settings, entry))
+    try:
+        asyncio.run(announce(settings, entry))
+    except Exception as exc:  # noqa: BLE001 - the store changed: say so, and how to finish, not just fail
+        print(f"rolled back from {entry['from_version']} to {entry['version']} in the model store, but "
+              f"announcing it failed ({exc!r}): workers serve {entry['from_version']} until it is announced. "
+              "Run `reco announce` (not `reco rollback` again: that would roll back one more version); a "
+              "starting trainer also announces what the store serves.", file=sys.stderr)
+        return 1
     print(f"rolled back from {entry['from_version']} to {entry['version']}")
     return 0

@@ -83,7 +83,8 @@ class ModelSlot:
         self.staged = None
         now = time.time() if now is None else now
         newest = entry.get("newest_sample_ms")
-        done = {**entry, "swapped_at": now, "swap_lag_s": now - newest / 1000.0 if newest else None}
+        lag = now - newest / 1000.0 if isinstance(newest, (int, float)) and newest else None  # announcements are data
+        done = {**entry, "swapped_at": now, "swap_lag_s": lag}
         self.swaps.append(done)
         log.info("now serving model %s (%s), swap lag %s s", done["version"], done.get("action"), done["swap_lag_s"])
         if self.on_swap is not None:
@@ -140,13 +141,13 @@ def register(app: faust.App, settings: Settings, slot: ModelSlot, metrics: Metri
             await consumer.stop()
 
 
-async def _on_announcement(value: bytes, store: ModelStore, slot: ModelSlot, metrics: Metrics,
+async def _on_announcement(value: bytes | None, store: ModelStore, slot: ModelSlot, metrics: Metrics,
                            load, loader: ThreadPoolExecutor) -> None:
     try:
-        entry = orjson.loads(value)
+        entry = orjson.loads(value)  # a tombstone (None) raises TypeError
         version = str(entry["version"])
     except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-        log.error("model update refused: unreadable announcement %r (%s)", value[:200], exc)
+        log.error("model update refused: unreadable announcement %r (%s)", (value or b"")[:200], exc)
         metrics.model_refused.inc()
         return
     target = slot.staged[0].model_version if slot.staged else slot.model_version

@@ -135,9 +135,12 @@ async def run_trainer(settings: Settings, *, stop: asyncio.Event | None = None) 
     torch.set_num_threads(settings.torch_threads)
     await prepare_all(settings)  # before anything is sent: a topic the broker auto-created would lack its settings
     store = ModelStore(settings.model_store)
-    base = ensure_base(store, settings.model_path)
-    if base is not None:
-        await announce(settings, base)
+    # what serves, announced again: a promotion or rollback whose announcement was lost (the trainer or
+    # ``reco rollback`` stopped between the store and the topic) reaches the workers now; a worker already
+    # serving it ignores it
+    serving = ensure_base(store, settings.model_path) or store.serving_entry()
+    if serving is not None:
+        await announce(settings, serving)
     learner_cfg, trainer_cfg = trainer_configs(settings)
     trainer = OnlineTrainer(store, learner_cfg, trainer_cfg)
     log.info("trainer starts from %s", trainer.serving_version)

@@ -65,7 +65,7 @@ from models.checkpoint import CheckpointError
 from models.ensemble import Ensemble
 from models.evaluation.prequential import is_scored, metrics_at, rank_samples
 from models.linear_blend import LinearBlend, serving_form
-from models.model_store import ModelStore
+from models.model_store import ModelStore, StoreChanged
 from models.online.learner import OnlineConfig, OnlineLearner, should_promote
 from models.online.samples import TrainingSample
 
@@ -159,10 +159,31 @@ class OnlineTrainer:
         self.last_eval = clock()
         self.newest_learnt_ms: int | None = None
         self.oldest_unpromoted_ms: int | None = None  # the oldest sample learnt since the last promotion
-        self.probation: Probation | None = None
+        self.probation: Probation | None = self._resumed_probation()
         self.evaluations: deque[dict[str, Any]] = deque(maxlen=1_000)  # the latest (a trainer runs for months)
         self.counts: dict[str, int] = dict.fromkeys(COUNTS, 0)  # since this trainer started (its metrics)
         self._forms: dict[int, tuple[Ensemble, LinearBlend | None]] = {}  # id -> (version's ensemble, its form)
+
+    def _resumed_probation(self) -> Probation | None:
+        """A restarted trainer puts the serving version on probation again if a promotion made it serve:
+        the log keeps no verdicts, so one that passed is judged again (on the samples read from its
+        offsets, fresh to both versions) rather than one that had not been judged never being judged.
+        None when probation is off, the version serves by a rollback or as the base, or the version it
+        replaced cannot be loaded (logged)."""
+        entry = self.store.serving_entry()
+        stack = self.store.serving_stack()
+        if (not self.config.rollback_window or entry is None or entry["action"] != "promote" or len(stack) < 2
+                or entry.get("previous") != stack[-2]):
+            return None
+        try:
+            previous, _ = self.store.load(stack[-2])
+        except (CheckpointError, OSError) as exc:
+            log.error("%s serves without probation: %s, which it replaced, cannot be loaded (%s)",
+                      self.serving_version, stack[-2], exc)
+            return None
+        log.info("%s is on probation again against %s (a restarted trainer does not know its verdict)",
+                 self.serving_version, stack[-2])
+        return Probation(previous, stack[-2])
 
     def resume_offsets(self) -> dict[int, int]:
         """Per partition, the offset after the last sample the serving version learnt.
@@ -283,10 +304,16 @@ class OnlineTrainer:
         candidate = self.learner.candidate()  # exactly what was judged: nothing learnt in between
         version = self.store.save(candidate, extra={"metrics": metrics, "previous": self.serving_version,
                                                     "learnt_samples": self.learner.seen})
-        entry = self.store.promote(version, previous=self.serving_version, metrics=metrics,
-                                   newest_sample_ms=self.newest_learnt_ms,
-                                   oldest_sample_ms=self.oldest_unpromoted_ms,
-                                   sample_offsets={str(p): o for p, o in sorted(self.sample_offsets.items())})
+        try:
+            entry = self.store.promote(version, expect_current=self.serving_version, previous=self.serving_version,
+                                       metrics=metrics, newest_sample_ms=self.newest_learnt_ms,
+                                       oldest_sample_ms=self.oldest_unpromoted_ms,
+                                       sample_offsets={str(p): o for p, o in sorted(self.sample_offsets.items())})
+        except StoreChanged as exc:  # e.g. ``reco rollback`` since this evaluation began: it stands
+            log.warning("candidate %s not promoted: %s", version, exc)
+            self.counts["not_promoted"] += 1
+            self._follow_store()
+            return []
         self.counts["promoted"] += 1
         self._tidy_store()
         if self.config.rollback_window:
@@ -302,7 +329,8 @@ class OnlineTrainer:
             try:
                 pruned = self.store.prune(self.config.keep_versions)
             except OSError as exc:
-                log.error("pruning the model store failed (versions kept): %r", exc)
+                log.error("pruning the model store failed (what was renamed .pruned-* no longer serves; the "
+                          "next prune deletes it): %r", exc)
             else:
                 if pruned:
                     log.info("model store pruned: %s", ", ".join(pruned))
@@ -328,8 +356,17 @@ class OnlineTrainer:
             return []
         log.warning("rolling back %s: ndcg@10 %.4f vs %.4f of %s on %d fresh samples",
                     self.serving_version, new["ndcg@10"], old["ndcg@10"], p.previous_version, new["n"])
-        entry = self.store.rollback(reason="online metric below the previous version",
-                                    metrics={"new": new, "old": old})
+        try:
+            entry = self.store.rollback(expect_current=self.serving_version,
+                                        reason="online metric below the previous version",
+                                        metrics={"new": new, "old": old})
+        except StoreChanged as exc:  # someone else rolled back or promoted meanwhile: that stands
+            log.warning("rollback of %s not done: %s", self.serving_version, exc)
+            self._follow_store()
+            return []
+        except ValueError as exc:  # the previous version was pruned or is damaged: the new one serves on
+            log.error("rollback of %s not done: %s", self.serving_version, exc)
+            return []
         self.counts["rolled_back"] += 1
         self.serving, self.serving_version = p.previous, p.previous_version
         self._restart_learning(p.previous)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from models.checkpoint import CheckpointError
 from models.ensemble import Ensemble
-from models.model_store import ModelStore
+from models.model_store import ModelStore, StoreChanged
 from models.scorers import PopularityScorer
 from models.vocab import ItemVocab
 
@@ -109,9 +111,10 @@ def test_the_log_is_read_once_and_then_only_what_was_appended(tmp_path) -> None:
     assert reader.current() == writer.current() == "v2000"
     with mock.patch("models.model_store.json.loads", wraps=json.loads) as parsed:
         assert reader.current() == "v2000" and parsed.call_count == 0  # nothing new: nothing parsed
-        writer.path("v1999").mkdir(parents=True)  # (a rollback needs its version on disk)
-        writer.rollback(reason="test")
-        assert reader.current() == "v1999" and parsed.call_count == 1  # only the appended line, by the reader
+    tiny_ensemble().save(writer.path("v1999"))  # (a rollback needs its version on disk, whole)
+    writer.rollback(reason="test")
+    with mock.patch("models.model_store.json.loads", wraps=json.loads) as parsed:
+        assert reader.current() == "v1999" and parsed.call_count == 1  # only the appended line
     assert reader.log() == ModelStore(tmp_path).log() and len(reader.log()) == 2001
 
 
@@ -142,6 +145,54 @@ def test_a_whole_last_entry_still_without_its_newline_counts(tmp_path) -> None:
     (tmp_path / "log.jsonl").write_text("\n".join(lines) + '\n{"action": "rollback", "version": "v0002"}')
     store = ModelStore(tmp_path)
     assert store.current() == "v0002" and store.serving_stack() == ["v0001", "v0002"] and len(store.log()) == 4
-    store.path("v0001").mkdir(parents=True)
+    tiny_ensemble().save(store.path("v0001"))
     store.rollback(reason="test")  # the next append completes that line rather than cutting it off
     assert store.current() == "v0001" and len(ModelStore(tmp_path).log()) == 5
+
+
+def test_a_rollback_to_a_damaged_version_is_refused_and_the_current_one_serves_on(tmp_path) -> None:
+    """Workers could not load it (a starting one would crash-loop): the store refuses the rollback."""
+    store = ModelStore(tmp_path)
+    for items in (("a", "b", "c"), ("a", "b", "c", "d")):
+        store.promote(store.save(tiny_ensemble(items)))
+    with open(store.path("v0001") / "weights.safetensors", "r+b") as fh:
+        fh.seek(-4, 2)
+        fh.write(b"\0\0\0\0")
+    with pytest.raises(CheckpointError, match="checksum"):
+        store.rollback(reason="test")
+    assert store.current() == "v0002" and [e["action"] for e in store.log()] == ["promote", "promote"]
+
+
+def test_promote_and_rollback_refuse_when_the_store_changed_since_the_caller_looked(tmp_path) -> None:
+    store = ModelStore(tmp_path)
+    for items in (("a", "b", "c"), ("a", "b", "c", "d"), ("a", "b", "c", "e")):
+        store.save(tiny_ensemble(items))
+    store.promote("v0001")
+    store.promote("v0002", expect_current="v0001")
+    with pytest.raises(StoreChanged):
+        store.promote("v0003", expect_current="v0001")
+    with pytest.raises(StoreChanged):
+        store.rollback(expect_current="v0001")
+    assert store.serving_stack() == ["v0001", "v0002"]
+
+
+def test_the_serving_entry_is_the_one_that_made_the_current_version_serve(tmp_path) -> None:
+    store = ModelStore(tmp_path)
+    assert store.serving_entry() is None
+    for items in (("a", "b", "c"), ("a", "b", "c", "d")):
+        store.promote(store.save(tiny_ensemble(items)), reason="test")
+    assert store.serving_entry()["action"] == "promote" and store.serving_entry()["version"] == "v0002"
+    store.rollback(reason="test")
+    assert store.serving_entry() == {**store.log()[-1], "version": "v0001", "action": "rollback"}
+
+
+def test_prune_deletes_what_an_earlier_prune_or_a_dead_save_left(tmp_path) -> None:
+    store = ModelStore(tmp_path)
+    for items in (("a", "b", "c"), ("a", "b", "c", "d")):
+        store.promote(store.save(tiny_ensemble(items)))
+    left = [store.versions_dir / ".pruned-v0000-12345", store.versions_dir / ".tmp-v0009-12345"]
+    saving_now = store.versions_dir / f".tmp-v0003-{os.getpid()}"  # this process is writing it
+    for path in left + [saving_now]:
+        path.mkdir()
+    assert store.prune(2) == []
+    assert not any(p.exists() for p in left) and saving_now.exists()

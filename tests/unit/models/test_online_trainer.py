@@ -120,6 +120,45 @@ def test_follows_a_rollback_made_by_hand(tmp_path) -> None:
     assert trainer.learner.replay_count == 70  # learning restarts from the old weights, the past samples stay
 
 
+def test_a_rollback_by_hand_during_an_evaluation_stands(tmp_path) -> None:
+    """``reco rollback`` (another process, its own store object) lands after the trainer read the store and
+    before it promotes: the candidate, a child of the rolled-back version, is not promoted over it."""
+    trainer = make_trainer(tmp_path, rollback_window=0)
+    trainer.on_samples(samples(80))
+    operator = ModelStore(trainer.store.root)
+    learn = trainer.learner.learn
+
+    def learn_while_the_operator_rolls_back(*args, **kwargs):
+        out = learn(*args, **kwargs)
+        if operator.current() == "v0002":
+            operator.rollback(reason="manual (reco rollback)")
+        return out
+
+    trainer.learner.learn = learn_while_the_operator_rolls_back
+    assert trainer.on_samples(samples(60, start=80)) == []
+    assert operator.serving_stack() == ["v0001"] and trainer.serving_version == "v0001"
+    assert trainer.counts["not_promoted"] == 1 and trainer.learner.seen == 0  # learning restarts from v0001
+
+
+def test_an_automatic_rollback_after_one_by_hand_rolls_back_nothing_more(tmp_path) -> None:
+    """The operator rolled back the version on probation just before its verdict: that stands, and the
+    trainer does not pop another version (nor crash on an empty stack)."""
+    trainer = make_trainer(tmp_path, rollback_window=20, rollback_margin=-1.0)  # every verdict: roll back
+    trainer.on_samples(samples(80))
+    operator = ModelStore(trainer.store.root)
+    rank = trainer._rank_fresh
+
+    def rank_while_the_operator_rolls_back(batch):
+        if operator.current() == "v0002":
+            operator.rollback(reason="manual (reco rollback)")
+        return rank(batch)
+
+    trainer._rank_fresh = rank_while_the_operator_rolls_back
+    assert trainer.on_samples(samples(30, start=80)) == []
+    assert operator.serving_stack() == ["v0001"] and trainer.serving_version == "v0001"
+    assert trainer.counts["rolled_back"] == 0
+
+
 def test_a_version_promoted_by_hand_with_corrupt_metadata_is_not_followed(tmp_path) -> None:
     trainer = make_trainer(tmp_path, rollback_window=0)
     version = trainer.store.save(tiny_ensemble())
@@ -151,6 +190,19 @@ def test_promotions_record_sample_offsets_and_a_restart_resumes_there(tmp_path) 
     restarted = OnlineTrainer(trainer.store, trainer.learner_config, trainer.config)
     assert restarted.serving_version == "v0002"
     assert restarted.resume_offsets() == {0: 35, 1: 35, 2: 100}
+
+
+def test_a_trainer_restarted_during_a_probation_still_judges_the_version(tmp_path) -> None:
+    """Restarted after a promotion, before the verdict: the version is on probation again (against the one
+    it replaced) instead of serving unjudged; a version that serves by a rollback is not."""
+    trainer = make_trainer(tmp_path, rollback_window=20, rollback_margin=-1.0)  # every verdict: roll back
+    trainer.on_samples(samples(80))
+    assert trainer.store.current() == "v0002" and trainer.probation is not None
+    restarted = OnlineTrainer(trainer.store, trainer.learner_config, trainer.config)
+    assert restarted.probation is not None and restarted.probation.previous_version == "v0001"
+    entries = restarted.on_samples(samples(30, start=80))
+    assert [(e["action"], e["version"]) for e in entries] == [("rollback", "v0001")]
+    assert OnlineTrainer(trainer.store, trainer.learner_config, trainer.config).probation is None
 
 
 def test_without_positions_nothing_is_recorded(tmp_path) -> None:

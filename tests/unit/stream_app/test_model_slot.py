@@ -43,10 +43,11 @@ def test_a_model_staged_while_idle_serves_at_once() -> None:
     assert slot.model_version == "v0" and slot.swaps[-1]["swap_lag_s"] is None
 
 
-def announcements_seen_by(serving: str, log: list[dict] | str, announced: list[dict], tmp_path
+def announcements_seen_by(serving: str, log: list[dict] | str, announced: list[dict | bytes | None], tmp_path
                           ) -> tuple[list[str], str]:
-    """What a worker serving ``serving`` loads, and serves in the end, reading ``announced`` while the store's
-    log holds ``log`` (written directly, entries or raw text; the fake loader needs no checkpoints)."""
+    """What a worker serving ``serving`` loads, and serves in the end, reading ``announced`` (entries, or raw
+    message values) while the store's log holds ``log`` (written directly, entries or raw text; the fake
+    loader needs no checkpoints)."""
     text = log if isinstance(log, str) else "".join(orjson.dumps(e).decode() + "\n" for e in log)
     (tmp_path / "log.jsonl").write_text(text)
     loaded: list[str] = []
@@ -61,7 +62,8 @@ def announcements_seen_by(serving: str, log: list[dict] | str, announced: list[d
     async def follow() -> None:
         with ThreadPoolExecutor(1) as loader, patch.object(model_updates, "check_scores", lambda r: None):
             for entry in announced:
-                await model_updates._on_announcement(orjson.dumps(entry), store, slot, Metrics(), load, loader)
+                value = orjson.dumps(entry) if isinstance(entry, dict) else entry
+                await model_updates._on_announcement(value, store, slot, Metrics(), load, loader)
 
     asyncio.run(follow())
     return loaded, slot.model_version
@@ -84,3 +86,11 @@ def test_an_announcement_is_refused_while_the_stores_log_is_damaged(tmp_path) ->
     damaged = '{"action": "pro\n{"action": "promote", "version": "v0002"}\n'
     assert announcements_seen_by("v0001", damaged, [{"action": "promote", "version": "v0002"}], tmp_path) \
         == ([], "v0001")
+
+
+def test_unreadable_announcements_and_tombstones_are_refused_and_the_worker_goes_on(tmp_path) -> None:
+    """A null value (how a compacted topic's key is cleared), text that is not an entry, and an entry with a
+    field of the wrong type: none of them stops the worker, and the next good announcement is followed."""
+    log = [{"action": "promote", "version": "v0001"}, {"action": "promote", "version": "v0002"}]
+    odd = {"action": "promote", "version": "v0002", "newest_sample_ms": "soon"}
+    assert announcements_seen_by("v0001", log, [None, b"not json", b"[1, 2]", odd], tmp_path) == (["v0002"], "v0002")
