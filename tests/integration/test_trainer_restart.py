@@ -16,7 +16,7 @@ from models.data.eventlog import read_events
 from models.model_store import ModelStore
 from models.online.samples import TrainingSample, log_samples
 from stream_app.worker_process import WorkerProcess
-from tests.integration.conftest import SAMPLE
+from tests.integration.conftest import SAMPLE, consume
 from tests.integration.test_online_loop import wait_until
 
 pytestmark = pytest.mark.integration
@@ -84,9 +84,14 @@ def test_restarted_trainer_learns_again_what_it_had_not_promoted(stack, settings
                 "a promotion by the restarted trainer", [restarted])
         finally:
             restarted.stop()
-        return before, read, after, restarted.log()
+        announced = [orjson.loads(m.value)["version"]
+                     for m in await consume(stack.bootstrap, settings.model_updates_topic, 10**6, timeout_s=3.0)]
+        return before, read, after, restarted.log(), announced
 
-    before, read, after, log = asyncio.run(scenario())
+    before, read, after, log, announced = asyncio.run(scenario())
+    # at its promotion, and again by the restarted trainer at its start: an announcement lost between the store
+    # and the topic (a trainer stopped in between) would reach the workers then
+    assert announced.count(before["version"]) == 2
     # the stopped trainer had read (and committed) every sample, but its last version holds fewer: the newest
     # were held out or learnt since
     assert read == len(first) and covered(before) < len(first)
