@@ -105,6 +105,11 @@ class TrainerConfig:
     log_max_lines: int = 0  # ...and archive the store's log once longer, keeping those versions (0: never)
 
     def __post_init__(self) -> None:
+        if self.eval_slice < 1 or self.promote_every < 1 or self.promote_every_s <= 0 or self.rollback_window < 0:
+            raise ValueError("eval_slice and promote_every (RECO_TRAINER_EVAL_SLICE, RECO_TRAINER_PROMOTE_EVERY) must "
+                             "be at least 1 (with no hold-out no candidate is ever promoted), promote_every_s "
+                             "positive and rollback_window 0 or more, not "
+                             f"{self.eval_slice}, {self.promote_every}, {self.promote_every_s}, {self.rollback_window}")
         if self.keep_versions == 1 or self.keep_versions < 0:
             raise ValueError(f"keep_versions (RECO_MODEL_STORE_KEEP) must be 0 (keep all) or at least 2 (the "
                              f"serving version and one to roll back to), not {self.keep_versions}")

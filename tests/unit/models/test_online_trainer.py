@@ -392,3 +392,10 @@ def test_an_archive_limit_the_kept_versions_already_fill_is_refused() -> None:
 def test_keeping_one_version_is_refused_as_it_leaves_nothing_to_roll_back_to() -> None:
     with pytest.raises(ValueError, match="RECO_MODEL_STORE_KEEP"):
         TrainerConfig(keep_versions=1)
+
+
+@pytest.mark.parametrize("bad", [{"eval_slice": 0}, {"promote_every": 0}, {"promote_every_s": 0.0},
+                                 {"rollback_window": -1}])
+def test_settings_that_would_never_promote_or_evaluate_on_every_poll_are_refused(bad) -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        TrainerConfig(**bad)
