@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import faust
 import orjson
@@ -17,14 +18,27 @@ from stream_app.topics import Topics
 log = logging.getLogger(__name__)
 
 
-def read_activity(value: bytes | None, partition: int, offset: int) -> ItemActivity | None:
+def read_activity(value: bytes | None, partition: int, offset: int, key: bytes | None = None
+                  ) -> ItemActivity | None:
     """One item-activity message, or None (logged) if it cannot be read: only workers write the topic, so
-    that is a bug, and stopping the worker on it would stop it again at every restart."""
+    that is a bug, and stopping the worker on it would stop it again at every restart. Its key (the item)
+    must be UTF-8, and its popularity and weights finite numbers, or applying it would raise later."""
     try:
-        return ItemActivity.from_wire(orjson.loads(value or b""))
-    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError) as exc:
+        if key is None:
+            raise ValueError("no key (the item id)")
+        key.decode("utf-8")
+        act = ItemActivity.from_wire(orjson.loads(value or b""))
+        if any(not _finite(w) for w in act.neighbors.values()) or not (
+                act.popularity == float("-inf") or _finite(act.popularity)):
+            raise ValueError("a popularity or neighbour weight that is not a finite number")
+        return act
+    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError) as exc:  # UnicodeDecodeError too
         log.error("unreadable item activity at partition %d offset %d ignored: %s", partition, offset, exc)
         return None
+
+
+def _finite(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def register(app: faust.App, topics: Topics, tables: Tables, store: Store, settings: Settings) -> None:
@@ -33,7 +47,7 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store, setti
     async def handle(events: list) -> None:
         touched: dict[bytes, dict] = {}
         for e in events:
-            act = read_activity(e.value, e.message.partition, e.message.offset)
+            act = read_activity(e.value, e.message.partition, e.message.offset, e.message.key)
             if act is None:
                 continue
             key = e.message.key
