@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from models.data.eventlog import FORMATS
 from stream_app.settings import Settings
@@ -27,9 +30,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--format", required=True, choices=sorted(FORMATS),
                    help="jsonl: our events; taobao: UserBehavior CSV; otto: sessions JSONL; "
                         "sequences: one user per line (Amazon Beauty)")
-    r.add_argument("--speed", type=float, default=None,
+    r.add_argument("--speed", type=_positive(float), default=None,
                    help="event-time speed-up (60 = one hour of events per minute); default: as fast as possible")
-    r.add_argument("--limit", type=int, default=None, help="replay only the first N records (in event-time order)")
+    r.add_argument("--limit", type=_positive(int), default=None,
+                   help="replay only the first N records (in event-time order)")
     r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     d = sub.add_parser("demo", help="embedded broker + Redis + worker, replay the bundled sample, print top-10s")
@@ -41,6 +45,16 @@ def _parser() -> argparse.ArgumentParser:
                        ("evaluate", "evaluate the models offline")):
         sub.add_parser(name, help=what + " (see: reco %s --help)" % name, add_help=False)
     return p
+
+
+def _positive(kind: type) -> Callable[[str], Any]:
+    """An argparse type: ``kind`` greater than zero."""
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be greater than 0, not {text}")
+        return value
+    return parse
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,10 +82,13 @@ def main(argv: list[str] | None = None) -> int:
         from stream_app.replay.producer import replay_file
         from stream_app.tansu_compat import bootstrap_from_url
 
+        if not os.access(args.path, os.R_OK) or not os.path.isfile(args.path):
+            print(f"cannot read {args.path}: not a readable file", file=sys.stderr)
+            return 2
         bootstrap = bootstrap_from_url(settings.kafka_url)
         asyncio.run(ensure_topics(bootstrap, [settings.events_topic], settings.partitions,
                                   settings.replication_factor))
-        summary = asyncio.run(replay_file(args.path, args.format, bootstrap=bootstrap,
+        summary = asyncio.run(replay_file(args.path, args.format, settings, bootstrap=bootstrap,
                                           topic=settings.events_topic, speed=args.speed,
                                           limit=args.limit, progress=not args.no_progress))
         print(summary)

@@ -46,7 +46,8 @@ class BadLine:
     reason: str
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
+def log_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each non-blank line; bytes that are not UTF-8 kept as surrogates."""
     with open(path, encoding="utf-8", errors="surrogateescape") as fh:
         for n, line in enumerate(fh, start=1):
             line = line.rstrip("\n")
@@ -56,12 +57,12 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
 
 def read_jsonl(path: Path) -> Iterator[Event | BadLine]:
     """The project's own JSON-lines format; invalid lines come back as ``BadLine``."""
-    for n, line in _lines(path):
+    for n, line in log_lines(path):
         try:
             d = orjson.loads(line)
             ev = Event(
-                user_id=str(d["user_id"]),
-                item_id=str(d["item_id"]),
+                user_id=_id(d["user_id"]),
+                item_id=_id(d["item_id"]),
                 event_type=str(d["event_type"]),
                 ts=float(d["ts"]),
                 session_id=None if d.get("session_id") is None else str(d["session_id"]),
@@ -78,25 +79,37 @@ def read_jsonl(path: Path) -> Iterator[Event | BadLine]:
         yield ev
 
 
+def _id(value: object) -> str:
+    """A user, item or session id: a string or an integer (not null, a boolean or an object)."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise TypeError(f"an id must be a string or integer, got {value!r:.40}")
+    return str(value)
+
+
+def _number(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"expected a number, got {value!r:.40}")
+    return float(value)
+
+
 def read_taobao(path: Path) -> Iterator[Event | BadLine]:
     """Taobao UserBehavior CSV (no header)."""
-    for n, line in _lines(path):
-        row = next(csv.reader(io.StringIO(line)))
+    for n, line in log_lines(path):
         try:
-            user, item, cat, behavior, ts = row
+            user, item, cat, behavior, ts = next(csv.reader(io.StringIO(line)))
             yield Event(user, item, TAOBAO_TYPES[behavior], float(ts), category=cat)
-        except (ValueError, KeyError) as exc:
+        except (ValueError, KeyError, csv.Error) as exc:  # csv.Error: e.g. a field over csv's size limit
             yield BadLine(n, line, f"{type(exc).__name__}: {exc}")
 
 
 def read_otto(path: Path) -> Iterator[Event | BadLine]:
     """OTTO sessions: one session per line with its events."""
-    for n, line in _lines(path):
+    for n, line in log_lines(path):
         try:
             d = orjson.loads(line)
-            session = str(d["session"])
+            session = _id(d["session"])
             events = [
-                Event(session, str(e["aid"]), OTTO_TYPES[e["type"]], e["ts"] / 1000.0, session_id=session)
+                Event(session, _id(e["aid"]), OTTO_TYPES[e["type"]], _number(e["ts"]) / 1000.0, session_id=session)
                 for e in d["events"]
             ]
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
@@ -107,7 +120,7 @@ def read_otto(path: Path) -> Iterator[Event | BadLine]:
 
 def read_sequences(path: Path) -> Iterator[Event | BadLine]:
     """One user per line, items oldest first, as synthetic-time purchases."""
-    for n, line in _lines(path):
+    for n, line in log_lines(path):
         user, *items = line.split()
         if not items:
             yield BadLine(n, line, "user with no items")
