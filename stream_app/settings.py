@@ -5,11 +5,21 @@ The same names configure the embedded demo, the tests and docker-compose.
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
 PREFIX = "RECO_"
+# numeric settings that must be at least 1, above 0, or may take any sign; every other one must be 0 or more
+_AT_LEAST_ONE = {"partitions", "replication_factor", "max_batch", "max_event_bytes", "history_len", "top_k",
+                 "covis_window", "covis_max_neighbors", "popular_candidates", "torch_threads", "trainer_batch",
+                 "trainer_replay_size", "trainer_eval_slice", "trainer_promote_every", "redis_ttl_s"}
+_ABOVE_ZERO = {"popularity_half_life_s", "trainer_lr", "trainer_promote_every_s", "redis_timeout_s",
+               "broker_session_timeout_s", "broker_heartbeat_interval_s", "commit_interval_s"}
+_ANY_SIGN = {"trainer_promote_tolerance", "trainer_rollback_margin"}
+log = logging.getLogger(__name__)
 _SECRET_WORDS = ("password", "secret", "token")
 
 
@@ -98,10 +108,26 @@ class Settings:
     producer_linger_s: float = 0.005
     log_level: str = "info"
 
+    def __post_init__(self) -> None:
+        """Refuse numbers no part of the service can work with (each names its ``RECO_*`` variable)."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            least = 1 if f.name in _AT_LEAST_ONE else 0
+            if not math.isfinite(value) or (f.name not in _ANY_SIGN and (
+                    value < least or (value == 0 and f.name in _ABOVE_ZERO))):
+                need = ("a finite number" if f.name in _ANY_SIGN else f"at least {least}" if least
+                        else "above 0" if f.name in _ABOVE_ZERO else "0 or more")
+                raise ValueError(f"{PREFIX}{f.name.upper()} must be {need}, not {value!r}")
+
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
         """Build settings from ``RECO_<FIELD>`` variables, then apply overrides."""
         env = os.environ if environ is None else environ
+        known = {PREFIX + f.name.upper() for f in fields(cls)}
+        for name in sorted(n for n in env if n.startswith(PREFIX) and n not in known):
+            log.warning("%s is not a setting (a typo?); ignored", name)
         values: dict[str, Any] = {}
         for f in fields(cls):
             raw = env.get(PREFIX + f.name.upper())

@@ -34,3 +34,17 @@ def test_fausts_own_environment_variables_do_not_override_the_settings(monkeypat
     assert (conf.topic_partitions, conf.web_port, conf.web_bind) == (s.partitions, s.web_port, "0.0.0.0")
     assert conf.broker_session_timeout == s.broker_session_timeout_s
     assert conf.processing_guarantee.value == "at_least_once"
+
+
+@pytest.mark.parametrize("name, raw", [("HISTORY_LEN", "0"), ("PARTITIONS", "0"), ("TOP_K", "-5"),
+                                       ("MAX_WAIT_S", "nan"), ("SAMPLE_HOLDBACK_S", "inf"),
+                                       ("MAX_FUTURE_SKEW_S", "-1"), ("REDIS_TIMEOUT_S", "0")])
+def test_numbers_no_part_of_the_service_can_work_with_are_refused_by_name(name, raw):
+    """``RECO_HISTORY_LEN=0`` used to keep every event of every user (``del events[:-0]`` deletes nothing)."""
+    with pytest.raises(ValueError, match=f"RECO_{name}"):
+        Settings.from_env({f"RECO_{name}": raw})
+
+
+def test_an_unknown_reco_variable_is_warned_about(caplog):
+    assert Settings.from_env({"RECO_PARTITON": "8"}).partitions == 4
+    assert "RECO_PARTITON is not a setting" in caplog.text
