@@ -25,7 +25,7 @@ from models.data.timeline import split_by_time
 from models.model_store import ModelStore
 from models.pipeline import PipelineConfig, train_all
 from models.sequence.config import SeqConfig, TrainConfig
-from stream_app.embedded import EmbeddedStack, embedded_stack, free_port
+from stream_app.embedded import EmbeddedStack, embedded_stack, free_port, stop_on_terminate
 from stream_app.replay.producer import replay, replay_file
 from stream_app.settings import Settings
 from stream_app.sinks.redis import RedisStore
@@ -177,6 +177,7 @@ async def _print_users(store: RedisStore, events: list[Event], n_users: int) -> 
 
 
 def run_demo(users: int = 3, baseline: bool = False) -> int:
+    stop_on_terminate()
     workdir = Path(tempfile.mkdtemp(prefix="reco-demo-"))
     try:
         with embedded_stack(workdir) as stack:

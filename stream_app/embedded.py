@@ -140,6 +140,14 @@ class EmbeddedStack:
         return f"redis://127.0.0.1:{self.redis.port}/0"
 
 
+def stop_on_terminate() -> None:
+    """Make SIGTERM and SIGHUP (``kill``, a closed terminal) stop this process as Ctrl-C does, so its
+    ``finally`` blocks stop what it started: the services and worker processes run in sessions of their
+    own, and a signal's default action used to leave them running. Call from the main thread."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda *_: signal.raise_signal(signal.SIGINT))
+
+
 @contextlib.contextmanager
 def embedded_stack(workdir: Path) -> Iterator[EmbeddedStack]:
     """Start broker and Redis; stop both on exit, whatever happens."""
