@@ -64,7 +64,8 @@ def pretrain(events: list[Event], out: Path) -> Path:
     return out
 
 
-async def _run(stack: EmbeddedStack, workdir: Path, n_users: int, baseline: bool) -> None:
+async def _run(stack: EmbeddedStack, workdir: Path, n_users: int, baseline: bool) -> bool:
+    """The demo; whether every event and sample was accounted for and every process exited cleanly."""
     settings = demo_settings(stack, workdir, app_id="reco-demo")
     events = read_events(SAMPLE, "taobao")
     trainer = None
@@ -78,6 +79,7 @@ async def _run(stack: EmbeddedStack, workdir: Path, n_users: int, baseline: bool
     await prepare_all(settings)
     store = RedisStore(settings.redis_url, prefix=settings.redis_prefix)
     worker = None
+    clean, accounted = True, False
     try:  # whatever stops the demo (Ctrl-C, an error) stops what it started: the processes have own sessions
         if not baseline:
             trainer = WorkerProcess.start(settings, workdir / "trainer.log",
@@ -95,7 +97,7 @@ async def _run(stack: EmbeddedStack, workdir: Path, n_users: int, baseline: bool
         started = time.monotonic()
         real = await replay(live, bootstrap=stack.bootstrap, topic=settings.events_topic)
         print(f"real sample{'' if baseline else ' (the later 40%, live)'}: {real}")
-        bad = await replay_file(str(MALFORMED), "jsonl", bootstrap=stack.bootstrap,
+        bad = await replay_file(str(MALFORMED), "jsonl", settings, bootstrap=stack.bootstrap,
                                 topic=settings.events_topic, progress=False)
         print(f"malformed (synthetic) sample: {bad}")
         counters = await wait_for_events(store, real.sent + bad.sent, worker)
@@ -109,15 +111,23 @@ async def _run(stack: EmbeddedStack, workdir: Path, n_users: int, baseline: bool
             _print_model_log(settings)
         print(f"\nevents in {counters['events_in']} = processed {counters['processed']} + rejected "
               f"{counters['rejected']} + duplicates {counters['duplicates']}  ({elapsed:.1f} s end to end)")
-        _report_stop("worker", worker)  # a graceful stop sends the samples still held
+        clean = _report_stop("worker", worker)  # a graceful stop sends the samples still held
         worker = None
-        print(_samples_line(await store.counters()))
+        counters = await store.counters()
+        print(_samples_line(counters))
+        held_out = counters["processed"] - counters.get("quarantined", 0) - sum(
+            counters.get(k, 0) for k in ("samples_sent", "samples_dropped", "samples_lost"))
+        accounted = counters["events_in"] == counters["processed"] + counters["rejected"] + counters["duplicates"]
+        accounted = accounted and counters["events_in"] == real.sent + bad.sent and held_out == 0
     finally:
         if worker is not None:
             _report_stop("worker", worker)
         if trainer is not None:
-            _report_stop("trainer", trainer)
+            clean = _report_stop("trainer", trainer) and clean
         await store.close()
+    if not accounted:
+        print("NOT ACCOUNTED FOR: the counts above do not add up")
+    return accounted and clean
 
 
 def _samples_line(counters: dict[str, int]) -> str:
@@ -128,12 +138,14 @@ def _samples_line(counters: dict[str, int]) -> str:
             f"{c['samples_sent']} + dropped {c['samples_dropped']} + lost {c['samples_lost']}")
 
 
-def _report_stop(name: str, process: WorkerProcess) -> None:
-    """Stop ``process`` and print its exit code, with its log's tail when it did not exit cleanly."""
+def _report_stop(name: str, process: WorkerProcess) -> bool:
+    """Stop ``process`` and print its exit code, with its log's tail when it did not exit cleanly; whether
+    it exited cleanly."""
     code = process.stop()
     print(f"{name} stopped (exit {code})")
     if code != 0:
         print(f"--- {name} log (last 40 lines) ---\n" + "\n".join(process.log().splitlines()[-40:]))
+    return code == 0
 
 
 async def _wait_for_trainer(trainer: WorkerProcess, settings: Settings, timeout_s: float) -> None:
@@ -181,8 +193,8 @@ def run_demo(users: int = 3, baseline: bool = False) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="reco-demo-"))
     try:
         with embedded_stack(workdir) as stack:
-            asyncio.run(_run(stack, workdir, users, baseline))
+            ok = asyncio.run(_run(stack, workdir, users, baseline))
         print("broker and redis stopped")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    return 0
+    return 0 if ok else 1

@@ -48,3 +48,9 @@ def test_numbers_no_part_of_the_service_can_work_with_are_refused_by_name(name, 
 def test_an_unknown_reco_variable_is_warned_about(caplog):
     assert Settings.from_env({"RECO_PARTITON": "8"}).partitions == 4
     assert "RECO_PARTITON is not a setting" in caplog.text
+
+
+def test_two_settings_naming_one_topic_are_refused():
+    """``RECO_DEAD_LETTER_TOPIC=events`` would feed every rejected event back into the input."""
+    with pytest.raises(ValueError, match="RECO_EVENTS_TOPIC and RECO_DEAD_LETTER_TOPIC name one topic"):
+        Settings.from_env({"RECO_DEAD_LETTER_TOPIC": "events"})
