@@ -93,9 +93,8 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], name: str, log_pa
 def _start(name: str, argv: list[str], port: int, workdir: Path) -> Service:
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / f"{name}.log"
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=workdir, start_new_session=True)
-    log.close()
+    with open(log_path, "wb") as log:  # the child keeps its own copy of the file
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=workdir, start_new_session=True)
     service = Service(name, port, proc, log_path)
     try:
         wait_for_port(port, proc, name, log_path)

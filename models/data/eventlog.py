@@ -47,8 +47,9 @@ class BadLine:
 
 
 def log_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, text) of each non-blank line; bytes that are not UTF-8 kept as surrogates."""
-    with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+    """(line number, text) of each non-blank line; bytes that are not UTF-8 kept as surrogates, a byte-order
+    mark at the start dropped (it would join the first user's id)."""
+    with open(path, encoding="utf-8-sig", errors="surrogateescape") as fh:
         for n, line in enumerate(fh, start=1):
             line = line.rstrip("\n")
             if line.strip():

@@ -47,3 +47,10 @@ def test_otto_sessions_map_types_and_milliseconds(tmp_path):
 def test_unknown_format_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown log format 'csv'"):
         read_log("x", "csv")
+
+
+def test_a_byte_order_mark_does_not_join_the_first_users_id(tmp_path):
+    """Spreadsheet exports start with one; read as text it became part of user "1"'s id (synthetic file)."""
+    path = tmp_path / "synthetic.csv"
+    path.write_bytes(b"\xef\xbb\xbf1,10,5,pv,1511544070\n1,11,5,pv,1511544071\n")
+    assert [e.user_id for e in read_log(path, "taobao")] == ["1", "1"]
