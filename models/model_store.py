@@ -173,6 +173,16 @@ class ModelStore:
             verify_checkpoint(self.path(stack[-2]))
             return self._append({"action": "rollback", "version": stack[-2], "from_version": stack[-1], **info})
 
+    def discard(self, version: str) -> None:
+        """Delete a saved version that was never promoted (a candidate the store refused)."""
+        with _locked(self.root):
+            if any(e.get("version") == version for e in self.log()):
+                raise ValueError(f"{version} is in the store's log: prune it, do not discard it")
+            path = self.path(version)
+            doomed = path.rename(path.with_name(f".pruned-{version}-{os.getpid()}")) if path.is_dir() else None
+        if doomed is not None:
+            shutil.rmtree(doomed)
+
     def serving_entry(self) -> dict[str, Any] | None:
         """The log entry that made the current version serve (its promotion, or the rollback to it):
         what to announce again when an announcement may have been lost."""

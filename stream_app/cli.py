@@ -82,8 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         from stream_app.replay.producer import replay_file
         from stream_app.tansu_compat import bootstrap_from_url
 
-        if not os.access(args.path, os.R_OK) or not os.path.isfile(args.path):
-            print(f"cannot read {args.path}: not a readable file", file=sys.stderr)
+        if os.path.isdir(args.path) or not os.access(args.path, os.R_OK):  # a pipe or /dev/stdin is fine
+            why = "a directory" if os.path.isdir(args.path) else "no such file, or not readable"
+            print(f"cannot read {args.path}: {why}", file=sys.stderr)
             return 2
         bootstrap = bootstrap_from_url(settings.kafka_url)
         asyncio.run(ensure_topics(bootstrap, [settings.events_topic], settings.partitions,

@@ -12,6 +12,7 @@ import importlib.util
 import os
 import shutil
 import signal
+import threading
 import socket
 import subprocess
 import time
@@ -139,12 +140,29 @@ class EmbeddedStack:
         return f"redis://127.0.0.1:{self.redis.port}/0"
 
 
-def stop_on_terminate() -> None:
-    """Make SIGTERM and SIGHUP (``kill``, a closed terminal) stop this process as Ctrl-C does, so its
-    ``finally`` blocks stop what it started: the services and worker processes run in sessions of their
-    own, and a signal's default action used to leave them running. Call from the main thread."""
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, lambda *_: signal.raise_signal(signal.SIGINT))
+@contextlib.contextmanager
+def stop_on_terminate() -> Iterator[None]:
+    """While inside, SIGTERM and SIGHUP (``kill``, a closed terminal) raise ``KeyboardInterrupt`` as Ctrl-C
+    does, so ``finally`` blocks stop what the process started: the services and worker processes run in
+    sessions of their own, and a signal's default action used to leave them running. Only signals left at
+    their default action are taken (``nohup`` ignores SIGHUP on purpose), only in the main thread (signal
+    handlers can be set nowhere else), and the old handlers come back on the way out."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    taken = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)
+             if signal.getsignal(sig) == signal.SIG_DFL}
+    for sig in taken:
+        signal.signal(sig, interrupt)
+    try:
+        yield
+    finally:
+        for sig, handler in taken.items():
+            signal.signal(sig, handler)
 
 
 @contextlib.contextmanager

@@ -7,7 +7,7 @@
 | ``{prefix}:items:covis:{item_id}`` | string | JSON {neighbour item id: log2 co-visitation weight}, strongest 50 |
 | ``{prefix}:counters`` | hash | events_in, processed, rejected, duplicates (add up: in = the rest) |
 | ``{prefix}:counted`` | hash | events-topic partition -> the highest offset the counters include |
-| ``{prefix}:write:{id}`` | string, TTL 600 s | one counting write done: the counted offsets it read (JSON list) |
+| ``{prefix}:write:{id}`` | string, TTL 120 s | one counting write done: the counted offsets it read (JSON list) |
 
 The counters and ``counted`` change in one script (``sinks.redis.COUNT_ONCE``),
 so an event re-delivered after a crash is counted as a duplicate exactly when

@@ -15,7 +15,7 @@ PREFIX = "RECO_"
 # numeric settings that must be at least 1, above 0, or may take any sign; every other one must be 0 or more
 _AT_LEAST_ONE = {"partitions", "replication_factor", "max_batch", "max_event_bytes", "history_len", "top_k",
                  "covis_window", "covis_max_neighbors", "popular_candidates", "torch_threads", "trainer_batch",
-                 "trainer_replay_size", "trainer_eval_slice", "trainer_promote_every", "redis_ttl_s"}
+                 "trainer_eval_slice", "trainer_promote_every", "redis_ttl_s"}
 _ABOVE_ZERO = {"popularity_half_life_s", "trainer_lr", "trainer_promote_every_s", "redis_timeout_s",
                "broker_session_timeout_s", "broker_heartbeat_interval_s", "commit_interval_s"}
 _ANY_SIGN = {"trainer_promote_tolerance", "trainer_rollback_margin"}

@@ -164,6 +164,7 @@ class OnlineTrainer:
         self.last_eval = clock()
         self.newest_learnt_ms: int | None = None
         self.oldest_unpromoted_ms: int | None = None  # the oldest sample learnt since the last promotion
+        self._unloadable: str | None = None  # a version the store serves that this trainer could not load
         self.probation: Probation | None = self._resumed_probation()
         self.evaluations: deque[dict[str, Any]] = deque(maxlen=1_000)  # the latest (a trainer runs for months)
         self.counts: dict[str, int] = dict.fromkeys(COUNTS, 0)  # since this trainer started (its metrics)
@@ -252,14 +253,16 @@ class OnlineTrainer:
     def _follow_store(self) -> None:
         """Start over from the store's serving version if someone else changed it (``reco rollback``)."""
         current = self.store.current()
-        if current is None or current == self.serving_version:
+        if current is None or current == self.serving_version or current == self._unloadable:
             return
         try:
             serving, _ = self.store.load(current)
         except (CheckpointError, OSError) as exc:
-            log.error("the store serves %s, which cannot be loaded (%s): still learning from %s",
-                      current, exc, self.serving_version)
+            log.error("the store serves %s, which cannot be loaded (%s): still learning from %s, whose next "
+                      "candidate may replace it", current, exc, self.serving_version)
+            self._unloadable = current
             return
+        self._unloadable = None
         log.warning("the store now serves %s (was %s): learning restarts from it", current, self.serving_version)
         self.serving = serving
         self.serving_version, self.probation = current, None
@@ -306,19 +309,30 @@ class OnlineTrainer:
                      "?" if behind_s is None else f"{behind_s:.1f}")
             return []
         metrics = {"candidate": cand_m, "serving": serv_m}
-        candidate = self.learner.candidate()  # exactly what was judged: nothing learnt in between
-        version = self.store.save(candidate, extra={"metrics": metrics, "previous": self.serving_version,
-                                                    "learnt_samples": self.learner.seen})
+        # what the candidate replaces: the version it learnt on from, or one the store serves that this trainer
+        # could not load (the candidate may replace it, as any promotion did before promotions were checked)
+        current = self.store.current()
+        expected = current if current is not None and current == self._unloadable else self.serving_version
+        version = None
         try:
-            entry = self.store.promote(version, expect_current=self.serving_version, previous=self.serving_version,
+            if current != expected:
+                raise StoreChanged(f"the store serves {current}, not {expected}: it changed meanwhile")
+            candidate = self.learner.candidate()  # exactly what was judged: nothing learnt in between
+            version = self.store.save(candidate, extra={"metrics": metrics, "previous": self.serving_version,
+                                                        "learnt_samples": self.learner.seen})
+            entry = self.store.promote(version, expect_current=expected, previous=self.serving_version,
                                        metrics=metrics, newest_sample_ms=self.newest_learnt_ms,
                                        oldest_sample_ms=self.oldest_unpromoted_ms,
                                        sample_offsets={str(p): o for p, o in sorted(self.sample_offsets.items())})
         except StoreChanged as exc:  # e.g. ``reco rollback`` since this evaluation began: it stands
-            log.warning("candidate %s not promoted: %s", version, exc)
+            log.warning("candidate not promoted: %s", exc)
+            self.evaluations[-1]["promoted"] = False
             self.counts["not_promoted"] += 1
+            if version is not None:
+                self.store.discard(version)
             self._follow_store()
             return []
+        self._unloadable = None
         self.counts["promoted"] += 1
         self._tidy_store()
         if self.config.rollback_window:

@@ -65,7 +65,8 @@ for _, pair in ipairs(raise) do redis.call('HSET', KEYS[2], pair[1], pair[2]) en
 redis.call('SET', KEYS[3], n_parts > 0 and cjson.encode(before) or '[]', 'EX', ARGV[1])
 return before
 """
-WRITE_MARK_TTL_S = 600  # longer than any re-send of one write: the client's (seconds), the sample outlet's (next flush)
+WRITE_MARK_TTL_S = 120  # longer than any re-send of one write: the client's (under 30 s), the sample outlet's (its next
+# flush, 0.25 s on; at a stop, its drain); one short key per batch while it lives
 
 
 class RedisStore(Store):

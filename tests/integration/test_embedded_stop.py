@@ -17,8 +17,9 @@ HOLDS_A_STACK = """
 import sys, time
 from pathlib import Path
 from stream_app.embedded import embedded_stack, stop_on_terminate
-stop_on_terminate()
-with embedded_stack(Path(sys.argv[1])) as stack:
+import signal
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # as in a script's background job: Ctrl-C's signal ignored
+with stop_on_terminate(), embedded_stack(Path(sys.argv[1])) as stack:
     print(stack.broker.process.pid, stack.redis.process.pid, flush=True)
     time.sleep(60)
 """

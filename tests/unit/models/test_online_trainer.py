@@ -138,6 +138,26 @@ def test_a_rollback_by_hand_during_an_evaluation_stands(tmp_path) -> None:
     assert trainer.on_samples(samples(60, start=80)) == []
     assert operator.serving_stack() == ["v0001"] and trainer.serving_version == "v0001"
     assert trainer.counts["not_promoted"] == 1 and trainer.learner.seen == 0  # learning restarts from v0001
+    assert trainer.evaluations[-1]["promoted"] is False
+    assert sorted(p.name for p in trainer.store.versions_dir.iterdir()) == ["v0001", "v0002"]  # no candidate left
+
+
+def test_a_candidate_refused_after_it_was_saved_is_deleted(tmp_path) -> None:
+    """The rollback by hand lands while the candidate is being written: nothing serves it, and it does not
+    stay on disk (prune only deletes versions older than the serving one)."""
+    trainer = make_trainer(tmp_path, rollback_window=0)
+    trainer.on_samples(samples(80))
+    operator, save = ModelStore(trainer.store.root), trainer.store.save
+
+    def save_while_the_operator_rolls_back(*args, **kwargs):
+        version = save(*args, **kwargs)
+        operator.rollback(reason="manual (reco rollback)")
+        return version
+
+    trainer.store.save = save_while_the_operator_rolls_back
+    assert trainer.on_samples(samples(60, start=80)) == []
+    assert operator.serving_stack() == ["v0001"] and trainer.serving_version == "v0001"
+    assert sorted(p.name for p in trainer.store.versions_dir.iterdir()) == ["v0001", "v0002"]
 
 
 def test_an_automatic_rollback_after_one_by_hand_rolls_back_nothing_more(tmp_path) -> None:
@@ -165,6 +185,9 @@ def test_a_version_promoted_by_hand_with_corrupt_metadata_is_not_followed(tmp_pa
     (trainer.store.path(version) / "meta.json").write_text('{"format": "streamreco-chec')  # truncated
     trainer.store.promote(version, reason="by hand")
     assert trainer.on_samples(samples(20)) == [] and trainer.serving_version == "v0001"  # learning goes on
+    entries = trainer.on_samples(samples(60, start=20))  # and its next candidate replaces the broken version
+    assert [(e["action"], e["version"]) for e in entries] == [("promote", "v0003")]
+    assert trainer.store.serving_stack() == ["v0001", "v0002", "v0003"] and trainer.serving_version == "v0003"
 
 
 def test_after_a_rollback_promotions_name_only_samples_the_new_lineage_learnt(tmp_path) -> None:
