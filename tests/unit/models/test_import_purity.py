@@ -18,9 +18,15 @@ MODULES = [
 
 
 def test_importing_models_pulls_in_no_streaming_packages() -> None:
+    """Every module of the package (walked, so a new one is covered), not only the listed entry points."""
     code = (
-        "import importlib, sys\n"
+        "import importlib, pkgutil, sys\n"
+        "import models\n"
         f"for m in {MODULES!r}: importlib.import_module(m)\n"
+        "for info in pkgutil.walk_packages(models.__path__, 'models.'):\n"
+        "    if not info.name.endswith('__main__'): importlib.import_module(info.name)\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'faust', 'aiokafka', 'redis', 'mode', "
+        "'stream_app'})\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'faust', 'aiokafka', 'redis', 'mode'})\n"
         "print(','.join(bad))\n"
         "assert 'models.scorers.text' in sys.modules\n"
