@@ -97,7 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from stream_app.demo import run_demo
 
-        return run_demo(users=args.users, baseline=args.baseline)
+        try:
+            return run_demo(users=args.users, baseline=args.baseline)
+        except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM/SIGHUP (``stop_on_terminate``): all stopped by now
+            print(f"demo interrupted ({stop or 'Ctrl-C'}); everything it started is stopped", file=sys.stderr)
+            return 130
     raise AssertionError(args.command)
 
 
