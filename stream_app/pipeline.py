@@ -83,9 +83,10 @@ def deliveries_of(batch: Sequence[Incoming], out: BatchOutput) -> Deliveries:
     return dict(kinds)
 
 
-def count_deliveries(batch: Sequence[Incoming], out: BatchOutput, counted: Mapping[int, int]) -> dict[int, int]:
-    """Re-count ``out``'s events against the store's counted offsets (``tally``); returns the offsets to
-    raise them to.
+def count_deliveries(batch: Sequence[Incoming], out: BatchOutput, counted: Mapping[int, int],
+                     deliveries: Deliveries | None = None) -> dict[int, int]:
+    """Re-count ``out``'s events (``deliveries``, by default ``deliveries_of(batch, out)``) against the
+    store's counted offsets (``tally``); returns the offsets to raise them to.
 
     The user state and the counters are written to different systems (the
     changelog, the store), so a crash can keep one and lose the other. The
@@ -104,7 +105,7 @@ def count_deliveries(batch: Sequence[Incoming], out: BatchOutput, counted: Mappi
     events are held back again, so counting them again broke processed -
     quarantined = samples sent + dropped + lost.
     """
-    counts, newest = tally(deliveries_of(batch, out), counted)
+    counts, newest = tally(deliveries_of(batch, out) if deliveries is None else deliveries, counted)
     out.counters.pop("quarantined", None)
     for name, n in {**counts, "events_in": len(batch)}.items():
         out.counters[name] = n

@@ -120,12 +120,13 @@ class Settings:
                 need = ("a finite number" if f.name in _ANY_SIGN else f"at least {least}" if least
                         else "above 0" if f.name in _ABOVE_ZERO else "0 or more")
                 raise ValueError(f"{PREFIX}{f.name.upper()} must be {need}, not {value!r}")
-        topics = [f.name for f in fields(self) if f.name.endswith("_topic")]
-        for i, a in enumerate(topics):
-            for b in topics[i + 1:]:
-                if getattr(self, a) == getattr(self, b):  # e.g. dead letters sent back into the events
-                    raise ValueError(f"{PREFIX}{a.upper()} and {PREFIX}{b.upper()} name one topic, "
-                                     f"{getattr(self, a)!r}: each needs its own")
+        named: dict[str, str] = {}  # topic -> the first setting naming it (one topic for two: e.g. dead
+        for f in fields(self):  # letters sent back into the events)
+            topic = getattr(self, f.name)
+            if f.name.endswith("_topic") and named.setdefault(topic, f.name) != f.name:
+                raise ValueError(f"{PREFIX}{named[topic].upper()} and {PREFIX}{f.name.upper()} name one topic, "
+                                 f"{topic!r}: each needs its own")
+
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:

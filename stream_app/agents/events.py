@@ -119,14 +119,15 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
         finally:
             slot.end_batch()
         applied = out.counters["processed"]
+        deliveries = deliveries_of(batch, out)
         counted_before: dict[int, int] = {}
 
         async def write_redis() -> None:  # the store counts the batch against its counted offsets, atomically
-            counted_before.update(await store.write_recommendations(
-                out.records, {"events_in": len(batch)}, deliveries_of(batch, out)))
+            counted_before.update(await store.write_recommendations(out.records, {"events_in": len(batch)},
+                                                                    deliveries))
 
         await finish_batch(app, out, topics, tables.users, meanwhile=write_redis)
-        count_deliveries(batch, out, counted_before)  # the worker's figures: what the store counted
+        count_deliveries(batch, out, counted_before, deliveries)  # the worker's figures: what the store counted
         for partition, first, last in offset_gaps(batch, counted_before):
             log.warning("events partition %d skipped offsets %d-%d: never delivered to this worker (lost, "
                         "unless transaction markers or compaction left the gap)", partition, first, last)
