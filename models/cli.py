@@ -57,6 +57,7 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
             bf16=False if args.no_bf16 else None,
             max_seconds=args.max_minutes * 60.0,
             threads=args.threads,
+            device=args.device,
         ),
         popularity=PopularityConfig(half_life_s=half_life_days * DAY_S),
         covisitation=replace(CovisitationConfig(), half_life_s=half_life_days * DAY_S),
@@ -152,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--val-users", type=int, default=5000, help="validation users sampled for early stopping")
     train.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    train.add_argument("--no-bf16", action="store_true", help="train in fp32 (the default where the CPU has no native bf16: AMX or AVX512-BF16)")
+    train.add_argument("--no-bf16", action="store_true", help="train in fp32 (the default where the device has no native bf16: a CPU without AMX or AVX512-BF16)")
+    train.add_argument("--device", default="auto", help="where the sequence model trains: auto (the GPU when one exists, else the CPU), cpu, cuda, cuda:N")
     train.add_argument("--no-progress", action="store_true", help="hide progress bars")
     train.set_defaults(func=cmd_train)
 

@@ -49,7 +49,7 @@ def supports(ensemble: Ensemble) -> bool:
         and len(set(kinds)) == len(kinds)
 
 
-def serving_form(ensemble: Ensemble, device: torch.device | str = "cpu") -> LinearBlend | None:
+def serving_form(ensemble: Ensemble, device: torch.device | str | None = None) -> LinearBlend | None:
     """The ensemble's ``LinearBlend`` where :func:`supports` it, else None (score with the ensemble itself)."""
     return LinearBlend(ensemble, device) if supports(ensemble) else None
 
@@ -57,12 +57,12 @@ def serving_form(ensemble: Ensemble, device: torch.device | str = "cpu") -> Line
 class LinearBlend:
     """Precomputed serving state of one ensemble version (rebuild it after the ensemble changes)."""
 
-    def __init__(self, ensemble: Ensemble, device: torch.device | str = "cpu") -> None:
+    def __init__(self, ensemble: Ensemble, device: torch.device | str | None = None) -> None:
+        """``device``: where the blend computes; None: where the sequence model is (else the CPU)."""
         if not supports(ensemble):
             raise ValueError("LinearBlend serves sequence, popularity and co-visitation scorers only")
         self.ensemble = ensemble
         self.vocab = ensemble.vocab
-        self.device = torch.device(device)
         self.n_rows = len(self.vocab)
         self.names = list(ensemble.scorers)
         self.seq = self.pop = self.covis = None
@@ -77,6 +77,9 @@ class LinearBlend:
                 self.pop, self.pop_name, self.w_pop = scorer, name, w
             elif isinstance(scorer, CovisitationScorer):
                 self.covis, self.covis_name, self.w_covis = scorer, name, w
+        if device is None:
+            device = self.seq.model.device if self.seq is not None else "cpu"
+        self.device = torch.device(device)
         self._prepare()
 
     def _prepare(self) -> None:

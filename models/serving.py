@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from models.device import resolve_device
 from models.ensemble import Ensemble
 from models.scorers.sequence import SequenceScorer
 
@@ -24,16 +25,6 @@ class ServingConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = "fp32"  # fp32 | bf16
     compile: bool = False
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> the first CUDA device when one is usable, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available")
-    return device
 
 
 def prepare_for_serving(ensemble: Ensemble, config: ServingConfig = ServingConfig()) -> torch.device:

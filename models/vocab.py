@@ -76,10 +76,11 @@ class ItemVocab:
 
 
 def grow_rows(table: torch.Tensor, rows: int, *, std: float = 0.02, seed: int = 0) -> torch.Tensor:
-    """``table`` with extra rows (small random values) so that it has ``rows`` rows."""
+    """``table`` with extra rows (small random values, drawn on the CPU: the same on any device) so that it
+    has ``rows`` rows, on ``table``'s device and in its dtype."""
     extra = rows - table.shape[0]
     if extra <= 0:
         return table
     gen = torch.Generator().manual_seed(seed + table.shape[0])
-    new = torch.randn((extra, *table.shape[1:]), generator=gen, dtype=torch.float32) * std
+    new = torch.randn((extra, *table.shape[1:]), generator=gen, dtype=torch.float32, device="cpu") * std
     return torch.cat([table, new.to(device=table.device, dtype=table.dtype)], dim=0)

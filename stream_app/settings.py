@@ -87,6 +87,7 @@ class Settings:
     trainer_promote_tolerance: float = 0.0  # relative NDCG@10 a candidate may lose and still be promoted
     trainer_rollback_window: int = 2_000  # fresh samples on which a new version is compared with the old (0: off)
     trainer_rollback_margin: float = 0.1  # relative NDCG@10 drop of the new version that rolls it back
+    trainer_device: str = "auto"  # where the trainer fine-tunes: auto (cuda when available, else cpu) | cpu | cuda
 
     redis_prefix: str = "reco"
     redis_ttl_s: int = 7 * 86_400

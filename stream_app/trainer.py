@@ -58,7 +58,7 @@ log = logging.getLogger(__name__)
 def trainer_configs(settings: Settings) -> tuple[OnlineConfig, TrainerConfig]:
     learner = OnlineConfig(lr=settings.trainer_lr, batch_size=settings.trainer_batch,
                            replay_size=settings.trainer_replay_size, eval_slice=settings.trainer_eval_slice,
-                           blend=BlendRefitConfig(every=settings.trainer_blend_every))
+                           blend=BlendRefitConfig(every=settings.trainer_blend_every), device=settings.trainer_device)
     trainer = TrainerConfig(eval_slice=settings.trainer_eval_slice, promote_every=settings.trainer_promote_every,
                             promote_every_s=settings.trainer_promote_every_s,
                             promote_tolerance=settings.trainer_promote_tolerance,
@@ -143,7 +143,7 @@ async def run_trainer(settings: Settings, *, stop: asyncio.Event | None = None) 
         await announce(settings, serving)
     learner_cfg, trainer_cfg = trainer_configs(settings)
     trainer = OnlineTrainer(store, learner_cfg, trainer_cfg)
-    log.info("trainer starts from %s", trainer.serving_version)
+    log.info("trainer starts from %s, fine-tuning on %s", trainer.serving_version, trainer.learner.device)
     metrics = TrainerMetrics(trainer)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trainer")
     loop = asyncio.get_running_loop()

@@ -39,6 +39,7 @@ from typing import Any
 
 import torch
 
+from models.device import resolve_device
 from models.ensemble import Ensemble
 from models.evaluation.prequential import is_scored, metrics_at, rank_samples
 from models.history import encode
@@ -60,6 +61,7 @@ class OnlineConfig:
     eval_slice: int = 1024  # newest samples held out to compare candidate and serving
     promote_tolerance: float = 0.0  # relative NDCG@10 drop still promoted (0.02 = 2 %)
     clip_norm: float = 1.0
+    device: str = "auto"  # where the working copy's sequence model learns: auto (the GPU when one exists) | cpu | cuda
     train_sequence: bool = True  # False: only co-visitation/popularity learn (stats only)
     blend: BlendRefitConfig = BlendRefitConfig()  # re-fitting the blend weights online (every=0: never)
     observe_stats: bool = True  # False: the counting scorers stay as they are
@@ -88,11 +90,18 @@ class OnlineLearner:
         self._replay_seen = 0
         seq = [s for s in self.ensemble.scorers.values() if isinstance(s, SequenceScorer)]
         self._sequence: SequenceScorer | None = seq[0] if seq else None
+        if self._sequence is not None:
+            self._sequence.model.to(resolve_device(config.device))  # its candidates are saved from there
         self.blend = BlendRefitter(config.blend)
         self._optimizer: torch.optim.Adam | None = None
         self._item_table: torch.Tensor | None = None
 
     # ---- public API -------------------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        """Where the working copy's sequence model learns (the CPU when the ensemble has none)."""
+        return self._sequence.model.device if self._sequence is not None else torch.device("cpu")
 
     @property
     def replay_count(self) -> int:
@@ -224,12 +233,14 @@ class OnlineLearner:
         model.ensure_rows(vocab.capacity)
         optimizer = self._optimizer_for(model)
         encoded = [encode(vocab, s.history) for s in batch]
-        items, types, lengths = pad_right([r for r, _ in encoded], [t for _, t in encoded], scorer.config.max_len)
-        targets = torch.as_tensor([vocab.row(s.target) for s in batch], dtype=torch.long)
-        weights = torch.as_tensor([s.weight for s in batch], dtype=torch.float32)
+        device = model.device
+        items, types, lengths = (t.to(device) for t in pad_right(
+            [r for r, _ in encoded], [t for _, t in encoded], scorer.config.max_len))
+        targets = torch.as_tensor([vocab.row(s.target) for s in batch], dtype=torch.long, device=device)
+        weights = torch.as_tensor([s.weight for s in batch], dtype=torch.float32, device=device)
         model.train()
         hidden = model.hidden_states(items, types)  # (batch, seq_len, hidden)
-        last = hidden[torch.arange(len(batch)), (lengths - 1).clamp(min=0)]  # (batch, hidden)
+        last = hidden[torch.arange(len(batch), device=device), (lengths - 1).clamp(min=0)]  # (batch, hidden)
         logits = last @ model.items.weight[1 : len(vocab)].T  # (batch, n_items)
         ce = torch.nn.functional.cross_entropy(logits.float(), targets - 1, reduction="none")  # (batch,)
         loss = (weights * ce).sum() / weights.sum().clamp(min=1e-12)

@@ -45,13 +45,14 @@ class SequenceScorer(Scorer):
         )
 
     def score_rows(self, items: Sequence[Sequence[int]], types: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Float32 scores on the CPU (where the light scorers and the blend run), wherever the model is."""
         self.model.ensure_rows(self.vocab.capacity)
         self.model.eval()
         batch_items, batch_types, lengths = pad_right(items, types, self.config.max_len)
-        return self.model.score_all(batch_items, batch_types, lengths)[:, : len(self.vocab)].float()
+        return self.model.score_all(batch_items, batch_types, lengths)[:, : len(self.vocab)].float().cpu()
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        tensors = {k: v.detach().contiguous() for k, v in self.model.state_dict().items()}
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}  # saved from any device
         return tensors, {"config": asdict(self.config), "n_rows": self.model.n_rows}
 
     @classmethod

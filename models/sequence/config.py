@@ -27,6 +27,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     patience: int = 5  # validations without improvement before stopping
     seed: int = 0
-    bf16: bool | None = None  # bf16 autocast (weights stay fp32); None: where the CPU has native bf16
+    bf16: bool | None = None  # bf16 autocast (weights stay fp32); None: where the device has native bf16
     max_seconds: float = 1200.0  # stop (keeping the best state) after this long
     threads: int = 2
+    device: str = "auto"  # auto (the GPU when one exists, else the CPU) | cpu | cuda | cuda:N

@@ -51,6 +51,11 @@ class SeqRec(nn.Module):
     def n_rows(self) -> int:
         return self.items.num_embeddings
 
+    @property
+    def device(self) -> torch.device:
+        """Where the weights are; inputs made elsewhere (batches are built on the CPU) are moved here."""
+        return self.items.weight.device
+
     def ensure_rows(self, n_rows: int) -> None:
         """Grow the item table (new rows random, old rows kept) to at least ``n_rows``."""
         if n_rows <= self.n_rows:
@@ -75,16 +80,17 @@ class SeqRec(nn.Module):
 
     @torch.inference_mode()
     def user_vectors(self, items: torch.Tensor, types: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """(batch, seq_len) histories -> (batch, hidden) state after each user's last item."""
-        hidden = self.hidden_states(items, types)
-        last = (lengths - 1).clamp(min=0)
-        return hidden[torch.arange(items.shape[0]), last]
+        """(batch, seq_len) histories -> (batch, hidden) state after each user's last item (on the model's device)."""
+        device = self.device
+        hidden = self.hidden_states(items.to(device), types.to(device))
+        last = (lengths.to(device) - 1).clamp(min=0)
+        return hidden[torch.arange(items.shape[0], device=device), last]
 
     @torch.inference_mode()
     def score_all(self, items: torch.Tensor, types: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(batch, n_rows) logits for every row; padding and empty histories get no signal."""
         vectors = self.user_vectors(items, types, lengths)  # (batch, hidden)
-        scores = vectors @ self.items.weight.T  # (batch, n_rows)
+        scores = vectors @ self.items.weight.T  # (batch, n_rows), on the model's device
         scores[:, 0] = float("-inf")
-        scores[lengths == 0, 1:] = 0.0
+        scores[lengths.to(scores.device) == 0, 1:] = 0.0
         return scores

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm import tqdm
 
+from models.device import native_bf16, resolve_device
 from models.sequence.batching import length_buckets, training_batch
 from models.sequence.config import TrainConfig
 from models.sequence.model import SeqRec
@@ -26,16 +27,6 @@ class TrainResult:
     best_epoch: int = -1
     best_score: float = float("-inf")
     seconds: float = 0.0
-
-
-def native_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AMX or AVX512-BF16).
-
-    Elsewhere bf16 autocast is emulated and slower than fp32: about 7x for the
-    full-softmax step on a 2-core AMD EPYC with AVX2 only (measured 2026-12-01).
-    """
-    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # private torch.cpu helpers: may go away
-    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
 
 
 def seed_everything(seed: int) -> None:
@@ -55,6 +46,8 @@ def train_sequence_model(
 ) -> TrainResult:
     """Train ``model`` in place on users' row sequences (oldest first); keeps the best validated state.
 
+    The model moves to ``config.device`` (``auto``: the GPU when one exists) and stays there.
+
     ``n_rows``: rows the softmax covers (the vocabulary size). ``validate`` returns
     a score to maximise (e.g. NDCG@10 on validation targets) after each epoch.
     """
@@ -63,8 +56,10 @@ def train_sequence_model(
     rng = random.Random(config.seed)
     keep = [i for i, h in enumerate(items) if len(h) >= 2]
     lengths = [min(len(items[i]), model.config.max_len + 1) for i in keep]
+    device = resolve_device(config.device)
+    model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    bf16 = native_bf16() if config.bf16 is None else config.bf16
+    bf16 = native_bf16(device) if config.bf16 is None else config.bf16
     result, best_state, stale = TrainResult(), None, 0
     start = time.perf_counter()
     for epoch in range(config.epochs):
@@ -72,10 +67,10 @@ def train_sequence_model(
         total, steps = 0.0, 0
         batches = length_buckets(lengths, config.batch_size, rng)
         for batch in tqdm(batches, desc=f"epoch {epoch}", disable=not progress, leave=False):
-            inputs, in_types, targets = training_batch(
+            inputs, in_types, targets = (t.to(device) for t in training_batch(
                 [items[keep[i]] for i in batch], [types[keep[i]] for i in batch], model.config.max_len
-            )
-            autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+            ))
+            autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
             with autocast:
                 loss = model(inputs, in_types, targets, n_rows)
             optimizer.zero_grad(set_to_none=True)

@@ -86,7 +86,7 @@ def test_bf16_autocast_only_where_the_cpu_has_native_bf16(monkeypatch) -> None:
     config = replace(TINY_TRAIN, epochs=1, bf16=None)
     for native, expected in ((False, []), (True, [torch.bfloat16])):
         used.clear()
-        monkeypatch.setattr(train, "native_bf16", lambda native=native: native)
+        monkeypatch.setattr(train, "native_bf16", lambda device, native=native: native)
         SequenceScorer(vocab, TINY_SEQ, seed=1).fit(split.fit_items, split.fit_types, config, progress=False)
         assert sorted(set(used)) == expected
     used.clear()
