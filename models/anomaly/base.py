@@ -83,8 +83,14 @@ class Detector(ABC, Generic[ConfigT]):
         return [] if alert is None else [alert]
 
     def is_idle(self, state: State, now: float) -> bool:
-        """Whether the entity's latest event is more than ``horizon_s`` before ``now`` (never, without one)."""
-        return bool(state["recent"]) and state["recent"][-1][3] + self.horizon_s < now
+        """Whether the entity's latest event is more than ``horizon_s`` before ``now`` (never, without one).
+
+        Latest by event time, not arrival: one late event must not make an active entity look idle.
+        """
+        if not state["recent"]:
+            return False
+        latest = max(state.get("newest", float("-inf")), *(row[3] for row in state["recent"]))
+        return latest + self.horizon_s < now
 
     def expire(self, now: float, keep: Container[str] = frozenset()) -> int:
         """Drop the states of idle entities (``is_idle``) not in ``keep`` (what table expiry does); returns how many."""

@@ -256,7 +256,7 @@ class ShillingConfig:
     new_user_s: float = 6 * 3600.0  # a user first seen less than this long ago is new
     min_suspects: int = 10  # alert when a window holds this many distinct new/flagged users ...
     min_share: float = 0.5  # ... who are at least this share of the item's distinct users there
-    max_users: int = 500  # distinct users kept per window (a cap on state size)
+    max_users: int = 500  # distinct users kept per window (a cap on state size; the share is judged on them)
     severity: str = "high"
 
     def __post_init__(self) -> None:
@@ -281,10 +281,13 @@ class Shilling(Detector[ShillingConfig]):
         users = add_distinct(live(st["users"], newest, cfg.window_s), starts, event.user_id, cfg.max_users)
         suspects = live(st["suspects"], newest, cfg.window_s)
         flagged = live(st.get("flagged", {}), newest, cfg.window_s)  # absent from states saved before it existed
+        # suspects and flagged users are counted among the window's kept users only, so their share is one of
+        # the same users: past ``max_users`` a window judges the share on its first ``max_users`` distinct users
+        kept = [s for s in starts if event.user_id in users.get(str(s), ())]
         if self.is_suspect(event, context):
-            suspects = add_distinct(suspects, starts, event.user_id, cfg.max_users)
+            suspects = add_distinct(suspects, kept, event.user_id, cfg.max_users)
         if context.flagged:
-            flagged = add_distinct(flagged, starts, event.user_id, cfg.max_users)
+            flagged = add_distinct(flagged, kept, event.user_id, cfg.max_users)
         new = {**st, "users": users, "suspects": suspects, "flagged": flagged, "newest": newest,
                "recent": remember(st["recent"], event_row(event))}
         # the window with the most suspects (in event-time order, the oldest: it holds all the others hold)

@@ -195,6 +195,30 @@ def test_shilling_is_quiet_for_established_users_and_when_suspects_are_a_minorit
     assert run(detector, touches(mixed, item="popular", gap=60.0), context) == []
 
 
+def test_shilling_judges_the_share_on_the_users_it_kept() -> None:
+    """Past ``max_users`` distinct users a window stops keeping them; a suspect is counted only among the kept
+    ones, so a best-seller whose later touches come from ordinary new customers (30 %) is not a campaign."""
+    regulars, customers = [f"old{n}" for n in range(40)], [f"new{n}" for n in range(30)]
+    context = lambda e: new_users(e) if e.user_id.startswith("new") else old_users(e)  # noqa: E731
+    detector = Shilling(ShillingConfig(min_suspects=10, max_users=20))
+    assert run(detector, touches(regulars[:20] + customers[:10] + regulars[20:] + customers[10:], gap=1.0),
+               context) == []
+    assert len(detector.states["target"]["users"][str(int(T0))]) == 20
+    assert detector.states["target"]["suspects"].get(str(int(T0)), ()) == ()
+
+
+def test_a_late_touch_does_not_make_a_campaigns_item_look_idle() -> None:
+    """Idle is judged by the newest touch, not the last to arrive: a lagging worker's touch from 40 minutes
+    back must not let the prune drop a campaign's windows halfway."""
+    context = lambda e: old_users(e) if e.user_id == "regular" else new_users(e)  # noqa: E731
+    detector = Shilling(ShillingConfig(min_suspects=10))
+    run(detector, touches([f"fake{n}" for n in range(9)], start=3000.0, gap=1.0), context)
+    run(detector, touches(["regular"], start=600.0), context)  # arrives last, dated 40 minutes back
+    assert detector.expire(T0 + 5600.0) == 0 and "target" in detector.states
+    alerts = run(detector, touches(["fake9"], start=5700.0), context)
+    assert [(a.entity_id, len(a.evidence["suspects"])) for a in alerts] == [("target", 10)]
+
+
 def test_flagged_established_users_count_as_suspects() -> None:
     flagged = lambda e: UserContext(first_seen_ts=e.ts - 30 * 86_400.0, flagged=True)  # noqa: E731
     assert len(run(Shilling(ShillingConfig(min_suspects=10)), touches([f"f{n}" for n in range(10)]), flagged)) == 1
