@@ -274,7 +274,8 @@ def observe_new(monitor: AnomalyMonitor, state: UserState | None, offset: int, e
     where the item-keyed detectors run elsewhere (``monitor.items`` false), the user's context to send them.
 
     A user the monitor does not hold (a restart, a partition that moved) is
-    first restored from the snapshot and the latest events kept in their state.
+    first restored from the snapshot and the latest events kept in their state
+    (without a snapshot, first seen at the oldest of those events).
     A re-delivery raises nothing, but its touch is sent again: a worker that
     died after the state reached its changelog may not have sent it, and the
     item-keyed windows count distinct users, so a second copy changes nothing.
@@ -282,9 +283,12 @@ def observe_new(monitor: AnomalyMonitor, state: UserState | None, offset: int, e
     redelivered = state is not None and offset <= state["offset"]
     if redelivered and monitor.items:
         return [], None
-    if state is not None and state.get("anomaly") and not monitor.knows(event.user_id):
-        history = (Event(user_id=event.user_id, item_id=item, event_type=kind, ts=ts) for item, kind, ts in state["events"])
-        monitor.restore_user(event.user_id, state["anomaly"], history)
+    if state is not None and (state.get("anomaly") or state["events"]) and not monitor.knows(event.user_id):
+        history = [Event(user_id=event.user_id, item_id=item, event_type=kind, ts=ts) for item, kind, ts in state["events"]]
+        # a state without a snapshot (written while detection was off): the user is as old as their oldest kept
+        # event, not new from now on (every long-standing shopper would be a shilling suspect for hours)
+        snapshot = state.get("anomaly") or {"first_seen": min(e.ts for e in history)}
+        monitor.restore_user(event.user_id, snapshot, history)
     if redelivered:
         return [], monitor.user_context(event.user_id, event.ts)
     if monitor.items:

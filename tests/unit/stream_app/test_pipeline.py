@@ -222,6 +222,20 @@ def test_a_user_whose_partition_went_away_and_came_back_is_restored_with_the_oth
     assert alert.event_ts == expected.event_ts and alert.evidence == expected.evidence
 
 
+def test_a_shopper_whose_state_predates_detection_is_not_new():
+    """Detection switched on over existing states (no snapshot in them): twelve long-standing shoppers
+    viewing one best-seller are not a shilling campaign of new accounts."""
+    table = {f"loyal{n}".encode(): {"events": [(f"old{j}", "view", NOW - 90 * 86_400 + j) for j in range(50)],
+                                     "seen": 200, "bought": [], "offset": 199} for n in range(12)}
+    batch = [Incoming(msg(200, f"loyal{n}", "bestseller", ts=NOW - 100 + 30 * n).value, f"loyal{n}".encode(), 0, 200)
+             for n in range(12)]
+    monitor = AnomalyMonitor()
+    out = run_monitored(batch, table, MemoryStore(), monitor)
+    assert out.alerts == [] and out.counters["quarantined"] == 0
+    assert monitor.first_seen["loyal0"] == NOW - 90 * 86_400
+    assert out.states[b"loyal0"]["anomaly"]["first_seen"] == NOW - 90 * 86_400
+
+
 def test_a_redelivered_rejection_is_not_counted_again_by_reason():
     """reco_dead_letters{reason} adds what the Redis counters add: a rejection once, however often delivered."""
     store, table = MemoryStore(), {}
