@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Collection
 from dataclasses import fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from models.anomaly.alerts import SEVERITIES
 from models.anomaly.monitor import AnomalyMonitor, MonitorConfig
 from stream_app.settings import Settings
 from stream_app.touches import partition_of
@@ -21,8 +23,37 @@ def with_overrides(config: Any, overrides: dict[str, Any]) -> Any:
         if name not in known:
             raise ValueError(f"unknown setting {name!r} in {type(config).__name__}; known: {sorted(known)}")
         current = known[name]
-        changes[name] = with_overrides(current, value) if is_dataclass(current) else type(current)(value)
+        if is_dataclass(current):
+            changes[name] = with_overrides(current, value)
+        elif isinstance(current, tuple):  # numbers, one per feature: as many, each of the default's type
+            if not isinstance(value, (list, tuple)) or len(value) != len(current):
+                raise ValueError(f"anomaly setting {name} needs {len(current)} numbers, not {value!r}")
+            changes[name] = tuple(type(c)(v) for c, v in zip(current, value))
+        else:
+            changes[name] = type(current)(value)
     return replace(config, **changes)
+
+
+def check_thresholds(config: Any, path: str = "") -> None:
+    """``ValueError`` naming the first setting no detector can work with: a severity not in ``SEVERITIES``, a
+    number that is negative or not finite, a window or step of 0. Checked at start: a bad value from the
+    anomaly config file would otherwise stop the worker at its first alert, and again after every restart."""
+    for f in fields(config):
+        value, name = getattr(config, f.name), f"{path}{f.name}"
+        if is_dataclass(value):
+            check_thresholds(value, f"{name}.")
+        elif f.name == "severity" or f.name.endswith("_severity"):
+            if value not in SEVERITIES:
+                raise ValueError(f"anomaly setting {name}: severity must be one of {SEVERITIES}, not {value!r}")
+        else:
+            numbers = value if isinstance(value, tuple) else (value,)
+            for n in numbers:
+                if isinstance(n, bool) or not isinstance(n, (int, float)):
+                    continue
+                if not math.isfinite(n) or n < 0 or (n == 0 and f.name.endswith(("window_s", "step_s"))):
+                    raise ValueError(f"anomaly setting {name} must be a finite number "
+                                     f"{'above' if f.name.endswith(('window_s', 'step_s')) else 'of at least'} 0, "
+                                     f"not {value!r}")
 
 
 def make_monitor(settings: Settings, *, items: bool = True) -> AnomalyMonitor | None:
@@ -33,6 +64,7 @@ def make_monitor(settings: Settings, *, items: bool = True) -> AnomalyMonitor | 
     config = MonitorConfig(forget_idle_users=True)  # user states keep their snapshots
     if settings.anomaly_config:
         config = with_overrides(config, json.loads(Path(settings.anomaly_config).read_text()))
+        check_thresholds(config)
     return AnomalyMonitor(config, items=items)
 
 

@@ -13,9 +13,10 @@ which starts there.
 
 Whatever a hold misses is counted: the holdback remembers the samples it
 released over the last ``remember_s`` (processing time), and
-``released_in`` says how many of them an alert arriving now would have
+``take_released_in`` says how many of them an alert arriving now would have
 stopped had it come in time (the alert's user's samples, or those on its
-item, with event times in its window). Mostly these are a bot's first
+item, with event times in its window), each sample once however many
+alerts cover it. Mostly these are a bot's first
 events, before a detector could decide; the rest are alerts that took
 longer than the hold to arrive.
 """
@@ -37,8 +38,10 @@ class Holdback:
         self.clock = clock
         self.remember_s = remember_s
         self._held: deque[tuple[float, TrainingSample]] = deque()
-        self._released: deque[tuple[float, str, str]] = deque()  # (released at, user, item), oldest first
-        self._event_ts: dict[tuple[str, str], deque[float]] = {}  # ("user"/"item", id) -> released samples' ts
+        self._released: deque[tuple[float, int, str, str]] = deque()  # (released at, number, user, item)
+        self._event_ts: dict[tuple[str, str], deque[tuple[float, int]]] = {}  # ("user"/"item", id) -> (ts, number)
+        self._taken: set[int] = set()  # numbers of the released samples an alert has counted
+        self._numbered = 0
 
     def __len__(self) -> int:
         return len(self._held)
@@ -70,20 +73,28 @@ class Holdback:
         self._forget(now - self.remember_s)
         return out, dropped
 
-    def released_in(self, entity_type: str, entity_id: str, start: float, end: float) -> int:
+    def take_released_in(self, entity_type: str, entity_id: str, start: float, end: float) -> int:
         """How many samples released in the last ``remember_s`` were of this user (``entity_type`` "user") or
-        on this item ("item") with event times in ``[start, end)``."""
-        return sum(start <= ts < end for ts in self._event_ts.get((entity_type, entity_id), ()))
+        on this item ("item") with event times in ``[start, end)``, not counted by an earlier call: a bot's
+        sample covered by two alerts (two detectors, or an item's alert and its members') counts once."""
+        n = 0
+        for ts, number in self._event_ts.get((entity_type, entity_id), ()):
+            if start <= ts < end and number not in self._taken:
+                self._taken.add(number)
+                n += 1
+        return n
 
     def _remember(self, now: float, sample: TrainingSample) -> None:
-        self._released.append((now, sample.user_id, sample.target))
+        self._numbered += 1
+        self._released.append((now, self._numbered, sample.user_id, sample.target))
         for key in (("user", sample.user_id), ("item", sample.target)):
-            self._event_ts.setdefault(key, deque()).append(sample.ts)
+            self._event_ts.setdefault(key, deque()).append((sample.ts, self._numbered))
 
     def _forget(self, before: float) -> None:
         """Drop what was released before ``before``: oldest first, the same order in every entity's deque."""
         while self._released and self._released[0][0] < before:
-            _, user, item = self._released.popleft()
+            _, number, user, item = self._released.popleft()
+            self._taken.discard(number)
             for key in (("user", user), ("item", item)):
                 times = self._event_ts[key]
                 times.popleft()

@@ -65,10 +65,10 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
     holdback = outlet.holdback
 
     async def count_released_before(alerts: Sequence[Alert]) -> None:
-        """Count the released samples each new alert came too late to stop (``Holdback.released_in``)."""
+        """Count the released samples the new alerts came too late to stop, each once (``Holdback.take_released_in``)."""
         late = 0
         for alert in alerts:
-            n = holdback.released_in(alert.entity_type, alert.entity_id, alert.window_start, alert.window_end)
+            n = holdback.take_released_in(alert.entity_type, alert.entity_id, alert.window_start, alert.window_end)
             if n:
                 metrics.samples_before_alert.labels(alert.detector).inc(n)
                 late += n

@@ -30,9 +30,13 @@ def test_samples_an_alert_came_too_late_for_are_counted_while_remembered() -> No
     hold.add([sample("bot", 1000), sample("bot", 2000), sample("human", 3000)])  # event times 1, 2, 3 s
     now[0] = 101.0
     assert len(hold.release(lambda s: True)[0]) == 3
-    assert hold.released_in("user", "bot", 0.0, 60.0) == 2  # an alert on the bot's window, too late for both
-    assert hold.released_in("user", "bot", 2.0, 60.0) == 1  # only the events inside the alert's window
-    assert hold.released_in("item", "item3000", 0.0, 60.0) == 1 and hold.released_in("user", "other", 0.0, 60.0) == 0
+    assert hold.take_released_in("user", "bot", 2.0, 60.0) == 1  # only the events inside the alert's window
+    assert hold.take_released_in("user", "bot", 0.0, 60.0) == 1  # another alert: the sample not counted yet
+    assert hold.take_released_in("user", "bot", 0.0, 60.0) == 0  # a third on the same bot: nothing new
+    assert hold.take_released_in("item", "item2000", 0.0, 60.0) == 0  # the item's alert: counted already
+    assert hold.take_released_in("item", "item3000", 0.0, 60.0) == 1
+    assert hold.take_released_in("user", "other", 0.0, 60.0) == 0
     now[0] = 111.5
     hold.release(lambda s: True)  # forgotten remember_s after their release
-    assert hold.released_in("user", "bot", 0.0, 60.0) == 0 and hold._event_ts == {}
+    assert hold.take_released_in("user", "human", 0.0, 60.0) == 0
+    assert hold._event_ts == {} and hold._taken == set()
