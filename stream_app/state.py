@@ -93,7 +93,9 @@ def apply_events(
         if applied_events is not None and learn:
             applied_events.append((st["events"][-config.history_len:], ev))
         st["events"].append((ev.item_id, ev.event_type, ev.ts))  # a tuple: untracked by the cyclic GC
-        if ev.event_type == "purchase":
+        if ev.event_type == "purchase":  # each item once, the latest purchase last: re-orders keep the rest
+            if ev.item_id in st["bought"]:
+                st["bought"].remove(ev.item_id)
             st["bought"].append(ev.item_id)
         st["seen"] += 1
         st["offset"] = offset

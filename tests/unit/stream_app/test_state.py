@@ -42,6 +42,15 @@ def test_purchases_are_remembered_for_exclusion():
     assert state["bought"] == ["a"]
 
 
+def test_re_orders_do_not_push_earlier_purchases_out_of_the_exclusion_list():
+    """A shopper who re-orders coffee every week still has the shoes they bought once excluded."""
+    orders = [(1, ev("shoes", "purchase"))] + [(2 + n, ev("coffee", "purchase")) for n in range(10)]
+    state, _, _ = apply_events(None, orders + [(20, ev("socks", "purchase"))], {}, CFG)
+    assert state["bought"] == ["shoes", "coffee", "socks"]  # each once, the latest purchase last
+    state, _, _ = apply_events(state, [(21, ev("shoes", "purchase")), (22, ev("hat", "purchase"))], {}, CFG)
+    assert state["bought"] == ["socks", "shoes", "hat"]  # history_len (3 here) distinct items, the oldest out
+
+
 def test_covisitation_links_recent_items_forward_and_half_backward():
     activity: dict[str, ItemActivity] = {}
     apply_events(None, [(1, ev("a", ts=1000)), (2, ev("b", ts=1000))], activity, CFG)
