@@ -59,12 +59,20 @@ def covisit_pairs(
     return pairs
 
 
+def strongest(neighbors: Mapping[str, float], n: int) -> dict[str, float]:
+    """The ``n`` strongest of ``neighbors`` (all of them when there are no more), strongest first."""
+    if len(neighbors) <= n:
+        return dict(neighbors)
+    return dict(sorted(neighbors.items(), key=lambda kv: kv[1], reverse=True)[:n])
+
+
 def add_neighbor(
     neighbors: MutableMapping[str, float], item: str, log_w: float, max_neighbors: int
 ) -> None:
     """Add weight to one neighbour; keep the ``max_neighbors`` strongest.
 
-    Prunes only when the map grows to twice its bound, so the cost is amortised.
+    Prunes only when the map grows to twice its bound, so the cost is amortised:
+    it may hold up to ``2 * max_neighbors - 1`` (``strongest`` for the top ones).
     """
     neighbors[item] = log2_add(neighbors.get(item, NEG_INF), log_w)
     if len(neighbors) >= 2 * max_neighbors:

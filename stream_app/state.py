@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from models.data.events import Event
-from models.item_stats import EVENT_WEIGHTS, add_neighbor, covisit_pairs, log2_add, log_weight
+from models.item_stats import EVENT_WEIGHTS, add_neighbor, covisit_pairs, log2_add, log_weight, strongest
 
 UserState = dict[str, Any]
 
@@ -118,6 +118,12 @@ def add_activity(activity: dict[str, ItemActivity], history: list[str], ev: Even
         # the reverse direction counts half: "bought after" is the stronger signal
         back = act.neighbors
         back[prev] = log2_add(back.get(prev, float("-inf")), pair_log - 1.0)
+
+
+def readable_stats(stats: Mapping[str, Any], max_neighbors: int) -> dict[str, Any]:
+    """An item's stats as readers get them (Redis): only its ``max_neighbors`` strongest neighbours (the
+    table's copy may hold up to twice as many, pruned in bulk by ``add_neighbor``)."""
+    return {**stats, "nbrs": strongest(stats["nbrs"], max_neighbors)}
 
 
 def apply_item_activity(

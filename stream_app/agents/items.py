@@ -11,7 +11,7 @@ import orjson
 from stream_app.agents.batching import each_batch
 from stream_app.settings import Settings
 from stream_app.sinks.base import Store
-from stream_app.state import ItemActivity, apply_item_activity
+from stream_app.state import ItemActivity, apply_item_activity, readable_stats
 from stream_app.tables import Tables
 from stream_app.topics import Topics
 
@@ -55,7 +55,8 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store, setti
             touched[key] = apply_item_activity(current, act, settings.covis_max_neighbors)
         for key, stats in touched.items():
             tables.items[key] = stats
-        await store.publish_item_stats({k.decode(): v for k, v in touched.items()})
+        await store.publish_item_stats({k.decode(): readable_stats(v, settings.covis_max_neighbors)
+                                        for k, v in touched.items()})
 
     @app.agent(topics.item_activity, name="item-stats")
     async def item_stats(stream: faust.StreamT) -> None:

@@ -6,7 +6,14 @@ import copy
 
 from models.data.events import Event
 from models.item_stats import log_weight
-from stream_app.state import ItemActivity, StateConfig, apply_events, apply_item_activity, history_items
+from stream_app.state import (
+    ItemActivity,
+    StateConfig,
+    apply_events,
+    apply_item_activity,
+    history_items,
+    readable_stats,
+)
 
 CFG = StateConfig(history_len=3, covis_window=2, half_life_s=100.0)
 
@@ -74,6 +81,16 @@ def test_item_activity_accumulates_and_keeps_strongest_neighbours():
     assert len(stats["nbrs"]) < 4  # pruned to 2 whenever it reaches 4
     assert "n9" in stats["nbrs"] and "n0" not in stats["nbrs"]
     assert 9.0 < stats["pop"] < 10.0  # log2(sum 2**i) for i < 10
+
+
+def test_readers_get_only_the_strongest_neighbours():
+    """The table prunes in bulk (up to 2 x max - 1 kept); what Redis publishes is the strongest ``max``."""
+    stats = None
+    for i in range(99):
+        stats = apply_item_activity(stats, ItemActivity(popularity=0.0, neighbors={f"n{i}": float(i)}), 50)
+    assert len(stats["nbrs"]) == 99
+    readable = readable_stats(stats, 50)
+    assert set(readable["nbrs"]) == {f"n{i}" for i in range(49, 99)} and readable["pop"] == stats["pop"]
 
 
 def test_item_activity_round_trips_the_wire():
