@@ -62,6 +62,7 @@ from models.anomaly.detectors import (
     fresh_state,
 )
 from models.anomaly.learned import RobustZ, RobustZConfig
+from models.anomaly.windows import tumbling_start
 from models.data.events import Event
 
 MEMBER_DETECTOR = "shilling_member"
@@ -349,14 +350,20 @@ class AnomalyMonitor:
         if (not item_alerts and active is not None and self.is_item_quarantined(event.item_id, event.ts)
                 and self.shilling.is_suspect(event, context) and not context.flagged
                 and not self.is_quarantined(event.user_id, event.ts)):
-            out.append(self._member(event.user_id, active, event))
+            # in the touch's own window (the item's windows' length): a suspect named in the item's alert, whose
+            # quarantine ran out, is quarantined again, not deduplicated against its first member alert
+            start = tumbling_start(event.ts, self.config.shilling.window_s)
+            out.append(self._member(event.user_id, active, event, (start, start + self.config.shilling.window_s)))
         return out
 
-    def _member(self, user_id: str, item_alert: Alert, event: Event) -> Alert:
+    def _member(self, user_id: str, item_alert: Alert, event: Event,
+                window: tuple[float, float] | None = None) -> Alert:
+        """A member alert in ``window`` (default: the item alert's)."""
         examples = [e for e in item_alert.evidence.get("examples", []) if e["user_id"] == user_id]
+        start, end = window or (item_alert.window_start, item_alert.window_end)
         return Alert(
             entity_type="user", entity_id=user_id, detector=MEMBER_DETECTOR, severity=self.config.member_severity,
-            score=item_alert.score, window_start=item_alert.window_start, window_end=item_alert.window_end,
+            score=item_alert.score, window_start=start, window_end=end,
             event_ts=event.ts, evidence={"item_id": item_alert.entity_id, "examples": examples}, expires_ts=event.ts,
         )
 

@@ -60,6 +60,12 @@ def test_a_shilling_campaign_alerts_the_item_and_its_fake_accounts() -> None:
     assert monitor.is_item_quarantined("target", T0 + 2000.0)
     late = [Event("fake-late", "target", "view", T0 + 3000.0), Event("regular", "target", "view", T0 + 3001.0)]
     assert [(a.entity_id, a.detector) for a in observe_all(monitor, late)] == [("fake-late", "shilling_member")]
+    # two hours on, fake0's hour of quarantine is over and the item's day is not: touching it again counts
+    again = T0 + 2 * 3600.0
+    assert not monitor.is_quarantined("fake0", again) and monitor.is_item_quarantined("target", again)
+    assert [(a.entity_id, a.detector) for a in observe_all(monitor, [Event("fake0", "target", "view", again)])] == [
+        ("fake0", "shilling_member")]
+    assert monitor.is_quarantined("fake0", again + 1.0)
 
 
 def test_split_monitors_see_a_campaign_spread_over_two_workers_as_one_does() -> None:
