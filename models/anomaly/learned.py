@@ -126,7 +126,7 @@ class RobustZ(Detector[RobustZConfig]):
     def expire(self, now: float) -> int:
         """Drop idle users' states; a clean window whose user went idle is learned first."""
         for state in self.states.values():
-            if state["recent"][-1][3] + self.horizon_s < now and not state["flagged"]:
+            if self.is_idle(state, now) and not state["flagged"]:  # the states ``super().expire`` drops
                 learn(self.population, window_features(state), self.config)
         return super().expire(now)
 
