@@ -11,7 +11,7 @@ Unix time never overflow a float (``log2_add`` adds two sums).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping, Sequence
 
 NEG_INF = float("-inf")
 
@@ -38,17 +38,18 @@ def decayed(log_sum: float, now: float, half_life_s: float) -> float:
 
 
 def covisit_pairs(
-    previous_items: Iterable[str], item: str, window: int
+    previous_items: Sequence[str], item: str, window: int
 ) -> list[tuple[str, float]]:
-    """Items the user touched just before ``item`` and their pair weight 1/distance.
+    """The ``window`` distinct items the user touched just before ``item`` and their pair weight 1/distance.
 
-    ``previous_items`` is oldest first; the same item as ``item`` is skipped and
-    each previous item counts once, at its most recent position.
+    ``previous_items`` is oldest first, read from its end until ``window`` are
+    found (however many repeats come between); the same item as ``item`` is
+    skipped and each previous item counts once, at its most recent position.
     """
     pairs: list[tuple[str, float]] = []
     seen = {item}
     distance = 0
-    for prev in reversed(list(previous_items)):
+    for prev in reversed(previous_items):
         distance += 1
         if prev in seen:
             continue

@@ -80,7 +80,7 @@ class CovisitationScorer(Scorer):
         previous, _ = split_history(history)
         weight = EVENT_WEIGHTS.get(event_type, 1.0)
         cfg = self.config
-        for prev, closeness in covisit_pairs(previous[-4 * cfg.window :], item, cfg.window):
+        for prev, closeness in covisit_pairs(previous, item, cfg.window):  # as the stream's item statistics pair
             self.vocab.add(prev)  # a history may name items this scorer never saw
             forward = log_weight(ts, weight * closeness, cfg.half_life_s)
             add_neighbor(neighbors.setdefault(prev, {}), item, forward, cfg.max_neighbors)

@@ -69,3 +69,11 @@ def test_the_state_is_built_once_and_follows_every_observe() -> None:
     assert len(after["src"]) > len(first["src"]) and row in after["dst"].tolist()
     pairs = set(zip(after["src"].tolist(), after["dst"].tolist()))
     assert pairs == {(scorer.vocab.row(i), scorer.vocab.row(n)) for i, nbrs in scorer.neighbors.items() for n in nbrs}
+
+
+def test_an_item_is_paired_with_the_previous_distinct_items_however_many_repeats_come_between() -> None:
+    """A user views A, then reloads B twelve times, then buys C: C pairs with A (and B), as the stream's
+    item statistics pair it (``covisit_pairs`` over the whole history)."""
+    scorer = CovisitationScorer(ItemVocab())
+    scorer.observe([("A", "view")] + [("B", "view")] * 12, "C", "purchase", 1_700_000_000.0)
+    assert set(scorer.neighbors["A"]) == {"C"} and set(scorer.neighbors["C"]) == {"A", "B"}
