@@ -5,6 +5,7 @@
 | ``{prefix}:recs:{user_id}`` | string, TTL | JSON recommendation record (see ``records.recommendation_record``) |
 | ``{prefix}:items:popularity`` | sorted set | item id -> log2 forward-decay popularity |
 | ``{prefix}:items:covis:{item_id}`` | string | JSON {neighbour item id: log2 co-visitation weight}, strongest 50 |
+| ``{prefix}:items:published`` | hash | item-stats partition -> when all its items were last published (Unix s) |
 | ``{prefix}:counters`` | hash | events_in, processed, rejected, duplicates (add up: in = the rest) |
 | ``{prefix}:counted`` | hash | events-topic partition -> the highest offset the counters include |
 | ``{prefix}:write:{id}`` | string, TTL 120 s | one counting write done: the counted offsets it read (JSON list) |
@@ -35,6 +36,10 @@ class RedisLayout:
 
     def covis(self, item_id: str) -> str:
         return f"{self.prefix}:items:covis:{item_id}"
+
+    @property
+    def items_published(self) -> str:
+        return f"{self.prefix}:items:published"
 
     @property
     def counters(self) -> str:

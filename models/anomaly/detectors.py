@@ -283,11 +283,13 @@ class Shilling(Detector[ShillingConfig]):
         flagged = live(st.get("flagged", {}), newest, cfg.window_s)  # absent from states saved before it existed
         # suspects and flagged users are counted among the window's kept users only, so their share is one of
         # the same users: past ``max_users`` a window judges the share on its first ``max_users`` distinct users
-        kept = [s for s in starts if event.user_id in users.get(str(s), ())]
-        if self.is_suspect(event, context):
-            suspects = add_distinct(suspects, kept, event.user_id, cfg.max_users)
-        if context.flagged:
-            flagged = add_distinct(flagged, kept, event.user_id, cfg.max_users)
+        suspect = self.is_suspect(event, context)
+        if suspect or context.flagged:
+            kept = [s for s in starts if event.user_id in users.get(str(s), ())]
+            if suspect:
+                suspects = add_distinct(suspects, kept, event.user_id, cfg.max_users)
+            if context.flagged:
+                flagged = add_distinct(flagged, kept, event.user_id, cfg.max_users)
         new = {**st, "users": users, "suspects": suspects, "flagged": flagged, "newest": newest,
                "recent": remember(st["recent"], event_row(event))}
         # the window with the most suspects (in event-time order, the oldest: it holds all the others hold)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 
 import faust
 import orjson
 
 from stream_app.agents.batching import each_batch
+from stream_app.item_view import restore_item_view
 from stream_app.settings import Settings
 from stream_app.sinks.base import Store
 from stream_app.state import ItemActivity, apply_item_activity, readable_stats
@@ -16,6 +18,7 @@ from stream_app.tables import Tables
 from stream_app.topics import Topics
 
 log = logging.getLogger(__name__)
+ITEM_VIEW_CHECK_S = 5.0  # how often a batch first checks that the shared item view holds this worker's partitions
 
 
 def read_activity(value: bytes | None, partition: int, offset: int, key: bytes | None = None
@@ -43,8 +46,17 @@ def _finite(x: object) -> bool:
 
 def register(app: faust.App, topics: Topics, tables: Tables, store: Store, settings: Settings) -> None:
     """Attach the ``item-stats`` agent to ``app``."""
+    activity_topic = topics.item_activity.get_topic_name()
+
+    next_view_check = 0.0
 
     async def handle(events: list) -> None:
+        nonlocal next_view_check
+        if time.monotonic() >= next_view_check:  # before this batch's writes, so none is overwritten by older
+            next_view_check = time.monotonic() + ITEM_VIEW_CHECK_S
+            held = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == activity_topic}
+            await restore_item_view(store, tables.items.items(), held, settings.partitions,
+                                    settings.covis_max_neighbors)
         touched: dict[bytes, dict] = {}
         for e in events:
             act = read_activity(e.value, e.message.partition, e.message.offset, e.message.key)

@@ -43,6 +43,15 @@ class Store(ABC):
         """Replace the shared view of these items' stats ``{"pop", "nbrs"}``."""
 
     @abstractmethod
+    async def unpublished_item_partitions(self, partitions: Iterable[int]) -> set[int]:
+        """Those of ``partitions`` whose items the shared view may lack: never all published (``mark_items_published``),
+        or the store lost them (a Redis that restarted empty)."""
+
+    @abstractmethod
+    async def mark_items_published(self, partitions: Iterable[int]) -> None:
+        """Record that every item of these partitions is in the shared view."""
+
+    @abstractmethod
     async def item_features(
         self, seeds: Iterable[str], n_popular: int
     ) -> tuple[list[tuple[str, float]], dict[str, dict[str, float]]]:

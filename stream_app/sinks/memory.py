@@ -21,6 +21,7 @@ class MemoryStore(Store):
         self._counters: Counter[str] = Counter()
         self._counted: dict[int, int] = {}
         self._writes: set[str] = set()  # add_counters' write ids already counted
+        self.items_published: set[int] = set()  # item-stats partitions whose items were all published
 
     async def write_recommendations(
         self, records: Sequence[Mapping[str, Any]], counters: Mapping[str, int],
@@ -50,6 +51,12 @@ class MemoryStore(Store):
             if s.get("pop") is not None:
                 self.popularity[item] = s["pop"]
             self.neighbors[item] = dict(s.get("nbrs") or {})
+
+    async def unpublished_item_partitions(self, partitions: Iterable[int]) -> set[int]:
+        return set(partitions) - self.items_published
+
+    async def mark_items_published(self, partitions: Iterable[int]) -> None:
+        self.items_published.update(partitions)
 
     async def item_features(
         self, seeds: Iterable[str], n_popular: int

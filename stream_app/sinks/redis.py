@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -152,6 +153,18 @@ class RedisStore(Store):
                 if s.get("nbrs"):
                     pipe.set(self.keys.covis(item), orjson.dumps(s["nbrs"]))
             await pipe.execute()
+
+    async def unpublished_item_partitions(self, partitions: Iterable[int]) -> set[int]:
+        partitions = sorted(set(partitions))
+        if not partitions:
+            return set()
+        marks = await self.client.hmget(self.keys.items_published, [str(p) for p in partitions])
+        return {p for p, mark in zip(partitions, marks) if mark is None}
+
+    async def mark_items_published(self, partitions: Iterable[int]) -> None:
+        marks = {str(p): f"{time.time():.3f}" for p in partitions}
+        if marks:
+            await self.client.hset(self.keys.items_published, mapping=marks)
 
     async def item_features(
         self, seeds: Iterable[str], n_popular: int
