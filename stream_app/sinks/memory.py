@@ -62,7 +62,8 @@ class MemoryStore(Store):
         self, seeds: Iterable[str], n_popular: int
     ) -> tuple[list[tuple[str, float]], dict[str, dict[str, float]]]:
         popular = heapq.nlargest(n_popular, self.popularity.items(), key=lambda kv: kv[1])
-        return popular, {s: self.neighbors[s] for s in seeds if s in self.neighbors}
+        # copies, as Redis's are: a caller adds its batch's fresh pairs to them (``scoring.add_fresh_neighbors``)
+        return popular, {s: dict(self.neighbors[s]) for s in seeds if s in self.neighbors}
 
     async def recommendations(self, user_id: str) -> dict[str, Any] | None:
         return self.records.get(user_id)

@@ -40,3 +40,16 @@ def test_an_empty_table_marks_its_partitions_and_publishes_nothing() -> None:
     store = MemoryStore()
     assert restore(store, {b"gone": None}, {0, 1, 2, 3}) == 0
     assert store.items_published == {0, 1, 2, 3} and store.popularity == {}
+
+
+def test_the_memory_store_hands_out_copies_of_its_neighbours_as_redis_does() -> None:
+    """Scoring adds a batch's fresh pairs to the neighbours it read (``add_fresh_neighbors``); the store's own
+    must not change with them, or the unit tests' store would count each batch's pairs again."""
+    from stream_app.scoring import add_fresh_neighbors
+    from stream_app.state import ItemActivity
+
+    store = MemoryStore()
+    asyncio.run(store.publish_item_stats({"a": {"pop": 1.0, "nbrs": {"b": 1.0}}}))
+    _, neighbors = asyncio.run(store.item_features(["a"], 10))
+    add_fresh_neighbors(neighbors, {"a": ItemActivity(popularity=0.0, neighbors={"c": 2.0})}, {"a"})
+    assert neighbors["a"] == {"b": 1.0, "c": 2.0} and store.neighbors["a"] == {"b": 1.0}
