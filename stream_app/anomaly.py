@@ -15,6 +15,9 @@ from stream_app.settings import Settings
 from stream_app.touches import partition_of
 
 
+_ZERO_COUNTS = {"prune_min_events"}  # counts where 0 is meaningful (prune whenever due)
+
+
 def with_overrides(config: Any, overrides: dict[str, Any]) -> Any:
     """``config`` (a frozen dataclass, nested) with ``overrides`` applied; unknown names are errors."""
     known = {f.name: getattr(config, f.name) for f in fields(config)}
@@ -36,8 +39,9 @@ def with_overrides(config: Any, overrides: dict[str, Any]) -> Any:
 
 def check_thresholds(config: Any, path: str = "") -> None:
     """``ValueError`` naming the first setting no detector can work with: a severity not in ``SEVERITIES``, a
-    number that is negative or not finite, a window or step of 0. Checked at start: a bad value from the
-    anomaly config file would otherwise stop the worker at its first alert, and again after every restart."""
+    number that is not finite, a duration (``*_s``) or a count below 1 (0 divides, or empties a window or
+    a ring), any other number below 0. Checked at start: a bad value from the anomaly config file would
+    otherwise stop the worker at its first alert, and again after every restart."""
     for f in fields(config):
         value, name = getattr(config, f.name), f"{path}{f.name}"
         if is_dataclass(value):
@@ -46,14 +50,14 @@ def check_thresholds(config: Any, path: str = "") -> None:
             if value not in SEVERITIES:
                 raise ValueError(f"anomaly setting {name}: severity must be one of {SEVERITIES}, not {value!r}")
         else:
-            numbers = value if isinstance(value, tuple) else (value,)
-            for n in numbers:
+            for n in value if isinstance(value, tuple) else (value,):
                 if isinstance(n, bool) or not isinstance(n, (int, float)):
                     continue
-                if not math.isfinite(n) or n < 0 or (n == 0 and f.name.endswith(("window_s", "step_s"))):
-                    raise ValueError(f"anomaly setting {name} must be a finite number "
-                                     f"{'above' if f.name.endswith(('window_s', 'step_s')) else 'of at least'} 0, "
-                                     f"not {value!r}")
+                need = ("above 0" if f.name.endswith("_s") else "at least 1" if isinstance(n, int)
+                        and f.name not in _ZERO_COUNTS else "at least 0")
+                low_ok = n > 0 if need == "above 0" else n >= 1 if need == "at least 1" else n >= 0
+                if not math.isfinite(n) or not low_ok:
+                    raise ValueError(f"anomaly setting {name} must be a finite number {need}, not {value!r}")
 
 
 def make_monitor(settings: Settings, *, items: bool = True) -> AnomalyMonitor | None:

@@ -81,7 +81,10 @@ class QuarantinePolicy:
     medium_s: float = 3600.0
     high_s: float = 24 * 3600.0
 
+    def seconds(self, severity: str) -> float:
+        """How long an alert of this severity quarantines."""
+        return {"low": self.low_s, "medium": self.medium_s, "high": self.high_s}[severity]
+
     def expiry(self, alert: Alert) -> Alert:
         """``alert`` with ``expires_ts`` set from its severity."""
-        seconds = {"low": self.low_s, "medium": self.medium_s, "high": self.high_s}[alert.severity]
-        return replace(alert, expires_ts=alert.event_ts + seconds)
+        return replace(alert, expires_ts=alert.event_ts + self.seconds(alert.severity))

@@ -350,10 +350,11 @@ class AnomalyMonitor:
         if (not item_alerts and active is not None and self.is_item_quarantined(event.item_id, event.ts)
                 and self.shilling.is_suspect(event, context) and not context.flagged
                 and not self.is_quarantined(event.user_id, event.ts)):
-            # in the touch's own window (the item's windows' length): a suspect named in the item's alert, whose
-            # quarantine ran out, is quarantined again, not deduplicated against its first member alert
-            start = tumbling_start(event.ts, self.config.shilling.window_s)
-            out.append(self._member(event.user_id, active, event, (start, start + self.config.shilling.window_s)))
+            # in the touch's own window, as long as a member's quarantine: a suspect whose quarantine ran out is
+            # quarantined again at its next touch (a later window), not deduplicated against its last member alert
+            length = self.config.quarantine.seconds(self.config.member_severity)
+            start = tumbling_start(event.ts, length)
+            out.append(self._member(event.user_id, active, event, (start, start + length)))
         return out
 
     def _member(self, user_id: str, item_alert: Alert, event: Event,

@@ -68,6 +68,18 @@ def test_a_shilling_campaign_alerts_the_item_and_its_fake_accounts() -> None:
     assert monitor.is_quarantined("fake0", again + 1.0)
 
 
+def test_a_suspect_is_quarantined_again_after_each_lapse_of_a_short_member_quarantine() -> None:
+    """Members quarantined for 10 minutes (severity low): each touch of the quarantined item after a lapse
+    quarantines the suspect again, however many lapses fall in one hour."""
+    monitor = AnomalyMonitor(MonitorConfig(member_severity="low"))
+    observe_all(monitor, [Event(f"fake{n}", "target", "add_to_cart", T0 + n * 150.0) for n in range(12)])
+    hour = T0 // 3600 * 3600 + 3 * 3600
+    for t in (hour + 10.0, hour + 1510.0, hour + 3010.0):
+        assert not monitor.is_quarantined("fake0", t)
+        assert [a.detector for a in observe_all(monitor, [Event("fake0", "target", "view", t)])] == ["shilling_member"]
+        assert monitor.is_quarantined("fake0", t + 1.0)
+
+
 def test_split_monitors_see_a_campaign_spread_over_two_workers_as_one_does() -> None:
     """Users on two workers' monitors (items=False), their touches through one item-side monitor whose
     alerts every worker applies: the same alerts as one monitor seeing everything, and the quarantines hold
