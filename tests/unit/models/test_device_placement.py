@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -22,10 +23,12 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from models.evaluation.protocol import leave_one_out
+from models.model_store import ModelStore
 from models.history import user_histories
 from models.online.blend import BlendRefitConfig
 from models.online.learner import OnlineConfig, OnlineLearner
 from models.online.samples import TrainingSample
+from models.online.trainer import OnlineTrainer, TrainerConfig, ensure_base
 from models.scorers import SequenceScorer
 from models.vocab import ItemVocab
 
@@ -90,6 +93,28 @@ def test_fine_tuning_keeps_its_tensors_on_the_models_device() -> None:
     assert learner.ensemble.vocab.n_items == before + 1  # the item table grew on the fake GPU too
     assert learner.ensemble.scorers["sequence"].model.items.weight.device.type == FAKE_GPU
     assert {t.device.type for t in tensors.values()} == {"cpu"}
+
+
+def test_the_trainer_ranks_promotes_and_rolls_back_with_the_model_on_its_device(tmp_path: Path) -> None:
+    """The whole trainer on the stand-in GPU: hold-out ranks through each version's serving form
+    (``LinearBlend`` on the model's device), blend re-fits, promotions, probations and rollbacks (a margin
+    below 0 rolls every new version back), checkpoints saved from it."""
+    synthetic_ensemble().save(tmp_path / "base")
+    store = ModelStore(tmp_path / "store")
+    ensure_base(store, str(tmp_path / "base"))
+    refit = BlendRefitConfig(every=16, window=64, per_batch=64, keep_of=64, per_scorer=10)
+    learner = replace(SEQUENCE_ONLY, observe_stats=True, blend=refit)
+    actions = []
+    with on_fake_gpu():
+        trainer = OnlineTrainer(store, learner, TrainerConfig(eval_slice=16, promote_every=32, promote_every_s=1e9,
+                                                             rollback_window=16, rollback_margin=-1.0))
+        for k in range(6):
+            entries = trainer.on_samples(ring(24, offset=24 * k) + [sample(["synthetic-item-1"], f"new-{k}", 99 + k)])
+            actions += [e["action"] for e in entries]
+    assert "promote" in actions and "rollback" in actions and trainer.learner.blend.fits
+    assert trainer.serving.scorers["sequence"].model.device.type == FAKE_GPU
+    loaded, _ = store.load(store.serving_entry()["version"])
+    assert loaded.scorers["sequence"].model.device.type == "cpu"
 
 
 def test_scoring_keeps_its_tensors_on_the_models_device() -> None:
