@@ -46,7 +46,7 @@ def pipeline_config(args: argparse.Namespace, seed: int) -> PipelineConfig:
         seq=SeqConfig(hidden=args.hidden, layers=2, heads=2, max_len=50, dropout=args.dropout),
         train=TrainConfig(
             batch_size=args.batch_size, lr=args.lr, patience=args.patience, seed=seed,
-            max_seconds=args.max_minutes * 60.0, threads=args.threads,
+            max_seconds=args.max_minutes * 60.0, threads=args.threads, device=args.device,
         ),
         popularity=PopularityConfig(half_life_s=HALF_LIFE_S),
         covisitation=replace(CovisitationConfig(), half_life_s=HALF_LIFE_S),
@@ -126,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patience", type=int, default=5)
     parser.add_argument("--max-minutes", type=float, default=16.0, help="cap on sequence-model training per seed")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="where the sequence model computes: cpu (the default here, for results comparable across hosts), auto (the GPU when one exists), cuda")
     parser.add_argument("--no-text", dest="text", action="store_false", help="leave the text scorer out")
     parser.add_argument("--merge-only", action="store_true", help="only merge existing per-seed results")
     parser.add_argument("--no-progress", action="store_true")

@@ -128,7 +128,7 @@ def pipeline_config(name: str, args: argparse.Namespace) -> PipelineConfig:
     return PipelineConfig(
         scorers=("sequence", "covisitation", "popularity"),
         seq=SeqConfig(hidden=64),
-        train=TrainConfig(max_seconds=args.pretrain_minutes * 60.0, threads=1, seed=args.seed),
+        train=TrainConfig(max_seconds=args.pretrain_minutes * 60.0, threads=1, seed=args.seed, device=args.device),
         popularity=PopularityConfig(half_life_s=half_life),
         covisitation=replace(CovisitationConfig(), half_life_s=half_life),
     )
@@ -438,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cost-sizes", type=int, nargs="*", default=[64, 256, 1024], help="learn() sizes to time")
     p.add_argument("--cost-repeats", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="where the sequence model computes: cpu (the default here, for results comparable across hosts), auto (the GPU when one exists), cuda")
     p.add_argument("--torch-seed", type=int, default=0,
                    help="seeds torch before each learning variant (dropout); before 2026-12-07 it was not seeded")
     p.add_argument("--out", type=Path, default=RESULTS / "online_learning.json")
@@ -451,6 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     config = OnlineConfig(lr=args.lr, steps_per_batch=args.steps_per_batch, batch_size=args.batch_size,
                           replay_fraction=args.replay_fraction, replay_size=args.replay_size, seed=args.seed,
+                          device=args.device,
                           blend=replace(OnlineConfig.blend, every=args.blend_every, per_batch=args.blend_per_batch,
                                         window=args.blend_window))
     start = time.perf_counter()

@@ -90,7 +90,7 @@ def _run_variant(store: ModelStore, checkpoint: Path, samples: list[TrainingSamp
     ensure_base(store, str(checkpoint))
     arrived = [0.0]
     learner_cfg = OnlineConfig(batch_size=args.batch, eval_slice=args.eval_slice,
-                               blend=BlendRefitConfig(every=blend_every))
+                               blend=BlendRefitConfig(every=blend_every), device=args.device)
     trainer_cfg = TrainerConfig(eval_slice=args.eval_slice, promote_every=args.promote_every,
                                 promote_every_s=args.promote_every_s)
     trainer = OnlineTrainer(store, learner_cfg, trainer_cfg, clock=lambda: arrived[0])
@@ -168,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--windows", type=int, default=0,
                    help="also time every this many samples apart, with their mean history length (0: off)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu", help="where the sequence model computes: cpu (the default here, for results comparable across hosts), auto (the GPU when one exists), cuda")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "trainer_stages.json")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
