@@ -9,7 +9,7 @@ from models.sequence.config import SeqConfig, TrainConfig
 
 SYNTHETIC_ITEMS = [f"synthetic-item-{i}" for i in range(40)]
 TINY_SEQ = SeqConfig(hidden=16, layers=1, heads=2, max_len=8, dropout=0.0)
-TINY_TRAIN = TrainConfig(epochs=3, batch_size=16, lr=1e-2, patience=2, bf16=False, threads=1)
+TINY_TRAIN = TrainConfig(epochs=3, batch_size=16, lr=1e-2, patience=2, bf16=False, threads=1, device="cpu")
 
 
 def synthetic_events(n_users: int = 60, seed: int = 0) -> list[Event]:

@@ -19,7 +19,7 @@ from models.vocab import ItemVocab
 from models_synthetic import SYNTHETIC_ITEMS, TINY_SEQ, TINY_TRAIN, synthetic_events
 
 T0 = 1_700_100_000.0
-FAST = OnlineConfig(lr=1e-2, batch_size=16, replay_fraction=0.25, seed=0)
+FAST = OnlineConfig(lr=1e-2, batch_size=16, replay_fraction=0.25, seed=0, device="cpu")  # CUDA: test_cuda_training
 
 
 def synthetic_ensemble(*, sequence_only: bool = False) -> Ensemble:
