@@ -141,6 +141,8 @@ class LinearBlend:
         if bool((tied.sum(1, dtype=torch.int32) > 1).any()):  # rare: only then count the ties on a lower row
             cols = torch.arange(self.n_rows, device=self.device)[None, :]
             rank += (tied & (cols < target) & (cols > 0)).sum(1, dtype=torch.int32)
+        # a NaN score is a miss (nothing compares above NaN: a diverged model would rank every target first)
+        rank = torch.where(torch.isnan(t_score[:, 0]), self.n_rows, rank)
         return rank.cpu().numpy().astype(np.int64)
 
     def _scores(self, rows: Sequence[Sequence[int]], types: Sequence[Sequence[int]]):

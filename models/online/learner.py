@@ -31,6 +31,7 @@ not worse. For example::
 from __future__ import annotations
 
 import copy
+import logging
 import random
 import time
 from collections.abc import Sequence
@@ -47,6 +48,8 @@ from models.online.blend import BlendRefitConfig, BlendRefitter
 from models.online.samples import TrainingSample
 from models.scorers.sequence import SequenceScorer
 from models.sequence.batching import pad_right
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ class OnlineLearner:
         self.blend = BlendRefitter(config.blend)
         self._optimizer: torch.optim.Adam | None = None
         self._item_table: torch.Tensor | None = None
+        self.skipped_steps = 0  # steps refused for a non-finite loss or gradient
 
     # ---- public API -------------------------------------------------------------------
 
@@ -246,8 +250,14 @@ class OnlineLearner:
         loss = (weights * ce).sum() / weights.sum().clamp(min=1e-12)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.clip_norm)
-        optimizer.step()
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.clip_norm)
+        if not bool(torch.isfinite(norm)):  # a NaN/inf loss or gradient would make every weight NaN
+            optimizer.zero_grad(set_to_none=True)
+            self.skipped_steps += 1
+            log.warning("fine-tuning step skipped: non-finite loss %s or gradient norm %s (%d skipped so far)",
+                        float(loss.detach()), float(norm), self.skipped_steps)
+        else:
+            optimizer.step()
         model.eval()
         return float(loss.detach())
 

@@ -3,6 +3,8 @@ items, keeps its replay buffer bounded, and hands out candidates that do not mov
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -10,6 +12,7 @@ from models.ensemble import Ensemble
 from models.evaluation.prequential import rank_samples
 from models.evaluation.protocol import leave_one_out
 from models.history import user_histories
+from models.linear_blend import LinearBlend
 from models.online.learner import OnlineConfig, OnlineLearner, should_promote
 from models.online.samples import TrainingSample, log_samples
 from models.pipeline import replay_counts
@@ -157,3 +160,33 @@ def test_adam_moments_of_grown_item_rows_are_made_on_the_tables_device_and_dtype
     grown = learner._optimizer_for(model).state[model.items.weight]
     for key in ("exp_avg", "exp_avg_sq"):
         assert grown[key].shape == (5, 4) and grown[key].device.type == "meta" and grown[key].dtype == torch.float64
+
+
+def test_a_step_with_a_non_finite_loss_is_skipped_not_taken() -> None:
+    """A NaN loss (here a NaN sample weight) would turn every weight NaN; the step is refused instead."""
+    learner = OnlineLearner(synthetic_ensemble(sequence_only=True), replace(FAST, replay_fraction=0.0))
+    before = {k: v.clone() for k, v in learner.ensemble.scorers["sequence"].model.state_dict().items()}
+    bad = [replace(sample(["synthetic-item-1", "synthetic-item-2"], "synthetic-item-3", n), weight=float("nan"))
+           for n in range(16)]
+    report = learner.learn(bad)
+    assert report["steps"] == 1 and learner.skipped_steps == 1
+    after = learner.ensemble.scorers["sequence"].model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    learner.learn([sample(["synthetic-item-1", "synthetic-item-2"], "synthetic-item-3", n) for n in range(16)])
+    assert learner.skipped_steps == 1 and all(torch.isfinite(v).all() for v in after.values())
+
+
+@pytest.mark.parametrize("serving_form", [False, True])
+def test_a_model_that_scores_nan_ranks_every_target_a_miss(serving_form: bool) -> None:
+    """A diverged model (NaN weights) must not look perfect: nothing compares above NaN, so a rank that
+    counts better items put every target first, and the trainer would have promoted it."""
+    ensemble = synthetic_ensemble(sequence_only=True)
+    with torch.no_grad():
+        for p in ensemble.scorers["sequence"].model.trunk.parameters():
+            p.fill_(float("nan"))
+    samples = [sample([f"synthetic-item-{i}", f"synthetic-item-{i + 1}"], f"synthetic-item-{i + 2}", i)
+               for i in range(10)]
+    if serving_form:  # the trainer's path: NaN scores, each target a miss
+        assert (rank_samples(ensemble, samples, linear=LinearBlend(ensemble)) >= len(ensemble.vocab)).all()
+    else:  # the reference path reads non-finite scores as no signal: ties, broken by row
+        assert rank_samples(ensemble, samples).tolist() == list(range(10))  # all tied: lower rows first
