@@ -109,6 +109,7 @@ class ModelStore:
             logger.warning("%s: its last line is cut short and left out (a write that did not finish): %r",
                            path, rest[:200])
             return self._read.entries, []
+        _check_entry(last, f"{path} line {self._read.lines + 1}")
         return [*self._read.entries, last], [last]
 
     def current(self) -> str | None:
@@ -346,6 +347,16 @@ def _number(version: str) -> int:
     return int(match.group(1))
 
 
+def _check_entry(entry: Any, where: str) -> None:
+    """``CheckpointError`` unless ``entry`` is a log entry ``_apply`` can read: JSON that parses but is not
+    one (``null``, an entry without its action or version) would otherwise stop every reader of the log."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("action"), str):
+        raise CheckpointError(f"{where} is not a log entry (no action): {str(entry)[:200]!r}")
+    needs = {"promote": "version", "rollback": "version", "rotate": "archive"}.get(entry["action"])
+    if needs is not None and not isinstance(entry.get(needs), str):
+        raise CheckpointError(f"{where}: a {entry['action']} entry without its {needs}: {str(entry)[:200]!r}")
+
+
 def _apply(stack: list[str], entries: list[dict[str, Any]]) -> list[str]:
     """``stack`` after ``entries``: a promotion pushes its version, a rollback pops the current one, a
     rotation starts afresh (the copied promotions after it rebuild the stack)."""
@@ -379,6 +390,7 @@ class _LogSoFar:
                     entries.append(json.loads(line))
                 except json.JSONDecodeError as exc:
                     raise CheckpointError(f"{path} line {n} is unreadable ({exc}): the store's log is damaged") from exc
+                _check_entry(entries[-1], f"{path} line {n}")
         self.lines += len(lines)
         self.entries += entries
         _apply(self.stack, entries)

@@ -31,6 +31,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from models.checkpoint import CheckpointError
+from models.data.events import EVENT_TYPES
 from models.model_store import ModelStore
 from stream_app.metrics import Metrics
 from stream_app.model_scoring import EnsembleRecommender
@@ -92,21 +93,32 @@ class ModelSlot:
         return done
 
 
-def serving_path(settings: Settings) -> tuple[str, str | None]:
-    """The checkpoint a worker starts from: the store's serving version, else ``model_path``."""
+def serving_paths(settings: Settings) -> list[tuple[str, str | None]]:
+    """The checkpoints a worker may start from, best first: the store's serving version, then the versions
+    it would roll back to (newest first, those still on disk), then ``model_path`` (``""``: none)."""
+    paths: list[tuple[str, str | None]] = []
     if settings.model_store:
         store = ModelStore(settings.model_store)
         current = store.current()
-        if current is not None:
-            return str(store.path(current)), current
-    return settings.model_path, None
+        stack = store.serving_stack() if current is not None else []
+        paths += [(str(store.path(v)), v) for v in reversed(stack) if v == current or store.path(v).is_dir()]
+    return paths + [(settings.model_path, None)]
 
 
 def check_scores(recommender: EnsembleRecommender) -> None:
-    """Refuse a model that cannot score: it must rank finite scores for an empty history."""
-    ranked = recommender.rank([[]], [set()])
-    if not ranked or not ranked[0] or not all(math.isfinite(s.score) for s in ranked[0]):
-        raise ValueError("the model gives no finite scores for an empty history")
+    """Refuse a model that cannot score: an empty history, and short histories of known items with each
+    event type, must all get finite scores. Only the non-empty ones run the transformer (the serving blend
+    answers an empty history without it): NaN weights, or an event type the model has no row for, show
+    there and not in an empty history."""
+    vocab = recommender.ensemble.vocab
+    items = [vocab.item(row) for row in range(1, min(len(vocab), 4))]
+    histories: list[list[tuple[str, str]]] = [[]]
+    if items:
+        histories += [[(item, kind) for item in items] for kind in EVENT_TYPES]
+    ranked = recommender.rank(histories, [set() for _ in histories])
+    for history, scored in zip(histories, ranked):
+        if not scored or not all(math.isfinite(s.score) for s in scored):
+            raise ValueError(f"the model gives no finite scores for the history {history!r}")
 
 
 async def announce(settings: Settings, entry: dict[str, Any], producer: AIOKafkaProducer | None = None) -> None:

@@ -18,7 +18,7 @@ from stream_app.anomaly import make_monitor
 from stream_app.app import create_app
 from stream_app.metrics import Metrics
 from stream_app.model_scoring import EnsembleRecommender
-from stream_app.model_updates import ModelSlot, serving_path
+from stream_app.model_updates import ModelSlot, check_scores, serving_paths
 from stream_app.pipeline import Recommender
 from stream_app.scoring import HeuristicRecommender
 from stream_app.settings import Settings
@@ -54,12 +54,33 @@ def build_worker(settings: Settings, *, store: Store | None = None) -> faust.App
 
 
 def make_recommender(settings: Settings, store: Store) -> Recommender:
-    """The store's serving version, else the configured checkpoint, else the baseline."""
-    path, _ = serving_path(settings)
-    if not path:
+    """The store's serving version, else the configured checkpoint, else the baseline.
+
+    A checkpoint that fails to load or to score (``check_scores``) is passed over for the next one of
+    ``serving_paths`` (the version the store would roll back to): running workers refuse such a version
+    when it is announced and keep serving theirs, so a restarted one must not serve it either, or fail at
+    its first batch at every restart.
+    """
+    candidates = serving_paths(settings)
+    if not candidates[0][0]:
         return HeuristicRecommender(store, settings)
     torch.set_num_threads(settings.torch_threads)
-    return load_ensemble(settings, path)
+    first_error: Exception | None = None
+    for path, version in candidates:
+        if not path:
+            break
+        try:
+            recommender = load_ensemble(settings, path)
+            check_scores(recommender)
+        except Exception as exc:  # noqa: BLE001 - any failure passes the version over, as a swap refuses it
+            log.error("model %s not served: %s", version or path, exc)
+            first_error = first_error or exc
+            continue
+        if first_error is not None:
+            log.error("serving %s instead of the store's serving version; fix or roll back the store", version or path)
+        return recommender
+    raise RuntimeError("no checkpoint the worker can serve: " + ", ".join(
+        v or p for p, v in candidates if p)) from first_error
 
 
 def load_ensemble(settings: Settings, path: str, executor: ThreadPoolExecutor | None = None) -> EnsembleRecommender:

@@ -21,8 +21,9 @@ class TrainingSample:
     """The user's latest ``items`` (oldest first) before touching ``target``, and who served them.
 
     ``weight`` scales the sample's loss (by default the event type's weight, as in
-    popularity and co-visitation); ``model_version`` is the version that served
-    the user when the event happened; ``ts_ms`` is the event time in Unix ms.
+    popularity and co-visitation); ``model_version`` is the version that scored
+    the event's micro-batch (the one the user saw, unless a swap came between
+    the event and its batch); ``ts_ms`` is the event time in Unix ms.
     """
 
     user_id: str

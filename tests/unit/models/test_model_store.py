@@ -140,6 +140,17 @@ def test_an_append_after_a_line_cut_short_removes_it_so_the_log_stays_readable(t
     assert [e["action"] for e in ModelStore(tmp_path).log()] == ["promote", "promote", "rollback"]
 
 
+@pytest.mark.parametrize("line", ["null", "[1, 2]", '{"version": "v0002"}', '{"action": "promote"}',
+                                  '{"action": "rotate"}'])
+@pytest.mark.parametrize("newline", [True, False])
+def test_json_that_is_not_a_log_entry_is_a_damaged_log(tmp_path, line: str, newline: bool) -> None:
+    """It parses, so it is no line cut short; readers (the worker's model follower) must get the store's own
+    error, not a TypeError or KeyError that stops them."""
+    (tmp_path / "log.jsonl").write_text('{"action": "promote", "version": "v0001"}\n' + line + ("\n" if newline else ""))
+    with pytest.raises(CheckpointError, match="line 2"):
+        ModelStore(tmp_path).current()
+
+
 def test_a_whole_last_entry_still_without_its_newline_counts(tmp_path) -> None:
     lines = [f'{{"action": "promote", "version": "v000{n}"}}' for n in (1, 2, 3)]
     (tmp_path / "log.jsonl").write_text("\n".join(lines) + '\n{"action": "rollback", "version": "v0002"}')
