@@ -2,8 +2,9 @@
 
 A checkpoint is a directory holding ``weights.safetensors`` (every scorer's
 tensors, keys prefixed ``<scorer name>/``) and ``meta.json`` (format version,
-item vocabulary, each scorer's kind and config, blend weights, metrics and the
-SHA-256 of the weights file). Loading checks the checksum and never unpickles.
+item vocabulary, each scorer's kind and config, blend weights, metrics, the
+SHA-256 of the weights file and of the rest of the metadata). Loading checks
+both checksums and never unpickles.
 """
 
 from __future__ import annotations
@@ -60,16 +61,23 @@ def save_checkpoint(
         tensors.update({f"{name}/{k}": v.contiguous() for k, v in state.items()})
         parts[name] = {"kind": scorer.kind, "meta": meta}
     save_file(tensors, str(out / WEIGHTS))
-    meta_doc = {
+    meta_doc: dict[str, Any] = {
         "format": FORMAT,
         "version": VERSION,
         "vocab": vocab.to_json(),
         "scorers": parts,
         **dict(extra or {}),
-        "checksum": {"sha256": _sha256(out / WEIGHTS)},
     }
+    meta_doc["checksum"] = {"sha256": _sha256(out / WEIGHTS), "meta_sha256": _meta_sha256(meta_doc)}
     (out / META).write_text(json.dumps(meta_doc, indent=1, allow_nan=False), encoding="utf-8")
     return out
+
+
+def _meta_sha256(meta: Mapping[str, Any]) -> str:
+    """SHA-256 of the metadata but its checksum, in a canonical JSON form (what a reader parses back gives
+    the same digest: the vocabulary's order, the scorers' configs and the blend weights are covered)."""
+    body = {k: v for k, v in meta.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()).hexdigest()
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:
@@ -95,6 +103,9 @@ def verify_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"no {WEIGHTS} in {path}")
     if _sha256(weights) != _field(meta, path, "checksum", "sha256"):
         raise CheckpointError(f"{weights}: checksum mismatch")
+    expected = meta["checksum"].get("meta_sha256")  # absent from checkpoints saved before 2026-12-07
+    if expected is not None and _meta_sha256(meta) != expected:
+        raise CheckpointError(f"{Path(path) / META}: checksum mismatch (edited or damaged metadata)")
     return meta
 
 

@@ -183,6 +183,13 @@ async def _on_announcement(value: bytes | None, store: ModelStore, slot: ModelSl
         log.error("model update to %s refused, %s keeps serving: %s", version, slot.model_version, exc)
         metrics.model_refused.inc()
         return
+    try:
+        now_serving = store.current()  # a rollback may have landed while it loaded
+    except (CheckpointError, OSError):
+        now_serving = None  # the store's log is unreadable now: what was checked before the load stands
+    if now_serving is not None and now_serving != version:
+        log.info("model %s loaded but not staged: the store serves %s now", version, now_serving)
+        return
     slot.stage(recommender, entry)
     log.info("model %s staged (%s) after %.2f s loading, swapping at the next micro-batch",
              version, entry.get("action"), time.monotonic() - started)

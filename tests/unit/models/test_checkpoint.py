@@ -36,6 +36,27 @@ def test_a_changed_weights_file_is_refused(saved: Path) -> None:
         load_checkpoint(saved)
 
 
+def test_edited_metadata_is_refused(saved: Path) -> None:
+    """The metadata maps rows to item ids: two ids swapped would serve every user the wrong items, with the
+    weights' checksum intact."""
+    meta = json.loads((saved / META).read_text())
+    items = meta["vocab"]["items"]
+    items[0], items[1] = items[1], items[0]
+    (saved / META).write_text(json.dumps(meta, indent=2))
+    with pytest.raises(CheckpointError, match="edited or damaged metadata"):
+        load_checkpoint(saved)
+
+
+def test_metadata_reformatted_but_unchanged_still_loads_and_old_checkpoints_without_its_checksum_too(
+        saved: Path) -> None:
+    meta = json.loads((saved / META).read_text())
+    (saved / META).write_text(json.dumps(meta, indent=4, sort_keys=True))
+    assert load_checkpoint(saved)[0].items == SYNTHETIC_ITEMS
+    del meta["checksum"]["meta_sha256"]  # saved before 2026-12-07
+    (saved / META).write_text(json.dumps(meta))
+    assert load_checkpoint(saved)[0].items == SYNTHETIC_ITEMS
+
+
 def test_an_unknown_format_is_refused(saved: Path) -> None:
     meta = json.loads((saved / META).read_text())
     meta["version"] = 99
@@ -49,8 +70,10 @@ def _truncate(meta_path: Path) -> None:
 
 
 def _without(*keys: str):
+    """Metadata missing a field, as a checkpoint saved before the metadata checksum (without it) would be."""
     def edit(meta_path: Path) -> None:
         meta = json.loads(meta_path.read_text())
+        meta.get("checksum", {}).pop("meta_sha256", None)
         parent = meta
         for key in keys[:-1]:
             parent = parent[key]

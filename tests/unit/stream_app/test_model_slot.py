@@ -43,17 +43,19 @@ def test_a_model_staged_while_idle_serves_at_once() -> None:
     assert slot.model_version == "v0" and slot.swaps[-1]["swap_lag_s"] is None
 
 
-def announcements_seen_by(serving: str, log: list[dict] | str, announced: list[dict | bytes | None], tmp_path
-                          ) -> tuple[list[str], str]:
+def announcements_seen_by(serving: str, log: list[dict] | str, announced: list[dict | bytes | None], tmp_path,
+                          while_loading: list[dict] = ()) -> tuple[list[str], str]:
     """What a worker serving ``serving`` loads, and serves in the end, reading ``announced`` (entries, or raw
     message values) while the store's log holds ``log`` (written directly, entries or raw text; the fake
-    loader needs no checkpoints)."""
+    loader needs no checkpoints, and appends ``while_loading`` to the log as it loads)."""
     text = log if isinstance(log, str) else "".join(orjson.dumps(e).decode() + "\n" for e in log)
     (tmp_path / "log.jsonl").write_text(text)
     loaded: list[str] = []
 
     def load(path, version):
         loaded.append(version)
+        with open(tmp_path / "log.jsonl", "a") as fh:
+            fh.writelines(orjson.dumps(e).decode() + "\n" for e in while_loading)
         return rec(version)
 
     slot = ModelSlot(rec(serving))
@@ -94,3 +96,9 @@ def test_unreadable_announcements_and_tombstones_are_refused_and_the_worker_goes
     log = [{"action": "promote", "version": "v0001"}, {"action": "promote", "version": "v0002"}]
     odd = {"action": "promote", "version": "v0002", "newest_sample_ms": "soon"}
     assert announcements_seen_by("v0001", log, [None, b"not json", b"[1, 2]", odd], tmp_path) == (["v0002"], "v0002")
+
+
+def test_a_version_rolled_back_while_it_loaded_is_not_staged(tmp_path) -> None:
+    log = [{"action": "promote", "version": "v0001"}, {"action": "promote", "version": "v0002"}]
+    rollback = {"action": "rollback", "version": "v0001", "from_version": "v0002"}
+    assert announcements_seen_by("v0001", log, log[1:], tmp_path, while_loading=[rollback]) == (["v0002"], "v0001")
