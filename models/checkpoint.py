@@ -76,8 +76,8 @@ def save_checkpoint(
 def _meta_sha256(meta: Mapping[str, Any]) -> str:
     """SHA-256 of the metadata but its checksum, in a canonical JSON form (what a reader parses back gives
     the same digest: the vocabulary's order, the scorers' configs and the blend weights are covered)."""
-    body = {k: v for k, v in meta.items() if k != "checksum"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()).hexdigest()
+    body = json.loads(json.dumps({k: v for k, v in meta.items() if k != "checksum"}, allow_nan=False))  # as read
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from models.ensemble import Ensemble
+from models.evaluation.protocol import MISS
 from models.heuristic import Scored
 from models.history import History, encode
 from models.scorers.covisitation import CovisitationScorer
@@ -141,9 +142,10 @@ class LinearBlend:
         if bool((tied.sum(1, dtype=torch.int32) > 1).any()):  # rare: only then count the ties on a lower row
             cols = torch.arange(self.n_rows, device=self.device)[None, :]
             rank += (tied & (cols < target) & (cols > 0)).sum(1, dtype=torch.int32)
+        out = rank.cpu().numpy().astype(np.int64)
         # a NaN score is a miss (nothing compares above NaN: a diverged model would rank every target first)
-        rank = torch.where(torch.isnan(t_score[:, 0]), self.n_rows, rank)
-        return rank.cpu().numpy().astype(np.int64)
+        out[torch.isnan(t_score[:, 0]).cpu().numpy()] = MISS
+        return out
 
     def _scores(self, rows: Sequence[Sequence[int]], types: Sequence[Sequence[int]]):
         """(batch, n_rows) blended scores less each user's sequence shift (which changes no ranking), the

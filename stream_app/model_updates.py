@@ -28,11 +28,14 @@ from typing import Any
 
 import faust
 import orjson
+import torch
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from models.checkpoint import CheckpointError
 from models.data.events import EVENT_TYPES
-from models.model_store import ModelStore
+from models.history import encode
+from models.model_store import VERSION_RE, ModelStore
+from models.scorers.sequence import SequenceScorer
 from stream_app.metrics import Metrics
 from stream_app.model_scoring import EnsembleRecommender
 from stream_app.pipeline import Recommender
@@ -101,7 +104,11 @@ def serving_paths(settings: Settings) -> list[tuple[str, str | None]]:
         store = ModelStore(settings.model_store)
         current = store.current()
         stack = store.serving_stack() if current is not None else []
-        paths += [(str(store.path(v)), v) for v in reversed(stack) if v == current or store.path(v).is_dir()]
+        for version in reversed(stack):
+            if not VERSION_RE.match(version):  # a hand-written name: the versions after it can still serve
+                log.warning("model store %s: %r is not a version name; passed over", store.root, version)
+            elif version == current or store.path(version).is_dir():
+                paths.append((str(store.path(version)), version))
     return paths + [(settings.model_path, None)]
 
 
@@ -119,6 +126,14 @@ def check_scores(recommender: EnsembleRecommender) -> None:
     for history, scored in zip(histories, ranked):
         if not scored or not all(math.isfinite(s.score) for s in scored):
             raise ValueError(f"the model gives no finite scores for the history {history!r}")
+    # the reference path (an ensemble the serving blend cannot take) standardises each scorer: a NaN
+    # transformer would pass above as a constant, so its own scores are checked too
+    encoded = [encode(vocab, h) for h in histories[1:]]
+    for name, scorer in recommender.ensemble.scorers.items():
+        if isinstance(scorer, SequenceScorer) and encoded:
+            scores = scorer.score_rows([r for r, _ in encoded], [t for _, t in encoded])[:, 1:len(vocab)]
+            if not bool(torch.isfinite(scores).all()):
+                raise ValueError(f"scorer {name!r} gives non-finite scores")
 
 
 async def announce(settings: Settings, entry: dict[str, Any], producer: AIOKafkaProducer | None = None) -> None:

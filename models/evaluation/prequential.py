@@ -28,13 +28,10 @@ import numpy as np
 from models.data.events import Event
 from models.ensemble import Ensemble
 from models.evaluation.metrics import hit_rate, ndcg
-from models.evaluation.protocol import rank_scored
+from models.evaluation.protocol import MISS, rank_scored
 from models.history import encode
 from models.linear_blend import LinearBlend
 from models.online.samples import TrainingSample, sample_from
-
-
-MISS = 2**62  # the rank of a target the serving vocabulary does not know
 
 
 def is_scored(sample: TrainingSample) -> bool:

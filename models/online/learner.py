@@ -251,7 +251,7 @@ class OnlineLearner:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.clip_norm)
-        if not bool(torch.isfinite(norm)):  # a NaN/inf loss or gradient would make every weight NaN
+        if not bool(torch.isfinite(loss) & torch.isfinite(norm)):  # NaN/inf would make every weight NaN
             optimizer.zero_grad(set_to_none=True)
             self.skipped_steps += 1
             log.warning("fine-tuning step skipped: non-finite loss %s or gradient norm %s (%d skipped so far)",

@@ -55,7 +55,7 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store, setti
         if time.monotonic() >= next_view_check:  # before this batch's writes, so none is overwritten by older
             next_view_check = time.monotonic() + ITEM_VIEW_CHECK_S
             held = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == activity_topic}
-            await restore_item_view(store, tables.items.items(), held, settings.partitions,
+            await restore_item_view(store, tables.items, held, settings.partitions,
                                     settings.covis_max_neighbors)
         touched: dict[bytes, dict] = {}
         for e in events:

@@ -57,6 +57,14 @@ def test_metadata_reformatted_but_unchanged_still_loads_and_old_checkpoints_with
     assert load_checkpoint(saved)[0].items == SYNTHETIC_ITEMS
 
 
+def test_metadata_with_number_keys_round_trips_its_checksum(tmp_path: Path) -> None:
+    """JSON turns number keys into strings: the checksum is taken over the metadata as a reader sees it."""
+    vocab = ItemVocab(SYNTHETIC_ITEMS, capacity=50)
+    path = save_checkpoint(tmp_path / "ckpt", vocab, {"sequence": SequenceScorer(vocab, TINY_SEQ, seed=2)},
+                           extra={"per_k": {2: 0.1, 10: 0.2}, "mixed": {0: 5, "total": 5}})
+    assert read_meta(path)["per_k"] == {"2": 0.1, "10": 0.2} and load_checkpoint(path)[0].items == SYNTHETIC_ITEMS
+
+
 def test_an_unknown_format_is_refused(saved: Path) -> None:
     meta = json.loads((saved / META).read_text())
     meta["version"] = 99

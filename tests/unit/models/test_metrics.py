@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from models.evaluation.metrics import hit_rate, ndcg, ranking_metrics
-from models.evaluation.protocol import leave_one_out, rank_full, rank_sampled, sample_negatives
+from models.evaluation.protocol import MISS, leave_one_out, rank_full, rank_sampled, sample_negatives
 from models.vocab import ItemVocab
 
 
@@ -40,6 +40,15 @@ def test_rank_sampled_counts_only_sampled_negatives() -> None:
     negatives = np.array([[3, 1]])
     assert rank_sampled(fixed_scores, [[4]], [[4]], [2], negatives).tolist() == [1]
     assert rank_sampled(fixed_scores, [[4]], [[4]], [4], negatives).tolist() == [0]
+
+
+def test_a_nan_target_score_is_a_miss_in_both_protocols_however_small_the_catalogue() -> None:
+    """Nothing compares above NaN: counting better items would rank the target first. Four items, k = 10:
+    a rank of "all items" would still be a hit, so a miss is ``MISS``."""
+    nan_scores = lambda items, types: torch.full((len(items), 5), float("nan"))  # noqa: E731
+    ranks = rank_full(nan_scores, [[4]], [[4]], [2])
+    assert ranks.tolist() == [MISS] and hit_rate(ranks, 10) == 0.0
+    assert rank_sampled(nan_scores, [[4]], [[4]], [2], np.array([[3, 1]])).tolist() == [MISS]
 
 
 def test_sampled_negatives_avoid_the_users_items() -> None:

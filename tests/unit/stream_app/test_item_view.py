@@ -17,7 +17,7 @@ def table(n: int) -> dict[bytes, dict]:
 
 
 def restore(store: MemoryStore, stats: dict[bytes, dict], held: set[int]) -> int:
-    return asyncio.run(restore_item_view(store, stats.items(), held, PARTITIONS, 50))
+    return asyncio.run(restore_item_view(store, stats, held, PARTITIONS, 50))
 
 
 def test_a_store_that_lost_the_view_gets_the_held_partitions_items_back_once() -> None:

@@ -58,6 +58,16 @@ def test_a_model_whose_transformer_cannot_score_is_refused(broken) -> None:
         check_scores(recommender)
 
 
+def test_a_nan_transformer_is_refused_on_the_reference_path_too() -> None:
+    """An ensemble the serving blend cannot take (one with the title scorer) scores through the ensemble,
+    which standardises each scorer: NaN scores become a constant there, and looked fine."""
+    recommender = EnsembleRecommender(diverged(), version="broken")
+    recommender.blend = None  # as for an ensemble ``serving_form`` does not support
+    assert all(s.score == s.score for s in recommender.rank([[(ITEMS[1], "view")]], [set()])[0])  # finite
+    with pytest.raises(ValueError, match="scorer 'sequence' gives non-finite scores"):
+        check_scores(recommender)
+
+
 def test_a_starting_worker_passes_over_a_serving_version_it_cannot_score(tmp_path) -> None:
     store = ModelStore(tmp_path / "store")
     good = store.save(tiny_ensemble())
