@@ -107,6 +107,13 @@ class OnlineLearner:
         """Where the working copy's sequence model learns (the CPU when the ensemble has none)."""
         return self._sequence.model.device if self._sequence is not None else torch.device("cpu")
 
+    def weights_finite(self) -> bool:
+        """Whether every weight of the working copy's sequence model is finite (a candidate with a NaN
+        weight scores NaN; steps with a non-finite loss are skipped, so this is a last guard)."""
+        if self._sequence is None:
+            return True
+        return all(bool(torch.isfinite(p).all()) for p in self._sequence.model.parameters())
+
     @property
     def replay_count(self) -> int:
         """Samples held in the replay reservoir (at most ``config.replay_size``)."""

@@ -298,6 +298,11 @@ class OnlineTrainer:
         serv_m = metrics_at(self._serving_ranks())
         self.since_eval, self.last_eval = 0, self.clock()
         promote = should_promote(cand_m, serv_m, self.config.promote_tolerance)
+        if promote and not self.learner.weights_finite():
+            log.error("candidate not promoted: its weights are not finite; learning restarts from %s",
+                      self.serving_version)
+            promote = False
+            self._restart_learning(self.serving)
         behind_s = None if self.newest_learnt_ms is None else self.clock() - self.newest_learnt_ms / 1000.0
         self.evaluations.append({"candidate": cand_m, "serving": serv_m, "promoted": promote,
                                  "learnt": self.learner.seen, "newest_learnt_age_s": behind_s})

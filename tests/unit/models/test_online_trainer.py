@@ -68,6 +68,18 @@ def make_sequence_trainer(tmp_path, **cfg) -> OnlineTrainer:
     return OnlineTrainer(store, OnlineConfig(batch_size=10, replay_fraction=0.5), config)
 
 
+def test_a_candidate_with_nan_weights_is_not_promoted_and_learning_restarts_from_the_serving_version(tmp_path):
+    """Steps with a non-finite loss are skipped; should a weight still turn NaN, the candidate is refused
+    (workers would refuse it too) and learning starts over, rather than staying stuck on NaN weights."""
+    trainer = make_sequence_trainer(tmp_path)
+    trainer.on_samples(samples(40))
+    with torch.no_grad():
+        next(trainer.learner.ensemble.scorers["sequence"].model.trunk.parameters()).fill_(float("nan"))
+    assert not trainer.learner.weights_finite()
+    assert trainer.on_samples(samples(40, start=40)) == [] and trainer.store.current() == "v0001"
+    assert trainer.evaluations[-1]["promoted"] is False and trainer.learner.weights_finite()
+
+
 def test_after_a_rollback_replayed_samples_with_newer_items_are_learnt(tmp_path) -> None:
     # the reservoir keeps samples whose targets ("new7", ...) the restored version never saw; learning goes
     # on in the same call (30 samples learnt from v0001's weights, with replay)
