@@ -6,8 +6,9 @@ fails the first op that mixes a meta tensor with a CPU one: a batch not moved
 to the model, or a tensor made without naming the model's device, as either
 would fail beside CUDA weights. (Torch's CPU kernels do not all refuse a meta
 argument, hence the dispatch mode.) Zero-dimensional tensors are let through,
-as a CPU scalar may join CUDA tensors. Reading a meta tensor back (a loss, the
-scores) gives zeros, ``if tensor:`` true: these tests check where tensors are, not their values.
+as a CPU scalar may join CUDA tensors. Reading a meta tensor back gives zeros
+(a loss, the scores) or true (a truth value): these tests check where tensors
+are, not their values.
 """
 
 from __future__ import annotations
@@ -50,8 +51,8 @@ class _FakeGpu(TorchDispatchMode):
         if func.overloadpacket in _MOVES and tensors[0].is_meta and to_cpu:  # ``.cpu()``, ``.to("cpu")``
             dtype = kwargs.get("dtype") or next((a for a in args if isinstance(a, torch.dtype)), tensors[0].dtype)
             return torch.zeros(tensors[0].shape, dtype=dtype)
-        if func is torch.ops.aten._local_scalar_dense.default and tensors[0].is_meta:
-            return 0.0 if tensors[0].is_floating_point() else 0  # .item()
+        if func is torch.ops.aten._local_scalar_dense.default and tensors[0].is_meta:  # .item()
+            return True if tensors[0].dtype == torch.bool else 0.0 if tensors[0].is_floating_point() else 0
         if func is torch.ops.aten.is_nonzero.default and tensors[0].is_meta:
             return True  # ``if tensor:`` (transformers' mask checks take their usual branch)
         devices = {t.device.type for t in tensors if t.dim()}
