@@ -53,10 +53,13 @@ def check_thresholds(config: Any, path: str = "") -> None:
             for n in value if isinstance(value, tuple) else (value,):
                 if isinstance(n, bool) or not isinstance(n, (int, float)):
                     continue
-                need = ("above 0" if f.name.endswith("_s") else "at least 1" if isinstance(n, int)
-                        and f.name not in _ZERO_COUNTS else "at least 0")
-                low_ok = n > 0 if need == "above 0" else n >= 1 if need == "at least 1" else n >= 0
-                if not math.isfinite(n) or not low_ok:
+                if f.name.endswith("_s"):
+                    ok, need = n > 0, "above 0"
+                elif isinstance(n, int) and f.name not in _ZERO_COUNTS:
+                    ok, need = n >= 1, "at least 1"
+                else:
+                    ok, need = n >= 0, "at least 0"
+                if not (math.isfinite(n) and ok):
                     raise ValueError(f"anomaly setting {name} must be a finite number {need}, not {value!r}")
 
 

@@ -128,7 +128,6 @@ class Settings:
                 raise ValueError(f"{PREFIX}{named[topic].upper()} and {PREFIX}{f.name.upper()} name one topic, "
                                  f"{topic!r}: each needs its own")
 
-
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
         """Build settings from ``RECO_<FIELD>`` variables, then apply overrides."""
