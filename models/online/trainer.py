@@ -298,7 +298,7 @@ class OnlineTrainer:
         serv_m = metrics_at(self._serving_ranks())
         self.since_eval, self.last_eval = 0, self.clock()
         promote = should_promote(cand_m, serv_m, self.config.promote_tolerance)
-        if promote and not self.learner.weights_finite():
+        if not self.learner.weights_finite():  # promoted or not: learning on from NaN weights learns nothing
             log.error("candidate not promoted: its weights are not finite; learning restarts from %s",
                       self.serving_version)
             promote = False

@@ -80,6 +80,15 @@ def test_a_candidate_with_nan_weights_is_not_promoted_and_learning_restarts_from
     assert trainer.evaluations[-1]["promoted"] is False and trainer.learner.weights_finite()
 
 
+def test_nan_weights_are_dropped_at_an_evaluation_even_when_the_candidate_would_not_be_promoted(tmp_path):
+    trainer = make_sequence_trainer(tmp_path, promote_tolerance=-1.0)  # nothing is good enough to promote
+    trainer.on_samples(samples(40))
+    with torch.no_grad():
+        next(trainer.learner.ensemble.scorers["sequence"].model.trunk.parameters()).fill_(float("nan"))
+    trainer.on_samples(samples(40, start=40))
+    assert trainer.evaluations and trainer.learner.weights_finite()
+
+
 def test_after_a_rollback_replayed_samples_with_newer_items_are_learnt(tmp_path) -> None:
     # the reservoir keeps samples whose targets ("new7", ...) the restored version never saw; learning goes
     # on in the same call (30 samples learnt from v0001's weights, with replay)
