@@ -12,9 +12,9 @@ import importlib.util
 import os
 import shutil
 import signal
-import threading
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
