@@ -136,15 +136,16 @@ def recommendation_record(
     user_id: str,
     items: list[dict[str, Any]],
     model_version: str,
-    event_ts: float,
+    event_ts: float | None,
     scored_at: float,
-    events_seen: int,
+    events_seen: int | None,
 ) -> dict[str, Any]:
     """The results-topic message and the Redis value for one user.
 
     ``items``: [{"item_id", "score", "contributions": {scorer: share}, "because_of"}].
     ``event_ts``: event time of the newest event that triggered this list.
     ``events_seen``: how many of the user's events the state has applied.
+    Both are None in the list for a user without one (``cold_start``).
     """
     return {
         "user_id": user_id,

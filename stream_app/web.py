@@ -5,6 +5,7 @@ from __future__ import annotations
 import faust
 from faust.web import Request, Response, View
 
+from stream_app.cold_start import ColdStartList
 from stream_app.metrics import Metrics
 from stream_app.model_updates import ModelSlot
 from stream_app.sinks.base import Store
@@ -12,12 +13,15 @@ from stream_app.sinks.base import Store
 
 def register(app: faust.App, store: Store, metrics: Metrics, slot: ModelSlot) -> None:
     """``GET /recommendations/{user_id}/``, ``GET /health/``, ``GET /metrics/``."""
+    cold = ColdStartList(slot)
 
     @app.page("/recommendations/{user_id}/")
     async def recommendations(self: View, request: Request, user_id: str) -> Response:
-        record = await store.recommendations(user_id)
+        """The user's stored list, else the serving model's list for an empty history (``cold_start``);
+        404 only while the model has nothing to recommend."""
+        record = await store.recommendations(user_id) or await cold.record(user_id)
         if record is None:
-            return self.notfound(f"no recommendations for user {user_id!r}")
+            return self.notfound(f"no recommendations for user {user_id!r}, and none for a new user yet")
         return self.json(record)
 
     @app.page("/health/")

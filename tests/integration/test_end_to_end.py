@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import urllib.error
 import urllib.request
 from collections import Counter
 
@@ -31,6 +30,13 @@ async def caught_up_popularity(store, n: int, timeout_s: float = 15.0) -> int:
         if len(popular) >= n or time.monotonic() > deadline:
             return len(popular)
         await asyncio.sleep(0.2)
+
+
+async def _top_popular(settings, n: int) -> list[tuple[str, float]]:
+    """The ``n`` most popular items in Redis, most popular first."""
+    async with redis_store(settings) as store:
+        popular, _ = await store.item_features((), n)
+    return popular
 
 
 def test_sample_flows_to_redis_results_and_dead_letters(stack, settings, start_worker):
@@ -92,8 +98,15 @@ def test_sample_flows_to_redis_results_and_dead_letters(stack, settings, start_w
     assert 'reco_events_total{outcome="processed"} 4321.0' in metrics
     assert 'reco_dead_letters_total{reason="bad_time"} 2.0' in metrics
     assert "reco_event_to_redis_seconds_count 4321.0" in metrics
-    with pytest.raises(urllib.error.HTTPError, match="404"):
-        urllib.request.urlopen(f"{base}/recommendations/nobody/", timeout=5)
+    # a user without a list (never seen, expired, lost with Redis) gets the items most popular now, marked
+    # as such; Redis is read before and after, in case the item agent published in between
+    before = asyncio.run(_top_popular(settings, settings.top_k))
+    cold = _get_json(f"{base}/recommendations/nobody/")
+    after = asyncio.run(_top_popular(settings, settings.top_k))
+    assert cold["fallback"] == "no_history" and cold["model_version"] == "popcovis-1"
+    assert cold["user_id"] == "nobody" and cold["events_seen"] is None
+    assert [i["item_id"] for i in cold["items"]] in ([item for item, _ in before], [item for item, _ in after])
+    assert len(cold["items"]) == settings.top_k
 
     # the results topic holds the same lists: the newest message per user matches Redis
     latest = {}

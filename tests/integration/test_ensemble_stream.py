@@ -48,3 +48,7 @@ def test_ensemble_recommendations_reach_redis(stack, settings, start_worker, che
     url = f"http://127.0.0.1:{settings.web_port}/recommendations/{next(iter(records))}/"
     with urllib.request.urlopen(url, timeout=5) as resp:
         assert json.loads(resp.read())["model_version"] == version
+    # a shopper the stream has not seen gets the serving model's list for an empty history
+    with urllib.request.urlopen(url.replace(next(iter(records)), "nobody"), timeout=5) as resp:
+        cold = json.loads(resp.read())
+    assert cold["fallback"] == "no_history" and cold["model_version"] == version and len(cold["items"]) == 10

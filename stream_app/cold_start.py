@@ -1,0 +1,45 @@
+"""The answer for a shopper without a stored list: what the serving model recommends to an empty history.
+
+Such a shopper was never seen, or their list expired (``RECO_REDIS_TTL_S``)
+or was lost with Redis; their next event brings a personal list. The list is
+scored by the serving recommender, the same call a batch makes, so it carries
+that model's version and each item's contributions (popularity, mostly: an
+empty history has no co-visitation or sequence to go on).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from stream_app.model_updates import ModelSlot
+from stream_app.pipeline import Recommender, item_json
+from stream_app.records import recommendation_record
+from stream_app.state import new_state
+
+COLD_USER = "\x00cold"  # the key the empty history is scored under: no real user id holds a NUL
+
+
+class ColdStartList:
+    """The serving model's list for an empty history, scored at most once per ``ttl_s`` and per version."""
+
+    def __init__(self, slot: ModelSlot, ttl_s: float = 1.0) -> None:
+        self.slot = slot
+        self.ttl_s = ttl_s
+        self._cached: tuple[Recommender, float, float, list[dict[str, Any]]] | None = None  # +monotonic, wall
+
+    async def record(self, user_id: str) -> dict[str, Any] | None:
+        """``user_id``'s record, marked ``"fallback": "no_history"``; None while the model has nothing to
+        recommend (the baseline before any item is popular)."""
+        serving = self.slot.serving
+        now = time.monotonic()
+        if self._cached is None or self._cached[0] is not serving or now - self._cached[1] > self.ttl_s:
+            ranked = await serving.recommend({COLD_USER: new_state()}, {})
+            self._cached = (serving, now, time.time(), [item_json(s) for s in ranked.get(COLD_USER, [])])
+        _, _, scored_at, items = self._cached
+        if not items:
+            return None
+        record = recommendation_record(user_id=user_id, items=items, model_version=serving.model_version,
+                                       event_ts=None, scored_at=scored_at, events_seen=None)
+        record["fallback"] = "no_history"
+        return record
