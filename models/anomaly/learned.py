@@ -11,12 +11,16 @@ z-score (only "more than usual" is suspicious) over the features.
 
 It never learns from what it flagged: a window that raised an alert, or
 whose user was flagged by any detector while it was open, is dropped when it
-closes instead of entering the ring buffer.
+closes instead of entering the ring buffer. Nor from a window rebuilt from a
+user's kept events (``replay``, after a restart, a partition move or the
+user's state expiring here): it may be one this detector already learnt when
+its user went idle, and it is only partly rebuilt when the window held more
+events than the user state keeps.
 
 States (JSON-able):
 - per user: {"window": start, "n": int, "items": [item, ...], "carts": int,
   "last_ts": ts, "gap_n": int, "gap_sum": s, "gap_sq": s^2, "flagged": bool,
-  "muted_until": ts, "recent": rows}
+  "muted_until": ts, "recent": rows, "rebuilt": bool (optional; the open window came from ``replay``)}
 - population (one per worker; a single-key table on the stream):
   {"ring": [[features], ...], "next": int, "closed": int, "center": [..] | None, "scale": [..] | None}
 """
@@ -84,6 +88,12 @@ def learn(population: State, features: list[float], config: RobustZConfig) -> No
         population["center"], population["scale"] = center.tolist(), scale.tolist()
 
 
+def learnable(state: State) -> bool:
+    """Whether the user's open window may enter the population when it closes: never flagged, and watched
+    here from its start rather than rebuilt by ``replay``."""
+    return not state["flagged"] and not state.get("rebuilt", False)
+
+
 def zscores(population: State, features: list[float]) -> list[float]:
     """One-sided robust z of each feature (0 before the model has warmed up)."""
     if population["center"] is None:
@@ -96,7 +106,7 @@ def advance(state: State | None, event: Event, config: RobustZConfig) -> tuple[S
     start = tumbling_start(event.ts, config.window_s)
     closed = None
     if state is None or start > state["window"]:
-        if state is not None and not state["flagged"]:
+        if state is not None and learnable(state):
             closed = window_features(state)
         muted = 0.0 if state is None else state["muted_until"]
         recent = () if state is None else state["recent"]
@@ -126,13 +136,15 @@ class RobustZ(Detector[RobustZConfig]):
     def expire(self, now: float) -> int:
         """Drop idle users' states; a clean window whose user went idle is learned first."""
         for state in self.states.values():
-            if self.is_idle(state, now) and not state["flagged"]:  # the states ``super().expire`` drops
+            if self.is_idle(state, now) and learnable(state):  # the states ``super().expire`` drops
                 learn(self.population, window_features(state), self.config)
         return super().expire(now)
 
     def replay(self, state: State | None, event: Event, flagged: bool) -> State:
-        """The user's state after ``event``, learning nothing and alerting nothing (``AnomalyMonitor.restore_user``)."""
+        """The user's state after ``event``, learning nothing and alerting nothing (``AnomalyMonitor.restore_user``);
+        the window it leaves open is marked rebuilt, so it is not learnt when it closes (``learnable``)."""
         st, _ = advance(state, event, self.config)
+        st["rebuilt"] = True
         if flagged:
             st["flagged"] = True
         return st

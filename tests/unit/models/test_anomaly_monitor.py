@@ -292,3 +292,24 @@ def test_the_item_side_skips_the_users_whose_touch_says_flagged() -> None:
     assert [a.entity_id for a in alerts if a.detector == "shilling"] == ["X"]
     members = {a.entity_id for a in alerts if a.detector == "shilling_member"}
     assert members == {f"u{n}" for n in range(3, 12)} | {"new-late"}
+
+
+def test_a_returning_users_last_window_is_learnt_once() -> None:
+    """The learned detector learns an idle user's clean window when the prune forgets them. When they come back
+    the worker rebuilds that window from their kept events, and their next window's start closes it: until
+    2026-12-07 that learnt it a second time."""
+    monitor, table = forgetful_worker(), {}
+    visit = [Event("regular", f"i{j}", "view", T0 + j * 30.0) for j in range(4)]  # features [4, 4, 0, 1.0]
+    stream_batch(monitor, visit, table)
+    stream_batch(monitor, [Event("other", "x", "view", T0 + DAY)], table)
+    assert not monitor.knows("regular")
+
+    def learnt_visits() -> int:
+        return sum(row == [4.0, 4.0, 0.0, 1.0] for row in monitor.learned.population["ring"])
+
+    assert learnt_visits() == 1
+    monitor.restore_user("regular", table["regular"], visit)  # as ``observe_new`` does, from the user's state
+    for k in (2, 3):  # the first closes the rebuilt window, the second one watched from its start
+        monitor.observe_user(Event("regular", f"j{k}", "view", T0 + k * DAY))
+    assert learnt_visits() == 1
+    assert monitor.learned.population["ring"][-1] == [1.0, 1.0, 0.0, 0.0]
