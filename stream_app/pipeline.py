@@ -275,7 +275,8 @@ def observe_new(monitor: AnomalyMonitor, state: UserState | None, offset: int, e
 
     A user the monitor does not hold (a restart, a partition that moved) is
     first restored from the snapshot and the latest events kept in their state
-    (without a snapshot, first seen at the oldest of those events).
+    (without a snapshot, first seen at the state's ``first_ts``, or in a state
+    written before it existed the oldest of those events).
     A re-delivery raises nothing, but its touch is sent again: a worker that
     died after the state reached its changelog may not have sent it, and the
     item-keyed windows count distinct users, so a second copy changes nothing.
@@ -285,9 +286,10 @@ def observe_new(monitor: AnomalyMonitor, state: UserState | None, offset: int, e
         return [], None
     if state is not None and (state.get("anomaly") or state["events"]) and not monitor.knows(event.user_id):
         history = [Event(user_id=event.user_id, item_id=item, event_type=kind, ts=ts) for item, kind, ts in state["events"]]
-        # a state without a snapshot (written while detection was off): the user is as old as their oldest kept
-        # event, not new from now on (every long-standing shopper would be a shilling suspect for hours)
-        snapshot = state.get("anomaly") or {"first_seen": min(e.ts for e in history)}
+        # a state without a snapshot (written while detection was off): the user is as old as their first event
+        # (their oldest kept one in a state older than ``first_ts``), not new from now on (every long-standing
+        # shopper would be a shilling suspect for hours)
+        snapshot = state.get("anomaly") or {"first_seen": state.get("first_ts", min(e.ts for e in history))}
         monitor.restore_user(event.user_id, snapshot, history)
     if redelivered:
         return [], monitor.user_context(event.user_id, event.ts)

@@ -7,6 +7,7 @@ A user's state is a JSON-able dict (the value of the ``user-state`` table):
      "seen": int,        # events applied over the user's whole life
      "bought": [item_id, ...],  # most recent purchases, at most history_len
      "offset": int,      # source offset of the newest applied event
+     "first_ts": ts,     # the earliest event time applied (absent from states written before 2026-12-07)
      "anomaly": {...}}   # optional: the anomaly monitor's part (AnomalyMonitor.user_snapshot)
 
 A user lives on one partition, so ``offset`` makes re-delivered events
@@ -99,6 +100,7 @@ def apply_events(
             st["bought"].append(ev.item_id)
         st["seen"] += 1
         st["offset"] = offset
+        st["first_ts"] = min(st.get("first_ts", ev.ts), ev.ts)
         applied += 1
     del st["events"][: -config.history_len]
     del st["bought"][: -config.history_len]

@@ -236,6 +236,19 @@ def test_a_shopper_whose_state_predates_detection_is_not_new():
     assert out.states[b"loyal0"]["anomaly"]["first_seen"] == NOW - 90 * 86_400
 
 
+def test_a_shopper_with_more_events_than_kept_is_dated_from_their_first_event_when_detection_starts():
+    """A state written with detection off keeps its first event's time, so switching detection on later does
+    not date a shopper from the oldest of the 50 events kept (until 2026-12-07 it did)."""
+    table, store = {}, MemoryStore()
+    first = NOW - 300 * 86_400
+    visits = [msg(k, "veteran", f"i{k}", ts=first + k * 86_400) for k in range(60)]
+    apply_batch_states(table, run(visits, table, store))  # detection off: no snapshot in the state
+    assert "anomaly" not in table[b"veteran"] and len(table[b"veteran"]["events"]) == SETTINGS.history_len
+    monitor = AnomalyMonitor()
+    run_monitored([msg(60, "veteran", "bestseller")], table, store, monitor)
+    assert monitor.first_seen["veteran"] == first
+
+
 def test_a_redelivered_rejection_is_not_counted_again_by_reason():
     """reco_dead_letters{reason} adds what the Redis counters add: a rejection once, however often delivered."""
     store, table = MemoryStore(), {}
