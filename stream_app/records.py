@@ -26,12 +26,21 @@ OPTIONAL_STR = ("session_id", "category")
 DEAD_LETTER_MAX_BYTES = 512 * 1024
 
 
+# A rejection's detail is cut to this many characters: it often quotes the event (an unknown event type, a
+# user id), and uncut it made a dead letter's header as large as the event, beyond what a producer sends.
+DETAIL_MAX_CHARS = 200
+
+
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    """Why an event was refused. ``code`` is stable; ``detail`` is for people."""
+    """Why an event was refused. ``code`` is stable; ``detail`` is for people, at most ``DETAIL_MAX_CHARS``."""
 
     code: str
     detail: str
+
+    def __post_init__(self) -> None:
+        if len(self.detail) > DETAIL_MAX_CHARS:
+            object.__setattr__(self, "detail", self.detail[: DETAIL_MAX_CHARS - 3] + "...")
 
     def headers(self) -> list[tuple[str, bytes]]:
         """Kafka headers that carry the reason next to the original bytes."""
@@ -75,6 +84,8 @@ def decode_event(
         if d.get(name) is None or d.get(name) == "":
             return Rejection("missing_field", name)
     for name in ("user_id", "item_id"):
+        if isinstance(d[name], float) and d[name].is_integer() and abs(d[name]) >= 2 ** 63:
+            return Rejection("bad_field", f"{name} is an integer beyond 64 bits: send it as a string")
         if not isinstance(d[name], (str, int)) or isinstance(d[name], bool):
             return Rejection("bad_field", f"{name} must be a string or integer")
     if d["event_type"] not in EVENT_TYPES:

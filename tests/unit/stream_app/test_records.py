@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from models.data.events import Event
-from stream_app.records import DEAD_LETTER_MAX_BYTES, Rejection, dead_letter, decode_event
+from stream_app.records import DEAD_LETTER_MAX_BYTES, DETAIL_MAX_CHARS, Rejection, dead_letter, decode_event
 
 NOW = 1_700_000_000.0
 
@@ -47,6 +48,8 @@ def test_iso_time_with_zone_is_accepted():
         (event(ts=True), "bad_time", "boolean"),
         (event(ts=NOW + 3600), "bad_time", "future"),
         (event(user_id=[1]), "bad_field", "user_id"),
+        (b'{"user_id": 123456789012345678901234567890, "item_id": "i1", "event_type": "click", "ts": 1699999990}',
+         "bad_field", "beyond 64 bits"),
         (event(price=-1), "bad_field", "price"),
         (event(quantity=0), "bad_field", "quantity"),
         (event(category="x" * 5000), "oversize", "limit 4096"),
@@ -75,3 +78,14 @@ def test_a_dead_letter_keeps_the_bytes_and_says_where_they_came_from_and_cuts_on
     assert dict(headers)["dlq-truncated"] == b"true" and dict(headers)["dlq-original-bytes"] == str(
         DEAD_LETTER_MAX_BYTES + 1).encode()
     assert dead_letter(None, Rejection("empty", "no value"), "events", 0, 0)[0] is None
+
+
+@pytest.mark.parametrize("event_type", ["x" * 590_000, "\u200b" * 199_000], ids=["ascii", "repr-doubled"])
+def test_a_dead_letter_fits_a_producer_request_whatever_the_event_quotes(event_type) -> None:
+    """An event under a raised ``RECO_MAX_EVENT_BYTES`` (600,000) with a huge unknown event type: its detail
+    quoted the type whole, so the dead letter outgrew Faust's 1,000,000-byte request and stopped the worker."""
+    raw = event(event_type=event_type)
+    why = decode(raw, max_bytes=600_000)
+    assert why.code == "unknown_event_type" and len(why.detail) == DETAIL_MAX_CHARS
+    value, headers = dead_letter(raw, why, "events", 0, 7)
+    assert DefaultRecordBatchBuilder.estimate_size_in_bytes(b"user", value, headers) < 1_000_000
