@@ -235,7 +235,7 @@ async def process_batch(
             out.states[key] = state
         if applied or dups:  # a re-delivery after a crash re-scores, so Redis catches up with the state
             touched[user] = state
-            newest_ts[user] = max(ev.ts for _, ev in events)
+            newest_ts[user] = state["events"][-1][2]  # the newest by event time: a late event does not lower it
             out.scored_timestamps_ms.extend(kafka_ts[user])
 
     if monitor is not None:

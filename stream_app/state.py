@@ -3,7 +3,8 @@
 The user agent, the replay tool's offline path and the tests all call these.
 A user's state is a JSON-able dict (the value of the ``user-state`` table):
 
-    {"events": [(item_id, event_type, ts), ...],  # newest last, at most history_len (lists after JSON)
+    {"events": [(item_id, event_type, ts), ...],  # in event-time order, newest last, at most history_len
+                                                  # (lists after JSON)
      "seen": int,        # events applied over the user's whole life
      "bought": [item_id, ...],  # most recent purchases, at most history_len
      "offset": int,      # source offset of the newest applied event
@@ -12,12 +13,17 @@ A user's state is a JSON-able dict (the value of the ``user-state`` table):
 
 A user lives on one partition, so ``offset`` makes re-delivered events
 (at-least-once after a crash) detectable: they are skipped, not applied twice.
+A late event (an app sending views it buffered offline) takes its place by
+event time, so the newest click stays last, and its co-visitation pairs and
+training sample see only the events before it in time.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from models.data.events import Event
@@ -77,7 +83,8 @@ def apply_events(
     Adds each event's popularity and co-visitation weight into ``activity``
     (item id -> ItemActivity; None: item statistics are not kept here).
     Appends ``(history before the event, event)`` per applied event to
-    ``applied_events`` (the history as the state's ``[item, type, ts]`` rows) (what training samples are made of). Returns (new state,
+    ``applied_events`` (the history as the state's ``[item, type, ts]`` rows) (what training samples are made of).
+    "Before" is by event time: a late event is inserted where its time puts it (ties keep arrival order). Returns (new state,
     applied, duplicates); an event whose offset is not newer than the state's
     is a duplicate. Events ``learn_from`` rejects (quarantined traffic) still
     update the user's state but add no activity and no training sample.
@@ -89,11 +96,14 @@ def apply_events(
             duplicates += 1
             continue
         learn = learn_from is None or learn_from(ev)
+        rows = st["events"]
+        at = len(rows) if not rows or ev.ts >= rows[-1][2] else bisect_right(rows, ev.ts, key=itemgetter(2))
+        before = rows if at == len(rows) else rows[:at]
         if activity is not None and learn:
-            add_activity(activity, history_items(st), ev, config)
+            add_activity(activity, [row[0] for row in before], ev, config)
         if applied_events is not None and learn:
-            applied_events.append((st["events"][-config.history_len:], ev))
-        st["events"].append((ev.item_id, ev.event_type, ev.ts))  # a tuple: untracked by the cyclic GC
+            applied_events.append((before[-config.history_len:], ev))
+        rows.insert(at, (ev.item_id, ev.event_type, ev.ts))  # a tuple: untracked by the cyclic GC
         if ev.event_type == "purchase":  # each item once, the latest purchase last: re-orders keep the rest
             if ev.item_id in st["bought"]:
                 st["bought"].remove(ev.item_id)

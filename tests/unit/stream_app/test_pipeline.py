@@ -249,6 +249,20 @@ def test_a_shopper_with_more_events_than_kept_is_dated_from_their_first_event_wh
     assert monitor.first_seen["veteran"] == first
 
 
+def test_a_late_event_does_not_replace_the_last_click_in_a_users_list():
+    """A view buffered offline an hour ago arrives after the user's click: the list still follows the click,
+    and its record's event time stays the click's (it went back an hour until 2026-12-07)."""
+    store, table = MemoryStore(), {}
+    asyncio.run(store.publish_item_stats({"A": {"pop": 1.0, "nbrs": {"after-A": 10.0}},
+                                          "OLD": {"pop": 1.0, "nbrs": {"after-OLD": 10.0}},
+                                          "after-A": {"pop": 1.0, "nbrs": {}}, "after-OLD": {"pop": 1.0, "nbrs": {}}}))
+    apply_batch_states(table, run([msg(0, "u", "A", "click", ts=NOW - 5)], table, store))
+    out = run([msg(1, "u", "OLD", "view", ts=NOW - 3600)], table, store)
+    [record] = out.records
+    assert record["items"][0]["item_id"] == "after-A" and record["items"][0]["because_of"] == "A"
+    assert record["event_ts"] == NOW - 5
+
+
 def test_a_redelivered_rejection_is_not_counted_again_by_reason():
     """reco_dead_letters{reason} adds what the Redis counters add: a rejection once, however often delivered."""
     store, table = MemoryStore(), {}

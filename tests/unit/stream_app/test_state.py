@@ -37,6 +37,23 @@ def test_redelivered_offsets_are_skipped_not_applied_twice():
     assert history_items(state2) == ["a", "b", "c"] and state2["seen"] == 3
 
 
+def test_a_late_event_takes_its_place_by_event_time_and_learns_only_from_what_came_before_it():
+    """An app sends a view it buffered offline an hour ago after the user's newest click: the click stays the
+    newest item, and the view's co-visitation and training sample do not see the click that followed it."""
+    cfg = StateConfig(history_len=10, covis_window=3, half_life_s=100.0)
+    state, _, _ = apply_events(None, [(0, ev("a", ts=1000.0)), (1, ev("click", "click", ts=4600.0))], {}, cfg)
+    activity: dict[str, ItemActivity] = {}
+    samples: list = []
+    state, applied, _ = apply_events(state, [(2, ev("late", ts=3600.0))], activity, cfg, samples)
+    assert applied == 1 and history_items(state) == ["a", "late", "click"]
+    [(history, late)] = samples
+    assert late.item_id == "late" and [row[0] for row in history] == ["a"]
+    assert set(activity["a"].neighbors) == {"late"} and set(activity["late"].neighbors) == {"a"}
+    assert "click" not in activity  # no pair with the click that came after it
+    state, _, _ = apply_events(state, [(3, ev("tie", ts=3600.0))], {}, cfg)  # same time: arrival order
+    assert history_items(state) == ["a", "late", "tie", "click"]
+
+
 def test_input_state_is_not_mutated():
     state, _, _ = apply_events(None, [(1, ev("a", "purchase"))], {}, CFG)
     before = copy.deepcopy(state)
