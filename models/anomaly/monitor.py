@@ -86,6 +86,9 @@ class MonitorConfig:
     # drop idle users' first-seen times and purchase prices from memory: the stream keeps them in a table (it takes
     # ``user_snapshot`` of every user it observes, and ``restore_user``s the users the monitor no longer ``knows``)
     forget_idle_users: bool = False
+    # a user never seen before is first seen no earlier than this before the newest event time seen: without it,
+    # a client's first event dated days back made an account look long-standing to the shilling detector
+    first_seen_max_lag_s: float = 3600.0
 
 
 def _key(entity_type: str, entity_id: str) -> str:
@@ -125,6 +128,7 @@ class AnomalyMonitor:
         self._unsaved: set[str] = set()  # users observed since their last ``user_snapshot`` (forget_idle_users only)
         self._next_prune = float("-inf")
         self._since_prune = 0
+        self.newest_ts = float("-inf")  # the newest event time observed
 
     def observe(self, event: Event) -> list[Alert]:
         """The alerts this event raises (each key at most once over the stream's life)."""
@@ -152,7 +156,10 @@ class AnomalyMonitor:
         return True
 
     def _user_alerts(self, event: Event) -> tuple[list[Alert], UserContext]:
-        first = self.first_seen.setdefault(event.user_id, event.ts)
+        self.newest_ts = max(self.newest_ts, event.ts)
+        first = self.first_seen.get(event.user_id)
+        if first is None:
+            first = self.first_seen[event.user_id] = max(event.ts, self.newest_ts - self.config.first_seen_max_lag_s)
         if self.config.forget_idle_users:
             self._unsaved.add(event.user_id)
         raised: list[Alert] = []

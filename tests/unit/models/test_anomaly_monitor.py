@@ -313,3 +313,16 @@ def test_a_returning_users_last_window_is_learnt_once() -> None:
         monitor.observe_user(Event("regular", f"j{k}", "view", T0 + k * DAY))
     assert learnt_visits() == 1
     assert monitor.learned.population["ring"][-1] == [1.0, 1.0, 0.0, 0.0]
+
+
+def test_a_backdated_first_event_does_not_make_a_fake_account_look_established() -> None:
+    """Each fake account first sends one event dated 1970: until 2026-12-07 that made it decades old to the
+    shilling detector, and its campaign on the target went unseen."""
+    monitor = AnomalyMonitor()
+    observe_all(monitor, [Event("shopper", "x", "view", T0 - 10.0)])  # the stream is at T0
+    alerts = []
+    for n in range(16):
+        alerts += monitor.observe(Event(f"fake{n}", "decoy", "view", 1.0))
+        alerts += monitor.observe(Event(f"fake{n}", "target", "add_to_cart", T0 + n * 150.0))
+    assert ("item", "target", "shilling") in {(a.entity_type, a.entity_id, a.detector) for a in alerts}
+    assert monitor.first_seen["fake0"] == T0 - 10.0 - monitor.config.first_seen_max_lag_s
