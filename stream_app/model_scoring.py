@@ -8,7 +8,7 @@ a micro-batch is scored. Micro-batches are scored one at a time, in order.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -28,6 +28,12 @@ def model_version(meta: Mapping[str, object]) -> str:
     checksum = meta.get("checksum")
     sha = checksum.get("sha256", "") if isinstance(checksum, Mapping) else ""
     return f"ensemble-{sha[:12]}"
+
+
+def exclusions(histories: Sequence[Sequence[tuple[str, str]]], bought: Sequence[set[str]]) -> list[set[str]]:
+    """What each user is not recommended: the items of their kept history (viewed, carted or bought: the
+    latest ``RECO_HISTORY_LEN`` events) and the items they bought (the latest that many distinct purchases)."""
+    return [{item for item, _ in history} | b for history, b in zip(histories, bought)]
 
 
 class EnsembleRecommender:
@@ -66,10 +72,11 @@ class EnsembleRecommender:
         return dict(zip(names, ranked))
 
     def rank(self, histories: list[list[tuple[str, str]]], bought: list[set[str]]) -> list[list[Scored]]:
-        """Top-k per user from the whole catalogue, already-bought items removed."""
+        """Top-k per user from the whole catalogue, without the items in the user's kept history or bought
+        (``exclusions``): the model was trained, its blend fitted and every version judged that way."""
         if self.blend is not None:
-            return self.blend.recommend(histories, self.k, exclude=bought)
-        return self.ensemble.recommend(histories, self.k, exclude_seen=False, exclude=bought)
+            return self.blend.recommend(histories, self.k, exclude=exclusions(histories, bought))
+        return self.ensemble.recommend(histories, self.k, exclude_seen=True, exclude=bought)
 
     def close(self) -> None:
         self.executor.shutdown(wait=True)

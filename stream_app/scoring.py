@@ -35,7 +35,7 @@ class HeuristicRecommender:
         return {
             u: score_user(
                 histories[u], popular, neighbors, k=self.settings.top_k,
-                exclude=set(users[u]["bought"]), config=self.config,
+                exclude=set(histories[u]) | set(users[u]["bought"]), config=self.config,  # as ``exclusions``
             )
             for u in users
         }

@@ -49,6 +49,22 @@ def test_next_item_comes_first_and_bought_items_are_excluded():
     rec.close()
 
 
+def test_items_the_user_already_touched_are_not_recommended_on_either_path():
+    """The model is trained and judged without the history's items, so it serves without them too (until
+    2026-12-07 only bought items were left out, and a viewed item could come back as its own recommendation)."""
+    rec = _recommender()
+    assert rec.blend is not None
+    touched = [ITEMS[3], ITEMS[4], ITEMS[6]]
+    users = {"a": _state(*[Event("a", item, "view", float(n)) for n, item in enumerate(touched)])}
+    fast = asyncio.run(rec.recommend(users, {}))["a"]
+    rec.blend = None  # the reference path (an ensemble the serving form cannot express)
+    reference = asyncio.run(rec.recommend(users, {}))["a"]
+    rec.close()
+    for ranked in (fast, reference):
+        assert len(ranked) == 5 and not set(touched) & {s.item_id for s in ranked}
+    assert [s.item_id for s in fast] == [s.item_id for s in reference]
+
+
 def test_model_version_names_the_weights():
     assert model_version({"model_version": "v7"}) == "v7"
     assert model_version({"checksum": {"sha256": "abcdef0123456789"}}) == "ensemble-abcdef012345"
