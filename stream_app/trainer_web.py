@@ -65,9 +65,10 @@ class _Collector:
         m, t = self.metrics, self.metrics.trainer
         counts = dict(t.counts)
         samples = CounterMetricFamily("reco_trainer_samples", "Training samples by outcome: read from the topic, "
-                                      "rejected (dead-lettered), learnt (again after a rollback)", labels=["outcome"])
+                                      "rejected (dead-lettered), redelivered (dropped: a rebalance delivered them "
+                                      "again), learnt (again after a rollback)", labels=["outcome"])
         for outcome, n in (("read", m.read["read"]), ("rejected", m.read["rejected"]),
-                           ("learnt", counts["samples_learnt"])):
+                           ("redelivered", counts["samples_redelivered"]), ("learnt", counts["samples_learnt"])):
             samples.add_metric([outcome], n)
         yield samples
         judged = CounterMetricFamily("reco_trainer_candidates", "Candidates judged on the held-out samples, by "

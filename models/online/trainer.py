@@ -72,7 +72,7 @@ from models.online.samples import TrainingSample
 log = logging.getLogger(__name__)
 # what ``OnlineTrainer.counts`` counts: samples taken and learnt (again after a rollback), candidates promoted or
 # not, automatic rollbacks
-COUNTS = ("samples_taken", "samples_learnt", "promoted", "not_promoted", "rolled_back")
+COUNTS = ("samples_taken", "samples_redelivered", "samples_learnt", "promoted", "not_promoted", "rolled_back")
 
 Position = tuple[int, int]  # (partition, offset) of a sample in the training-samples topic
 
@@ -160,6 +160,7 @@ class OnlineTrainer:
         self.learner = OnlineLearner(self.serving, learner_config)
         self.holdout: deque[Held] = deque()
         self.sample_offsets: dict[int, int] = self.resume_offsets()  # partition -> offset after the last learnt
+        self.next_taken: dict[int, int] = {}  # partition -> offset after the last sample taken (held out or learnt)
         self.since_eval = 0
         self.last_eval = clock()
         self.newest_learnt_ms: int | None = None
@@ -207,9 +208,15 @@ class OnlineTrainer:
         """Take a batch of samples in log order; returns store entries.
 
         ``kafka_ms``: when each entered the topic; ``positions``: each one's
-        (partition, offset) in it.
+        (partition, offset) in it. A sample at a position already taken is
+        dropped (``samples_redelivered``): a consumer group's rebalance hands
+        the samples after the last commit over again, and learnt twice, or
+        learnt and then held out, they made a candidate look better on its own
+        training data.
         """
         self._follow_store()
+        if positions is not None:
+            samples, kafka_ms, positions = self._drop_taken(samples, kafka_ms, positions)
         self.counts["samples_taken"] += len(samples)
         entries: list[dict[str, Any]] = []
         ranks: list[int | None] = [None] * len(samples)
@@ -249,6 +256,19 @@ class OnlineTrainer:
         if due:
             entries += self._evaluate()
         return entries
+
+    def _drop_taken(self, samples: Sequence[TrainingSample], kafka_ms: Sequence[int] | None,
+                    positions: Sequence[Position]) -> tuple[list[TrainingSample], list[int] | None, list[Position]]:
+        """The samples at positions not taken before, and their times and positions; records them as taken."""
+        new = [n for n, (partition, offset) in enumerate(positions) if offset >= self.next_taken.get(partition, 0)]
+        if len(new) < len(samples):
+            self.counts["samples_redelivered"] += len(samples) - len(new)
+            log.info("%d samples delivered again (a rebalance) dropped: already taken", len(samples) - len(new))
+        for n in new:
+            partition, offset = positions[n]
+            self.next_taken[partition] = max(self.next_taken.get(partition, 0), offset + 1)
+        return ([samples[n] for n in new], None if kafka_ms is None else [kafka_ms[n] for n in new],
+                [positions[n] for n in new])
 
     def _follow_store(self) -> None:
         """Start over from the store's serving version if someone else changed it (``reco rollback``)."""

@@ -236,6 +236,22 @@ def test_promotions_record_sample_offsets_and_a_restart_resumes_there(tmp_path) 
     assert restarted.resume_offsets() == {0: 35, 1: 35, 2: 100}
 
 
+def test_samples_a_rebalance_delivers_again_are_neither_learnt_nor_held_out_twice(tmp_path) -> None:
+    """A consumer group's rebalance hands over again what came after the last commit: until 2026-12-07 the
+    trainer learnt one copy and held the other out, so the next candidate was judged on its training data."""
+    trainer = make_trainer(tmp_path)
+    batch, positions = samples(30), [(0, i) for i in range(30)]
+    trainer.on_samples(batch[:20], positions=positions[:20])
+    trainer.on_samples(batch[20:], positions=positions[20:])
+    trainer.on_samples(batch[20:], positions=positions[20:])  # from the committed offset 20 again
+    assert trainer.learner.seen == 20 and [h.position for h in trainer.holdout] == positions[20:]
+    assert trainer.counts["samples_taken"] == 30 and trainer.counts["samples_redelivered"] == 10
+    mixed = samples(5, start=28)  # a fetch overlapping what was taken: only the new ones count
+    trainer.on_samples(mixed, positions=[(0, 28 + i) for i in range(5)])
+    assert [h.position[1] for h in trainer.holdout] == list(range(20, 33))  # learnt in whole steps of 10
+    assert trainer.counts["samples_taken"] == 33 and trainer.counts["samples_redelivered"] == 12
+
+
 def test_a_trainer_restarted_during_a_probation_still_judges_the_version(tmp_path) -> None:
     """Restarted after a promotion, before the verdict: the version is on probation again (against the one
     it replaced) instead of serving unjudged; a version that serves by a rollback is not."""
