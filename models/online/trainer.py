@@ -127,6 +127,9 @@ class Probation:
 
     previous: Ensemble
     previous_version: str
+    # partition -> the first offset fresh to the promotion: those before it (a restarted trainer reads them
+    # again) were its hold-out, on which the new version was chosen, so they would bias the verdict
+    fresh_from: dict[int, int] = field(default_factory=dict)
     new_ranks: list[np.ndarray] = field(default_factory=list)
     old_ranks: list[np.ndarray] = field(default_factory=list)
 
@@ -173,8 +176,10 @@ class OnlineTrainer:
 
     def _resumed_probation(self) -> Probation | None:
         """A restarted trainer puts the serving version on probation again if a promotion made it serve:
-        the log keeps no verdicts, so one that passed is judged again (on the samples read from its
-        offsets, fresh to both versions) rather than one that had not been judged never being judged.
+        the log keeps no verdicts, so one that passed is judged again rather than one that had not been
+        judged never being judged: on the samples after those its promotion was decided on (``judged_offsets``;
+        a restarted trainer reads them again, from ``sample_offsets``, and until 2026-12-07 the verdict began
+        with them, a slice on which the new version had just won).
         None when probation is off, the version serves by a rollback or as the base, or the version it
         replaced cannot be loaded (logged)."""
         entry = self.store.serving_entry()
@@ -190,7 +195,8 @@ class OnlineTrainer:
             return None
         log.info("%s is on probation again against %s (a restarted trainer does not know its verdict)",
                  self.serving_version, stack[-2])
-        return Probation(previous, stack[-2])
+        fresh_from = {int(p): int(o) for p, o in (entry.get("judged_offsets") or {}).items()}
+        return Probation(previous, stack[-2], fresh_from)
 
     def resume_offsets(self) -> dict[int, int]:
         """Per partition, the offset after the last sample the serving version learnt.
@@ -225,7 +231,7 @@ class OnlineTrainer:
         scores = None
         if fed:
             ranks, ranked_by = self._rank_fresh(samples), self.serving_version
-            entries += self._check_probation(samples, ranks)
+            entries += self._check_probation(*self._fresh_to_probation(samples, ranks, positions))
             if self.learner_config.blend.every:  # the serving version has not learnt them either
                 scores = self.learner.blend.features(self.serving, [s for s in samples if is_scored(s)])
         times = kafka_ms if kafka_ms is not None else [s.ts_ms for s in samples]
@@ -348,7 +354,8 @@ class OnlineTrainer:
             entry = self.store.promote(version, expect_current=expected, previous=self.serving_version,
                                        metrics=metrics, newest_sample_ms=self.newest_learnt_ms,
                                        oldest_sample_ms=self.oldest_unpromoted_ms,
-                                       sample_offsets={str(p): o for p, o in sorted(self.sample_offsets.items())})
+                                       sample_offsets={str(p): o for p, o in sorted(self.sample_offsets.items())},
+                                       judged_offsets={str(p): o for p, o in sorted(self.next_taken.items())})
         except StoreChanged as exc:  # e.g. ``reco rollback`` since this evaluation began: it stands
             log.warning("candidate not promoted: %s", exc)
             self.evaluations[-1]["promoted"] = False
@@ -383,6 +390,16 @@ class OnlineTrainer:
                 self.store.rotate_log(self.config.log_max_lines, keep=self.config.keep_versions)
             except (OSError, CheckpointError) as exc:
                 log.error("archiving the model store's log failed (the log stays as it was): %r", exc)
+
+    def _fresh_to_probation(self, samples: Sequence[TrainingSample], ranks: Sequence[int | None],
+                            positions: Sequence[Position] | None
+                            ) -> tuple[Sequence[TrainingSample], Sequence[int | None]]:
+        """The samples (and ranks) the probation may judge: not those its promotion was decided on."""
+        fresh_from = self.probation.fresh_from if self.probation is not None else {}
+        if positions is None or not fresh_from:
+            return samples, ranks
+        keep = [n for n, (partition, offset) in enumerate(positions) if offset >= fresh_from.get(partition, 0)]
+        return [samples[n] for n in keep], [ranks[n] for n in keep]
 
     def _check_probation(self, samples: Sequence[TrainingSample], ranks: Sequence[int | None]
                          ) -> list[dict[str, Any]]:

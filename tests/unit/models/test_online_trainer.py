@@ -265,6 +265,31 @@ def test_a_trainer_restarted_during_a_probation_still_judges_the_version(tmp_pat
     assert OnlineTrainer(trainer.store, trainer.learner_config, trainer.config).probation is None
 
 
+def test_a_restarted_trainers_probation_does_not_judge_on_the_slice_the_promotion_was_decided_on(tmp_path):
+    """Synthetic: shoppers touch "b", then "a". v0002 is promoted on held-out "b" samples, where it beats the
+    base; on the fresh "a" samples it does worse. Restarted right after the promotion, the trainer reads the
+    hold-out again (from ``sample_offsets``): until 2026-12-07 the verdict began with it and kept v0002."""
+    def sample(i: int, target: str) -> TrainingSample:
+        return TrainingSample(f"u{i}", ["c"], ["view"], target, "purchase", 8.0, 1_700_000_000_000 + i, "v")
+
+    stream = [sample(i, "b") for i in range(50)] + [sample(i, "a") for i in range(50, 80)]
+    positions = [(0, i) for i in range(80)]
+    verdicts = {}
+    for restart in (False, True):
+        trainer = make_trainer(tmp_path / str(restart), promote_every=40, rollback_window=20, rollback_margin=0.1)
+        entries = trainer.on_samples(stream[:40], positions=positions[:40])
+        entries += trainer.on_samples(stream[40:50], positions=positions[40:50])
+        assert [e["version"] for e in entries] == ["v0002"] and entries[0]["judged_offsets"] == {"0": 50}
+        start = 50
+        if restart:
+            trainer = OnlineTrainer(trainer.store, trainer.learner_config, trainer.config)
+            start = trainer.resume_offsets()[0]
+            assert start == 40  # the hold-out is read again
+        verdicts[restart] = [(e["action"], e["version"]) for k in range(start, 80, 5)
+                             for e in trainer.on_samples(stream[k:k + 5], positions=positions[k:k + 5])]
+    assert verdicts[False] == verdicts[True] == [("rollback", "v0001")]
+
+
 def test_without_positions_nothing_is_recorded(tmp_path) -> None:
     trainer = make_trainer(tmp_path)
     entries = trainer.on_samples(samples(80))
