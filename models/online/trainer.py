@@ -158,8 +158,7 @@ class OnlineTrainer:
         if version is None:
             raise ValueError(f"model store {store.root} has no serving version (see ensure_base)")
         self.store, self.learner_config, self.config, self.clock = store, learner_config, config, clock
-        self.serving, _ = store.load(version)
-        self.serving_version = version
+        self.serving_version, self.serving = self._loadable(version)
         self.learner = OnlineLearner(self.serving, learner_config)
         self.holdout: deque[Held] = deque()
         self.sample_offsets: dict[int, int] = self.resume_offsets()  # partition -> offset after the last learnt
@@ -168,11 +167,23 @@ class OnlineTrainer:
         self.last_eval = clock()
         self.newest_learnt_ms: int | None = None
         self.oldest_unpromoted_ms: int | None = None  # the oldest sample learnt since the last promotion
-        self._unloadable: str | None = None  # a version the store serves that this trainer could not load
+        # a version the store serves that this trainer could not load
+        self._unloadable: str | None = version if version != self.serving_version else None
         self.probation: Probation | None = self._resumed_probation()
         self.evaluations: deque[dict[str, Any]] = deque(maxlen=1_000)  # the latest (a trainer runs for months)
         self.counts: dict[str, int] = dict.fromkeys(COUNTS, 0)  # since this trainer started (its metrics)
         self._forms: dict[int, tuple[Ensemble, LinearBlend | None]] = {}  # id -> (version's ensemble, its form)
+
+    def _loadable(self, current: str) -> tuple[str, Ensemble]:
+        """The serving version and its ensemble, or, if it cannot be loaded, the newest version of the serving
+        stack that can (logged), as starting workers do; the next candidate may then replace it. Until
+        2026-12-07 the trainer stopped, and stopped again at every restart."""
+        for version in reversed(self.store.serving_stack() or [current]):
+            try:
+                return version, self.store.load(version)[0]
+            except (CheckpointError, OSError) as exc:
+                log.error("model store %s: %s cannot be loaded (%s)", self.store.root, version, exc)
+        raise CheckpointError(f"model store {self.store.root}: no version it served can be loaded")
 
     def _resumed_probation(self) -> Probation | None:
         """A restarted trainer puts the serving version on probation again if a promotion made it serve:
@@ -180,12 +191,12 @@ class OnlineTrainer:
         judged never being judged: on the samples after those its promotion was decided on (``judged_offsets``;
         a restarted trainer reads them again, from ``sample_offsets``, and until 2026-12-07 the verdict began
         with them, a slice on which the new version had just won).
-        None when probation is off, the version serves by a rollback or as the base, or the version it
+        None when probation is off, the version serves by a rollback or as the base, it or the version it
         replaced cannot be loaded (logged)."""
         entry = self.store.serving_entry()
         stack = self.store.serving_stack()
         if (not self.config.rollback_window or entry is None or entry["action"] != "promote" or len(stack) < 2
-                or entry.get("previous") != stack[-2]):
+                or entry.get("previous") != stack[-2] or self._unloadable is not None):
             return None
         try:
             previous, _ = self.store.load(stack[-2])
@@ -364,11 +375,13 @@ class OnlineTrainer:
                 self.store.discard(version)
             self._follow_store()
             return []
-        self._unloadable = None
         self.counts["promoted"] += 1
         self._tidy_store()
-        if self.config.rollback_window:
+        if self.config.rollback_window and expected == self.serving_version:
             self.probation = Probation(self.serving, self.serving_version)
+        elif self.config.rollback_window:  # a rollback would restore the version no one could load
+            log.warning("%s replaces %s, which could not be loaded: no probation", version, expected)
+        self._unloadable = None
         self.oldest_unpromoted_ms = None
         self.serving, self.serving_version = candidate, version
         return [entry]

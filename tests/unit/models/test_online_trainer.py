@@ -290,6 +290,24 @@ def test_a_restarted_trainers_probation_does_not_judge_on_the_slice_the_promotio
     assert verdicts[False] == verdicts[True] == [("rollback", "v0001")]
 
 
+def test_a_trainer_starts_from_the_newest_loadable_version_and_replaces_a_damaged_one(tmp_path) -> None:
+    """The serving checkpoint is damaged (zeroed, as after a power loss): until 2026-12-07 the trainer could not
+    start, and stopped again at every restart. It learns from the version before, as workers serve it, and its
+    next candidate replaces the damaged one, with no probation (a rollback would restore the damaged one)."""
+    trainer = make_trainer(tmp_path, rollback_window=10, rollback_margin=-1.0)  # any verdict would roll back
+    store = trainer.store
+    damaged = store.save(tiny_ensemble(("a", "b", "c", "d")))
+    store.promote(damaged, previous="v0001")
+    weights = store.path(damaged) / "weights.safetensors"
+    weights.write_bytes(b"\0" * weights.stat().st_size)
+    started = OnlineTrainer(store, trainer.learner_config, trainer.config)
+    assert started.serving_version == "v0001" and started.probation is None
+    entries = started.on_samples(samples(60))
+    assert [(e["action"], e["version"]) for e in entries] == [("promote", "v0003")]
+    assert store.current() == "v0003" and started.probation is None
+    assert started.on_samples(samples(30, start=60)) == [] and store.current() == "v0003"
+
+
 def test_without_positions_nothing_is_recorded(tmp_path) -> None:
     trainer = make_trainer(tmp_path)
     entries = trainer.on_samples(samples(80))
