@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -19,6 +20,12 @@ _AT_LEAST_ONE = {"partitions", "replication_factor", "max_batch", "max_event_byt
 _ABOVE_ZERO = {"popularity_half_life_s", "trainer_lr", "trainer_promote_every_s", "redis_timeout_s",
                "broker_session_timeout_s", "broker_heartbeat_interval_s", "commit_interval_s"}
 _ANY_SIGN = {"trainer_promote_tolerance", "trainer_rollback_margin"}
+_DEVICE = r"auto|cpu|cuda(:\d+)?"
+# text settings with a fixed form (a regular expression the whole value must match), and what they take
+_FORMS = {"device": (_DEVICE, "auto, cpu, cuda or cuda:N"), "trainer_device": (_DEVICE, "auto, cpu, cuda or cuda:N"),
+          "model_dtype": ("fp32|bf16", "fp32 or bf16"), "store": ("(memory|rocksdb)://.*", "memory:// or rocksdb://"),
+          "log_level": ("(?i)debug|info|warning|error|critical", "debug, info, warning, error or critical")}
+_PORTS = ("web_port", "trainer_web_port")
 log = logging.getLogger(__name__)
 _SECRET_WORDS = ("password", "secret", "token")
 
@@ -110,7 +117,7 @@ class Settings:
     log_level: str = "info"
 
     def __post_init__(self) -> None:
-        """Refuse numbers no part of the service can work with (each names its ``RECO_*`` variable)."""
+        """Refuse values no part of the service can work with (each names its ``RECO_*`` variable)."""
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -121,9 +128,21 @@ class Settings:
                 need = ("a finite number" if f.name in _ANY_SIGN else f"at least {least}" if least
                         else "above 0" if f.name in _ABOVE_ZERO else "0 or more")
                 raise ValueError(f"{PREFIX}{f.name.upper()} must be {need}, not {value!r}")
+        for name, (form, choices) in _FORMS.items():
+            if not re.fullmatch(form, getattr(self, name)):
+                raise ValueError(f"{PREFIX}{name.upper()} must be {choices}, not {getattr(self, name)!r}")
+        for name in _PORTS:
+            if getattr(self, name) > 65_535:
+                raise ValueError(f"{PREFIX}{name.upper()} must be a port number (at most 65535), not {getattr(self, name)}")
+        if self.broker_heartbeat_interval_s >= self.broker_session_timeout_s:
+            raise ValueError(f"{PREFIX}BROKER_HEARTBEAT_INTERVAL_S ({self.broker_heartbeat_interval_s}) must be below "
+                             f"{PREFIX}BROKER_SESSION_TIMEOUT_S ({self.broker_session_timeout_s}): the broker would "
+                             "expel every consumer between two heartbeats")
         named: dict[str, str] = {}  # topic -> the first setting naming it (one topic for two: e.g. dead
         for f in fields(self):  # letters sent back into the events)
             topic = getattr(self, f.name)
+            if f.name.endswith("_topic") and not topic:
+                raise ValueError(f"{PREFIX}{f.name.upper()} must name a topic")
             if f.name.endswith("_topic") and named.setdefault(topic, f.name) != f.name:
                 raise ValueError(f"{PREFIX}{named[topic].upper()} and {PREFIX}{f.name.upper()} name one topic, "
                                  f"{topic!r}: each needs its own")

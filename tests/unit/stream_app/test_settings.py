@@ -54,3 +54,20 @@ def test_two_settings_naming_one_topic_are_refused():
     """``RECO_DEAD_LETTER_TOPIC=events`` would feed every rejected event back into the input."""
     with pytest.raises(ValueError, match="RECO_EVENTS_TOPIC and RECO_DEAD_LETTER_TOPIC name one topic"):
         Settings.from_env({"RECO_DEAD_LETTER_TOPIC": "events"})
+
+
+@pytest.mark.parametrize("name, raw, says", [
+    ("STORE", "rocksdb:/data", "memory:// or rocksdb://"), ("DEVICE", "gpu", "cuda"),
+    ("TRAINER_DEVICE", "cuda0", "cuda:N"), ("MODEL_DTYPE", "fp16", "fp32 or bf16"),
+    ("LOG_LEVEL", "verbose", "debug, info"), ("WEB_PORT", "70000", "at most 65535"),
+    ("BROKER_HEARTBEAT_INTERVAL_S", "30", "below RECO_BROKER_SESSION_TIMEOUT_S"), ("EVENTS_TOPIC", "", "name a topic")])
+def test_values_of_the_wrong_form_are_refused_at_start_by_name(name, raw, says):
+    """Until 2026-12-07 these passed, and failed later, elsewhere (a typo in RECO_STORE at the first table)."""
+    with pytest.raises(ValueError, match=f"RECO_{name}.*{says}"):
+        Settings.from_env({f"RECO_{name}": raw})
+
+
+def test_the_accepted_forms_pass():
+    s = Settings.from_env({"RECO_STORE": "rocksdb://", "RECO_DEVICE": "cuda:1", "RECO_LOG_LEVEL": "DEBUG",
+                           "RECO_MODEL_DTYPE": "bf16", "RECO_TRAINER_DEVICE": "cpu"})
+    assert (s.store, s.device, s.log_level) == ("rocksdb://", "cuda:1", "DEBUG")
