@@ -10,7 +10,8 @@ Layout under ``root``::
 The log is the source of truth. Replaying it gives the serving stack: a
 promotion pushes a version, a rollback pops the current one, so the version
 that served before it serves again. A version directory is written under a
-temporary name and renamed, so a reader never sees half a checkpoint.
+temporary name, synced to disk and renamed, so a reader never sees half a
+checkpoint, and a log entry never names one a power loss could undo.
 ``prune`` deletes the versions that can no longer serve (rolled back, or
 deeper in the stack than ``keep``); the log keeps every entry until
 ``rotate_log`` archives it and starts a new one from the versions kept.
@@ -137,12 +138,24 @@ class ModelStore:
         return f"v{max(numbers, default=0) + 1:04d}"
 
     def save(self, ensemble: Ensemble, extra: Mapping[str, Any] | None = None) -> str:
-        """Write ``ensemble`` as the next version (not serving yet); returns its name."""
+        """Write ``ensemble`` as the next version (not serving yet); returns its name.
+
+        Its files and folder are synced to disk before the rename, and
+        ``versions/`` after it, so a log entry naming the version (appended
+        later, and synced) never outlives the version itself in a power loss.
+        """
+        if not self.versions_dir.is_dir():
+            self.versions_dir.mkdir(parents=True, exist_ok=True)
+            _fsync(self.root)  # the new versions/ itself
         version = self.next_version()
         tmp = self.versions_dir / f".tmp-{version}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         ensemble.save(tmp, extra={**dict(extra or {}), "model_version": version})
+        for path in sorted(tmp.iterdir()):
+            _fsync(path)
+        _fsync(tmp)
         tmp.rename(self.path(version))
+        _fsync(self.versions_dir)  # the rename
         return version
 
     def promote(self, version: str, *, expect_current: str | None = None, **info: Any) -> dict[str, Any]:
@@ -333,11 +346,16 @@ def _write_atomically(path: Path, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)  # a full disk: leave no half-written file behind
         raise
-    folder = os.open(path.parent, os.O_RDONLY)
+    _fsync(path.parent)
+
+
+def _fsync(path: Path) -> None:
+    """Sync a file's data, or a folder's entries (what was created or renamed in it), to disk."""
+    fd = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(folder)
+        os.fsync(fd)
     finally:
-        os.close(folder)
+        os.close(fd)
 
 
 def _number(version: str) -> int:

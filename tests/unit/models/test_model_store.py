@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -207,3 +208,32 @@ def test_prune_deletes_what_an_earlier_prune_or_a_dead_save_left(tmp_path) -> No
         path.mkdir()
     assert store.prune(2) == []
     assert not any(p.exists() for p in left) and saving_now.exists()
+
+
+def test_a_version_is_on_disk_for_good_before_the_log_names_it(tmp_path, monkeypatch) -> None:
+    """A power loss cannot leave a log entry naming a version whose files are empty or whose folder was never
+    renamed: the files, their folder and ``versions/`` (after the rename) are synced before the append."""
+    store = ModelStore(tmp_path)
+    store.promote(store.save(tiny_ensemble()))
+    events: list[tuple[str, Path, bool]] = []  # (what, path, whether v0002 is in place yet)
+    real_fsync, real_append = os.fsync, ModelStore._append
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", Path(os.readlink(f"/proc/self/fd/{fd}")), store.path("v0002").is_dir()))
+        real_fsync(fd)
+
+    def append(self: ModelStore, entry: dict) -> dict:
+        events.append(("append", Path(), False))
+        return real_append(self, entry)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(ModelStore, "_append", append)
+    store.promote(store.save(tiny_ensemble(("a", "b", "c", "d"))))
+
+    before = [(path, renamed) for what, path, renamed in events[:[e[0] for e in events].index("append")]]
+    folders = {f".tmp-v0002-{os.getpid()}", "v0002"}  # (synced before or after the rename: the same folder)
+    synced = {path.name for path, _ in before if path.parent.name in folders}
+    assert {"weights.safetensors", "meta.json"} <= synced
+    assert any(path.name in folders for path, _ in before)
+    assert (store.versions_dir, True) in before  # versions/ synced after the rename
+    assert store.current() == "v0002"
