@@ -249,11 +249,13 @@ class ModelStore:
 
         The new log is a ``rotate`` entry naming the archive, then the
         promotion entries of the newest ``keep`` versions of the serving stack
-        (all of it for 0), copied unchanged: it serves, rolls back and resumes
-        (``sample_offsets``) as the old one did. When those would not fit in
-        ``max_lines`` either, nothing is archived. Without it the log grows by a
-        line per promotion for good, and every reader holds all of it in
-        memory. The new log replaces the old one by a rename; appends wait
+        (all of it for 0) and, when the serving version serves by a rollback,
+        the promotion it undid and that rollback, copied unchanged: it serves,
+        rolls back, resumes (``sample_offsets``) and says how the serving
+        version came to serve (``serving_entry``) as the old one did. When
+        those would not fit in ``max_lines`` either, nothing is archived.
+        Without it the log grows by a line per promotion for good, and every
+        reader holds all of it in memory. The new log replaces the old one by a rename; appends wait
         for it (a lock file), and readers see a new file and read it whole.
         """
         if max_lines < 1 or keep < 0:
@@ -266,16 +268,17 @@ class ModelStore:
             old = path.read_bytes()  # under the lock: every append so far is in it, none comes in between
             read = _read_whole(old, path)  # a last line cut short is left out here, kept in the archive
             stack = read.stack[-keep:] if keep else read.stack
-            if len(stack) + 1 > max_lines:  # (keep 0, a long stack) the new log would be due again at once
-                logger.warning("store log not archived: the %d versions it keeps would not fit in %d lines",
-                               len(stack), max_lines)
+            promotions, rolled_back = _how_it_serves(read.entries)
+            copies = [*(promotions[v] for v in stack), *rolled_back]
+            if len(copies) + 1 > max_lines:  # (keep 0, a long stack) the new log would be due again at once
+                logger.warning("store log not archived: the %d entries it keeps would not fit in %d lines",
+                               len(copies), max_lines)
                 return None
-            promotions = {e["version"]: e for e in read.entries if e["action"] == "promote"}
             archive = self._archive(_archives_named(read.entries) + 1)
             _write_atomically(archive, gzip.compress(old))
             rotate = {"action": "rotate", "archive": f"{LOG_ARCHIVE}/{archive.name}", "archived_lines": read.lines,
-                      "kept": stack, "ts": time.time()}
-            fresh = [rotate, *(promotions[v] for v in stack)]
+                      "kept": stack, "copied": len(copies), "ts": time.time()}
+            fresh = [rotate, *copies]
             _write_atomically(path, b"".join(json.dumps(e, allow_nan=False).encode() + b"\n" for e in fresh))
         self._read = _LogSoFar()
         logger.info("store log: %d lines archived to %s; the new log keeps %s", read.lines, archive, stack)
@@ -434,8 +437,28 @@ def _archives_named(entries: list[dict[str, Any]]) -> int:
     return int(match.group(1))
 
 
+def _how_it_serves(entries: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """Replaying ``entries``: each version's promotion entry, and, when the serving version serves by a
+    rollback, the promotion that rollback undid and the rollback (else nothing): what a new log copies
+    after the kept promotions so it still serves by that rollback."""
+    promotions: dict[str, dict[str, Any]] = {}
+    stack: list[str] = []
+    rolled_back: list[dict[str, Any]] = []
+    for entry in entries:
+        if entry["action"] == "promote":
+            promotions[entry["version"]] = entry
+            stack.append(entry["version"])
+            rolled_back = []
+        elif entry["action"] == "rollback" and stack:
+            rolled_back = [promotions[stack.pop()], entry]
+        elif entry["action"] == "rotate":
+            stack.clear()
+    return promotions, rolled_back
+
+
 def _without_copies(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``entries`` less the promotions copied after each ``rotate`` entry (its ``kept`` versions)."""
+    """``entries`` less the entries copied after each ``rotate`` entry (``copied`` of them; its ``kept``
+    versions' promotions in a log rotated before 2026-12-07)."""
     out, skip = [], 0
     for entry in entries:
         if skip:
@@ -443,7 +466,7 @@ def _without_copies(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         out.append(entry)
         if entry["action"] == "rotate":
-            skip = len(entry.get("kept", []))
+            skip = entry.get("copied", len(entry.get("kept", [])))
     return out
 
 

@@ -42,7 +42,8 @@ def test_a_long_log_is_archived_and_the_new_one_serves_and_rolls_back_as_before(
     assert entries[0]["action"] == "rotate" and entries[0]["archived_lines"] == 9
     assert entries[0]["archive"] == "log-archive/log-000001.jsonl.gz"
     old = [json.loads(line) for line in before.splitlines()]
-    assert entries[1:] == [e for e in old if e["action"] == "promote" and e["version"] in versions[4:7]]
+    kept = [e for e in old if e["action"] == "promote" and e["version"] in versions[4:7]]
+    assert entries[1:] == [*kept, old[-2], old[-1]]  # v0007 serves by the rollback from v0008: copied too
     assert fresh.rollback()["version"] == "v0006" and store.current() == "v0006"
     assert store.rollback()["version"] == "v0005"
     with pytest.raises(ValueError, match="nothing to roll back to"):
@@ -64,9 +65,9 @@ def test_rotations_number_their_archives_and_keep_zero_keeps_the_whole_stack(tmp
     store = ModelStore(tmp_path)
     promoted(store, 5)
     store.rollback()
-    store.rollback()  # seven lines, three versions in the stack
-    assert store.rotate_log(max_lines=5) is not None
-    assert store.serving_stack() == ["v0001", "v0002", "v0003"] and len(store.log()) == 4
+    store.rollback()  # seven lines, three versions in the stack, v0003 serving by the rollback from v0004
+    assert store.rotate_log(max_lines=6) is not None
+    assert store.serving_stack() == ["v0001", "v0002", "v0003"] and len(store.log()) == 6
     promoted(store, 2)
     second = store.rotate_log(max_lines=3, keep=2)
     assert [p.name for p in store.archives()] == ["log-000001.jsonl.gz", "log-000002.jsonl.gz"]
@@ -80,6 +81,27 @@ def test_the_new_log_keeps_the_serving_versions_sample_offsets_for_a_restart(tmp
     store.rotate_log(max_lines=3, keep=2)
     serving = [e for e in ModelStore(tmp_path).log() if e["action"] == "promote" and e["version"] == "v0004"]
     assert serving and serving[-1]["sample_offsets"] == {"0": 400}
+
+
+@pytest.mark.parametrize("keep", [0, 2])
+def test_a_version_serving_by_a_rollback_still_does_after_the_log_is_archived(tmp_path, keep: int) -> None:
+    """A restarted trainer must not take it for a promotion (and put it on probation again), nor ``reco
+    announce`` announce it as one."""
+    store = ModelStore(tmp_path)
+    promoted(store, 5)
+    store.rollback(reason="by hand")
+    store.rollback(reason="by hand again")  # v0005, then v0004 off: v0003 serves by this rollback
+    before = (store.serving_entry(), store.serving_stack(), store.current(), store.history())
+    assert before[0]["action"] == "rollback"
+    store.rotate_log(max_lines=6, keep=keep)
+
+    fresh = ModelStore(tmp_path)
+    assert fresh.archives() and fresh.serving_entry() == before[0] and fresh.current() == "v0003"
+    assert fresh.serving_stack() == (before[1][-keep:] if keep else before[1])
+    assert [e for e in fresh.history() if e["action"] != "rotate"] == before[3]
+    serving = [e for e in fresh.log() if e["action"] == "promote" and e["version"] == "v0003"]
+    assert serving[-1]["sample_offsets"] == {"0": 300}  # where a restarted trainer resumes
+    assert fresh.rollback()["version"] == "v0002"
 
 
 def test_a_damaged_log_is_not_rotated(tmp_path) -> None:
@@ -110,7 +132,7 @@ def test_history_holds_every_entry_once_across_rotations(tmp_path) -> None:
     store.rotate_log(max_lines=4, keep=2)
     promoted(store, 3)
     store.rollback(reason="by hand")
-    store.rotate_log(max_lines=4, keep=2)
+    store.rotate_log(max_lines=5, keep=2)
     promoted(store, 1)
     steps = [(e["action"], e.get("version")) for e in ModelStore(tmp_path).history()]
     assert steps == [*(("promote", f"v000{i}") for i in range(1, 6)), ("rotate", None),
