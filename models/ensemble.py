@@ -77,13 +77,16 @@ SMALL = (0.01, 0.03, 0.1, 0.3)  # tries for a zero weight, relative to the large
 
 
 def _ndcg10(x: torch.Tensor, y: torch.Tensor, seen: torch.Tensor, w: torch.Tensor) -> float:
-    """Mean NDCG@10 of blend ``w`` (ties broken by row, as in evaluation)."""
+    """Mean NDCG@10 of blend ``w`` (every tie counts against the target and a NaN is a miss, as in
+    evaluation: a blend that scores everything alike gains nothing)."""
     with torch.no_grad():
         scores = (x @ w).masked_fill(seen, float("-inf"))  # (users, n_items)
         t = scores.gather(1, y[:, None])
-        cols = torch.arange(scores.shape[1])[None, :]
-        rank = ((scores > t) | ((scores == t) & (cols < y[:, None]))).sum(1).double()
-        return float(torch.where(rank < 10, 1.0 / torch.log2(rank + 2.0), 0.0).mean())
+        at_least = (scores >= t) & ~seen
+        at_least.scatter_(1, y[:, None], False)
+        rank = at_least.sum(1).double()
+        hit = (rank < 10) & ~torch.isnan(t[:, 0])
+        return float(torch.where(hit, 1.0 / torch.log2(rank + 2.0), 0.0).mean())
 
 
 def coordinate_search(
@@ -186,7 +189,7 @@ class Ensemble:
         if not bool((start > 0).any()):
             start = torch.ones_like(start)
         best, _ = coordinate_search(lambda trial: _ndcg10(x, y, seen, trial), start, rounds)
-        if not bool(best.sum() > 0):  # the search switched every scorer off (row order won): no blend at all
+        if not bool(best.sum() > 0):  # the search switched every scorer off: no blend at all
             best = start
         best = best / best.sum()  # rankings are scale-free; weights summing to 1 read as shares
         self.weights = {n: float(v) for n, v in zip(names, best)}

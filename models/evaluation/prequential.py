@@ -13,7 +13,7 @@ user's history (the latest ``max_len`` events, what the worker's user table
 keeps) are removed from the ranking. An event whose item is already in that
 history can therefore never be a hit; such repeat events are not scored (but
 they are still learnt from). A target the serving vocabulary does not know
-counts as a miss. Ties are broken by row, as in ``protocol.rank_full``.
+counts as a miss. Every tie counts against the target, as in ``protocol.rank_full``.
 """
 
 from __future__ import annotations

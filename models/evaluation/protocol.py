@@ -2,8 +2,10 @@
 
 Every user's target is ranked against ALL items (``rank_full``) or against 99
 sampled items the user never touched (``rank_sampled``). Items already in the
-history are excluded from the full ranking (as in the S3-Rec evaluation);
-ties are broken by row, the same way for every scorer.
+history are excluded from the full ranking (as in the S3-Rec evaluation).
+Every tie counts against the target: its rank is the number of other
+candidates scoring at least as high, so a scorer that scores everything alike
+gains nothing (breaking ties by row gave early rows free hits).
 """
 
 from __future__ import annotations
@@ -64,13 +66,12 @@ def leave_one_out(histories: dict[str, list[tuple[str, str]]], vocab: ItemVocab)
     return LeaveOneOut(users, tr_i, tr_t, va, va_t, te, tr_i + fit_i, tr_t + fit_t)
 
 
-def _tie_broken_rank(scores: torch.Tensor, rows: torch.Tensor, target_pos: int = 0) -> torch.Tensor:
-    """0-based rank of column ``target_pos`` among candidate ``scores`` (batch, n) with ``rows`` (batch, n)."""
+def _pessimistic_rank(scores: torch.Tensor, rows: torch.Tensor, target_pos: int = 0) -> torch.Tensor:
+    """0-based rank of column ``target_pos`` among candidate ``scores`` (batch, n) with ``rows`` (batch, n):
+    the other candidates (not padding, not the target's own row) scoring at least as high."""
     t_score = scores[:, target_pos : target_pos + 1]
     t_row = rows[:, target_pos : target_pos + 1]
-    better = scores > t_score
-    tied = (scores == t_score) & (rows < t_row)
-    rank = (better | tied).sum(dim=1)
+    rank = ((scores >= t_score) & (rows != t_row) & (rows > 0)).sum(dim=1)
     return torch.where(torch.isnan(t_score[:, 0]), MISS, rank)  # NaN: a miss, not first
 
 
@@ -96,15 +97,17 @@ def rank_scored(scores: torch.Tensor, items: Sequence[Sequence[int]], targets: S
                 exclude_seen: bool = True) -> np.ndarray:
     """``rank_full`` on scores already computed: (batch, n_rows) with row 0 the padding."""
     scores = scores[:, 1:].float().clone()  # (batch, n_items)
-    if exclude_seen:
-        for b, h in enumerate(items):
-            if h:
-                scores[b, torch.as_tensor(h) - 1] = float("-inf")
-    target = torch.as_tensor(targets) - 1
-    t_score = scores.gather(1, target[:, None])
-    cols = torch.arange(scores.shape[1])[None, :]
-    better = (scores > t_score) | ((scores == t_score) & (cols < target[:, None]))
-    rank = better.sum(dim=1, dtype=torch.int32).numpy().astype(np.int64)  # int32: 2-9x faster than int64 here
+    n_items = scores.shape[1]
+    flat = [b * n_items + r - 1 for b, h in enumerate(items) for r in h] if exclude_seen else []
+    if flat:
+        scores.view(-1)[torch.as_tensor(flat)] = float("-inf")  # a history item (the target too) ranks last
+    target = torch.as_tensor(targets)[:, None] - 1
+    t_score = scores.gather(1, target)
+    at_least = scores >= t_score  # (batch, n_items): every tie counts against the target
+    at_least.scatter_(1, target, False)  # ... but not the target itself
+    if flat:
+        at_least.view(-1)[torch.as_tensor(flat)] = False  # nor an excluded item (they tie with a -inf target)
+    rank = at_least.sum(dim=1, dtype=torch.int32).numpy().astype(np.int64)  # int32: 2-9x faster than int64 here
     rank[torch.isnan(t_score[:, 0]).numpy()] = MISS  # nothing compares above NaN: a miss, not first
     return rank
 
@@ -153,5 +156,5 @@ def rank_sampled(
         scores = score_fn(b_items, b_types).float()
         target = torch.as_tensor(targets[start : start + batch_size])[:, None]
         cands = torch.cat([target, torch.as_tensor(negatives[start : start + batch_size])], dim=1)
-        ranks.append(_tie_broken_rank(scores.gather(1, cands), cands).numpy())
+        ranks.append(_pessimistic_rank(scores.gather(1, cands), cands).numpy())
     return np.concatenate(ranks) if ranks else np.zeros(0, dtype=np.int64)

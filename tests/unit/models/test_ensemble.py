@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.ensemble import Ensemble, standardise
+from models.ensemble import Ensemble, _ndcg10, standardise
 from models.evaluation.protocol import leave_one_out
 from models.history import user_histories
 from models.pipeline import replay_counts
@@ -106,8 +106,9 @@ def test_a_zero_weight_scorer_is_not_run_and_changes_no_score(ensemble_and_split
 
 
 def test_a_fit_where_no_scorer_helps_keeps_finite_weights() -> None:
-    """Synthetic: every validation target is an item no scorer knows, so ranking by row order beats every
-    blend and the NDCG search switches each scorer off; the weights must stay a usable, finite blend."""
+    """Synthetic: every validation target is an item no scorer knows, so no blend ranks it well (until
+    2026-12-07 ties by row order beat every blend and the search switched each scorer off); the weights
+    must stay a usable, finite blend."""
     vocab = ItemVocab(["X", "A", "B", "C", "D"])
     pop, cov = PopularityScorer(vocab), CovisitationScorer(vocab)
     t = 1e9
@@ -117,3 +118,14 @@ def test_a_fit_where_no_scorer_helps_keeps_finite_weights() -> None:
     ens = Ensemble(vocab, {"popularity": pop, "covisitation": cov})
     weights = ens.fit_weights([[vocab.row("A")]] * 20, [[4]] * 20, [vocab.row("X")] * 20)
     assert all(np.isfinite(w) and w >= 0 for w in weights.values()) and sum(weights.values()) == pytest.approx(1.0)
+
+
+def test_a_blend_that_scores_every_item_alike_earns_no_ndcg_in_the_weight_search() -> None:
+    """Synthetic features, all zero: breaking ties by row rewarded the targets on the first rows, so the
+    search could favour a blend for the row order of the vocabulary."""
+    x = torch.zeros(30, 50, 2)  # (users, n_items, n_scorers)
+    y = torch.arange(30)  # targets on rows 1..30 (columns 0..29)
+    seen = torch.zeros(30, 50, dtype=torch.bool)
+    assert _ndcg10(x, y, seen, torch.tensor([0.5, 0.5])) == 0.0
+    x[:, :, 0] = -torch.arange(50.0)  # a scorer that does rank: the first ten targets are hits
+    assert _ndcg10(x, y, seen, torch.tensor([1.0, 0.0])) > 0.0

@@ -121,8 +121,19 @@ def test_target_ranks_equal_the_reference_ranking(ensemble: Ensemble, weights: t
     want = rank_samples(blended, samples)
     got = rank_samples(blended, samples, linear=LinearBlend(blended), batch_size=16)
     assert (want == MISS).sum() == len(histories)  # every unknown target is a miss on both paths
-    assert got.tolist() == want.tolist()  # ties (equal scores) broken by row alike
+    assert got.tolist() == want.tolist()  # ties (equal scores) counted against the target alike
     assert len(set(want[want < MISS].tolist())) > 5  # the targets do rank differently
+
+
+def test_with_every_item_tied_no_target_is_a_hit_on_either_path(ensemble: Ensemble) -> None:
+    """Co-visitation alone and empty histories: every item scores the same, so each target has every
+    other item tied with it (breaking ties by row gave the first rows free hits)."""
+    blended = copy.deepcopy(ensemble)
+    blended.weights = {"sequence": 0.0, "covisitation": 1.0, "popularity": 0.0}
+    samples = [TrainingSample(f"u{n}", [], [], item, "view", 1.0, 0, "v1") for n, item in enumerate(SYNTHETIC_ITEMS)]
+    others = len(SYNTHETIC_ITEMS) - 1
+    assert rank_samples(blended, samples).tolist() == [others] * len(samples)
+    assert rank_samples(blended, samples, linear=LinearBlend(blended)).tolist() == [others] * len(samples)
 
 
 def test_items_the_counting_scorers_added_after_the_sequence_model_last_grew_are_served(tmp_path) -> None:

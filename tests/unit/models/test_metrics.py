@@ -28,12 +28,28 @@ def fixed_scores(items: object, types: object) -> torch.Tensor:
     return torch.tensor([[float("-inf"), 2.0, 2.0, 1.0, 3.0]]).expand(len(items), -1).clone()  # type: ignore[arg-type]
 
 
-def test_rank_full_breaks_ties_by_row_and_excludes_history() -> None:
-    # Target 2 ties with row 1 (smaller row wins) and is behind row 4: rank 2.
+def test_rank_full_counts_ties_against_the_target_and_excludes_history() -> None:
+    # Target 2 ties with row 1 and is behind row 4: rank 2.
     assert rank_full(fixed_scores, [[3]], [[4]], [2], exclude_seen=False).tolist() == [2]
-    # Row 4 is in the history, so it is excluded: rank 1.
+    # Row 4 is in the history, so it is excluded: rank 1 (the tie with row 1 still counts).
     assert rank_full(fixed_scores, [[4]], [[4]], [2]).tolist() == [1]
-    assert rank_full(fixed_scores, [[4]], [[4]], [1]).tolist() == [0]
+    assert rank_full(fixed_scores, [[4]], [[4]], [1]).tolist() == [1]  # a lower row wins no tie either
+
+
+def test_when_every_item_scores_the_same_no_target_is_a_hit() -> None:
+    """Synthetic scores with no evidence at all (what an empty history gives a blend without popularity):
+    breaking ties by row gave the targets on the first ten rows free hits."""
+    n_rows = 40  # row 0 is padding
+    flat = lambda items, types: torch.zeros((len(items), n_rows))  # noqa: E731
+    targets = list(range(1, n_rows))
+    empty = [[] for _ in targets]
+    ranks = rank_full(flat, empty, empty, targets)
+    assert ranks.tolist() == [n_rows - 2] * len(targets) and hit_rate(ranks, 10) == 0.0
+    seen = [[t % (n_rows - 1) + 1] for t in targets]  # one other item in each history: excluded, not counted
+    assert rank_full(flat, seen, seen, targets).tolist() == [n_rows - 3] * len(targets)
+    negatives = sample_negatives([{t} for t in targets], n_rows, 99, seed=0)
+    sampled = rank_sampled(flat, empty, empty, targets, negatives)
+    assert sampled.tolist() == [99] * len(targets) and hit_rate(sampled, 10) == 0.0
 
 
 def test_rank_sampled_counts_only_sampled_negatives() -> None:
