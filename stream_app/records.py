@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import orjson
 
 from models.data.events import EVENT_TYPES, Event
+from models.data.times import BadTime, parse_time
 
 REQUIRED = ("user_id", "item_id", "event_type", "ts")
 OPTIONAL_STR = ("session_id", "category")
@@ -102,24 +102,12 @@ def decode_event(
 
 
 def _parse_time(value: Any) -> float | Rejection:
-    """Unix seconds (number) or an ISO-8601 string with a time zone."""
-    if isinstance(value, bool):
-        return Rejection("bad_time", "ts must be Unix seconds or ISO-8601, got a boolean")
-    if isinstance(value, (int, float)):
-        ts = float(value)
-    elif isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            return Rejection("bad_time", f"unparseable time {value[:40]!r}")
-        if parsed.tzinfo is None:
-            return Rejection("bad_time", f"time {value[:40]!r} has no time zone")
-        ts = parsed.timestamp()
-    else:
-        return Rejection("bad_time", f"ts must be Unix seconds or ISO-8601, got {type(value).__name__}")
-    if not math.isfinite(ts) or ts <= 0:
-        return Rejection("bad_time", f"ts {value!r} is not a positive finite time")
-    return ts
+    """Unix seconds (number) or an ISO-8601 string with a time zone (``models.data.times``, the rule the
+    log readers share)."""
+    try:
+        return parse_time(value)
+    except BadTime as exc:
+        return Rejection("bad_time", str(exc))
 
 
 def _optional_fields(d: dict[str, Any]) -> dict[str, Any] | Rejection:

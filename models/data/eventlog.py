@@ -2,10 +2,13 @@
 
 Every reader yields :class:`Event` records, or for a line it cannot parse a
 :class:`BadLine` carrying the original text, so that a replay can forward it
-unchanged and let the stream's validation reject it with a reason.
+unchanged and let the stream's validation reject it with a reason. Times are
+judged by the stream's own rule (``models.data.times.parse_time``: Unix seconds
+or ISO-8601 with a zone, positive and finite; until 2026-12-07 the readers took
+any ``float()``, a NaN included, and refused ISO-8601).
 
 Formats:
-- ``jsonl``: the project's own format, one JSON event per line (see ``Event``).
+- ``jsonl``: the project's own format, one JSON event per line (see ``Event``); ``ts`` as the stream takes it.
 - ``taobao``: Taobao UserBehavior CSV ``user_id,item_id,category_id,behavior,unix_ts``.
   Behaviours map pv->view, fav->click, cart->add_to_cart, buy->purchase
   (``fav`` is an explicit interaction short of a cart, so it counts as a click).
@@ -29,6 +32,7 @@ from pathlib import Path
 import orjson
 
 from models.data.events import EVENT_TYPES, Event
+from models.data.times import parse_time
 
 SEQUENCE_EPOCH = 1_388_534_400.0  # 2014-01-01T00:00:00Z, inside the Amazon review years
 SEQUENCE_STEP_S = 86_400.0  # one synthetic day between a user's consecutive items
@@ -65,7 +69,7 @@ def read_jsonl(path: Path) -> Iterator[Event | BadLine]:
                 user_id=_id(d["user_id"]),
                 item_id=_id(d["item_id"]),
                 event_type=str(d["event_type"]),
-                ts=float(d["ts"]),
+                ts=parse_time(d["ts"]),
                 session_id=None if d.get("session_id") is None else str(d["session_id"]),
                 price=None if d.get("price") is None else float(d["price"]),
                 quantity=None if d.get("quantity") is None else int(d["quantity"]),
@@ -98,7 +102,7 @@ def read_taobao(path: Path) -> Iterator[Event | BadLine]:
     for n, line in log_lines(path):
         try:
             user, item, cat, behavior, ts = next(csv.reader(io.StringIO(line)))
-            yield Event(user, item, TAOBAO_TYPES[behavior], float(ts), category=cat)
+            yield Event(user, item, TAOBAO_TYPES[behavior], parse_time(float(ts)), category=cat)
         except (ValueError, KeyError, csv.Error) as exc:  # csv.Error: e.g. a field over csv's size limit
             yield BadLine(n, line, f"{type(exc).__name__}: {exc}")
 
@@ -110,10 +114,11 @@ def read_otto(path: Path) -> Iterator[Event | BadLine]:
             d = orjson.loads(line)
             session = _id(d["session"])
             events = [
-                Event(session, _id(e["aid"]), OTTO_TYPES[e["type"]], _number(e["ts"]) / 1000.0, session_id=session)
+                Event(session, _id(e["aid"]), OTTO_TYPES[e["type"]], parse_time(_number(e["ts"]) / 1000.0),
+                      session_id=session)
                 for e in d["events"]
             ]
-        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             yield BadLine(n, line, f"{type(exc).__name__}: {exc}")
             continue
         yield from events

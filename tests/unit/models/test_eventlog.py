@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 import pytest
 
 from models.data.eventlog import SEQUENCE_EPOCH, SEQUENCE_STEP_S, BadLine, read_log
@@ -54,3 +55,25 @@ def test_a_byte_order_mark_does_not_join_the_first_users_id(tmp_path):
     path = tmp_path / "synthetic.csv"
     path.write_bytes(b"\xef\xbb\xbf1,10,5,pv,1511544070\n1,11,5,pv,1511544071\n")
     assert [e.user_id for e in read_log(path, "taobao")] == ["1", "1"]
+
+
+def test_jsonl_times_are_judged_as_the_stream_judges_them(tmp_path):
+    """Synthetic lines: an ISO-8601 time with a zone is a time; a boolean, a string of digits, a negative
+    or zero time and a 'nan' are bad lines (a NaN time scrambled every later sort by time)."""
+    times = ["2017-11-25T10:00:00+00:00", 1511604000, True, "1511604000", -5, 0, "nan", "2017-11-25T10:00:00"]
+    path = tmp_path / "synthetic_times.jsonl"
+    path.write_bytes(b"".join(orjson.dumps({"user_id": "u1", "item_id": f"i{n}", "event_type": "view", "ts": t})
+                              + b"\n" for n, t in enumerate(times)))
+    out = list(read_log(path, "jsonl"))
+    assert [e.ts for e in out if isinstance(e, Event)] == [1511604000.0, 1511604000.0]
+    bad = [b for b in out if isinstance(b, BadLine)]
+    assert [b.line_no for b in bad] == [3, 4, 5, 6, 7, 8]
+    assert "boolean" in bad[0].reason and "no time zone" in bad[-1].reason
+
+
+def test_taobao_times_must_be_positive_and_finite(tmp_path):
+    path = tmp_path / "synthetic.csv"
+    path.write_text("1,10,5,pv,nan\n1,11,5,pv,-inf\n1,12,5,pv,inf\n1,13,5,pv,0\n1,14,5,buy,1511544070\n")
+    out = list(read_log(path, "taobao"))
+    assert [e.ts for e in out if isinstance(e, Event)] == [1511544070.0]
+    assert [b.line_no for b in out if isinstance(b, BadLine)] == [1, 2, 3, 4]

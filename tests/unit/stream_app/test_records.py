@@ -6,6 +6,7 @@ import orjson
 import pytest
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
+from models.data.eventlog import read_log
 from models.data.events import Event
 from stream_app.records import DEAD_LETTER_MAX_BYTES, DETAIL_MAX_CHARS, Rejection, dead_letter, decode_event
 
@@ -89,3 +90,17 @@ def test_a_dead_letter_fits_a_producer_request_whatever_the_event_quotes(event_t
     assert why.code == "unknown_event_type" and len(why.detail) == DETAIL_MAX_CHARS
     value, headers = dead_letter(raw, why, "events", 0, 7)
     assert DefaultRecordBatchBuilder.estimate_size_in_bytes(b"user", value, headers) < 1_000_000
+
+
+@pytest.mark.parametrize("ts", ["2023-11-14T22:13:10+00:00", NOW - 10, True, "1699999990", -5, 0, "nan",
+                                "2023-11-14T22:13:10", "yesterday", None, [1]])
+def test_the_log_reader_judges_a_time_as_the_stream_does(ts, tmp_path):
+    """Training and evaluation read logs with ``read_jsonl``: an event time the stream refuses must be a bad
+    line there too, and one it takes must come out the same (synthetic events)."""
+    raw = orjson.dumps({"user_id": "u1", "item_id": "i1", "event_type": "click", "ts": ts})
+    (tmp_path / "synthetic.jsonl").write_bytes(raw + b"\n")
+    (read,) = read_log(tmp_path / "synthetic.jsonl", "jsonl")
+    live = decode(raw)
+    assert isinstance(read, Event) == isinstance(live, Event)
+    if isinstance(live, Event):
+        assert read.ts == live.ts
