@@ -32,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
                         "sequences: one user per line (Amazon Beauty)")
     r.add_argument("--speed", type=_positive(float), default=None,
                    help="event-time speed-up (60 = one hour of events per minute); default: as fast as possible")
+    r.add_argument("--max-gap-s", type=_positive(float), default=5.0,
+                   help="with --speed: the longest wait, in real seconds, between two events (a quiet spell "
+                        "in the log, or one event long before the rest, is cut to this); default: 5")
     r.add_argument("--limit", type=_positive(int), default=None,
                    help="replay only the first N records (in event-time order)")
     r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -91,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
                                   settings.replication_factor))
         summary = asyncio.run(replay_file(args.path, args.format, settings, bootstrap=bootstrap,
                                           topic=settings.events_topic, speed=args.speed,
-                                          limit=args.limit, progress=not args.no_progress))
+                                          max_gap_s=args.max_gap_s, limit=args.limit,
+                                          progress=not args.no_progress))
         print(summary)
         return 0
     if args.command == "demo":

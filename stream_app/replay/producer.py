@@ -3,8 +3,11 @@
 Events are sent in event-time order (a stable sort, so each user's order is
 kept) and keyed by user, so every user's events land on one partition in
 order. ``speed=None`` sends as fast as possible; ``speed=60`` replays an hour
-of event time per minute. Lines a reader cannot parse are sent verbatim
-(unkeyed) so that the stream rejects them to the dead-letter topic.
+of event time per minute, and ``max_gap_s`` caps the wait between two paced
+sends (one event weeks before the rest, like the bundled Taobao sample's
+2017-09-11 event, stalled a paced replay for hours). Lines a reader cannot
+parse are sent verbatim (unkeyed) so that the stream rejects them to the
+dead-letter topic.
 
 The log is ordered by an external merge sort (``ordered_records``), so memory
 is bounded by ``chunk_events`` events, not by the size of the log (the
@@ -228,19 +231,27 @@ def _in_flight(pending: list[asyncio.Future]) -> list[asyncio.Future]:
     return [fut for fut in pending if not fut.done()]
 
 
+MAX_GAP_S = 5.0  # default cap, in real seconds, on the wait between two paced sends
+
+
 async def _send(ordered: Iterable[Event | BadLine], *, bootstrap: str, topic: str,
-                speed: float | None, progress: bool) -> ReplaySummary:
-    """Produce ``ordered`` as it comes, pacing events at ``speed`` times event time."""
+                speed: float | None, progress: bool, max_gap_s: float = MAX_GAP_S) -> ReplaySummary:
+    """Produce ``ordered`` as it comes, pacing events at ``speed`` times event time, a gap between two
+    events cut to ``max_gap_s`` real seconds (the rest of the schedule moves up by what was cut)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024)
     await producer.start()
     start = time.monotonic()
     tally = _Tally()
+    due = 0.0  # seconds after start at which the latest paced event was due
     try:
         pending: list[asyncio.Future] = []
         for rec in tqdm(ordered, desc="replay", unit="ev", disable=not progress, mininterval=0.5):
+            previous_ts = tally.last_ts
             tally.add(rec)
             if speed and isinstance(rec, Event):
-                delay = (rec.ts - tally.first_ts) / speed - (time.monotonic() - start)
+                if previous_ts is not None:
+                    due += min((rec.ts - previous_ts) / speed, max_gap_s)
+                delay = due - (time.monotonic() - start)
                 if delay > 0:
                     await asyncio.sleep(delay)
             key, value = encode(rec)
@@ -263,16 +274,18 @@ async def replay(
     progress: bool = True,
     limit: int | None = None,
     chunk_events: int = CHUNK_EVENTS,
+    max_gap_s: float = MAX_GAP_S,
 ) -> ReplaySummary:
     """Produce the first ``limit`` records of the replay order to ``topic``; returns counts and timing.
 
-    Reading and sorting happen before the clock (and ``speed``'s pacing) starts.
+    Reading and sorting happen before the clock (and ``speed``'s pacing) starts;
+    ``max_gap_s``: the longest wait, in real seconds, between two paced sends.
     """
     with contextlib.closing(ordered_records(records, chunk_events=chunk_events)) as ordered:
         todo = islice(ordered, limit)
         head = list(islice(todo, 1))  # the whole input is read and sorted here
         return await _send(chain(head, todo), bootstrap=bootstrap, topic=topic, speed=speed,
-                           progress=progress)
+                           progress=progress, max_gap_s=max_gap_s)
 
 
 def read_for_replay(path: str | Path, fmt: str, settings: Settings = Settings(),

@@ -136,3 +136,46 @@ def test_speed_paces_events_by_event_time(monkeypatch):
     times = [t for _, _, t in FakeProducer.sent]
     assert [orjson.loads(v)["ts"] for _, v, _ in FakeProducer.sent] == [100.0, 100.5, 101.0]
     assert times[1] - times[0] >= 0.09 and times[2] - times[0] >= 0.19
+
+
+class FakeClock:
+    """``time.monotonic`` for the producer that only moves when it sleeps; the sleeps are recorded."""
+
+    def __init__(self) -> None:
+        self.now, self.waits = 1000.0, []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+
+
+def paced_on_a_fake_clock(monkeypatch, run) -> FakeClock:
+    clock = FakeClock()
+    monkeypatch.setattr(producer, "AIOKafkaProducer", FakeProducer)
+    monkeypatch.setattr(producer, "time", type("FakeTime", (), {"monotonic": clock.monotonic, "time": time.time}))
+    monkeypatch.setattr(producer.asyncio, "sleep", clock.sleep)
+    asyncio.run(run())
+    return clock
+
+
+def test_a_long_gap_in_event_time_is_cut_to_max_gap_s(monkeypatch):
+    """Synthetic: 1,000 s of silence at speed 1 waits 2 s, and the events after it keep their own pace."""
+    events = [Event("u", str(i), "view", 100.0 + ts) for i, ts in enumerate([0.0, 1000.0, 1001.0, 1001.5])]
+    clock = paced_on_a_fake_clock(monkeypatch, lambda: replay(events, bootstrap="-", topic="events",
+                                                               progress=False, speed=1.0, max_gap_s=2.0))
+    assert clock.waits == [2.0, 1.0, 0.5]
+
+
+def test_a_paced_replay_of_the_taobao_sample_does_not_stall_on_its_2017_09_11_event(monkeypatch):
+    """The sample's first event is ten weeks before the rest: at --speed 60 the replay waited ~30 hours."""
+    sample = Path(__file__).resolve().parents[3] / "data" / "sample" / "taobao_user_behavior.csv"
+    clock = paced_on_a_fake_clock(monkeypatch, lambda: producer.replay_file(
+        str(sample), "taobao", bootstrap="-", topic="events", progress=False, speed=60.0))
+    assert len(FakeProducer.sent) == 4321
+    assert max(clock.waits) <= producer.MAX_GAP_S + 1e-6  # (float rounding of the running schedule)
+    rest_s = (1512316753 - 1511539241) / 60  # the other events' span at 60x: 3.6 hours
+    # still paced (1.7 hours: the night-time spells over 5 minutes of event time are cut too), not 30 hours
+    assert 3600 < sum(clock.waits) <= rest_s + producer.MAX_GAP_S
