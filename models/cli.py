@@ -102,8 +102,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     ensemble, _meta = Ensemble.load(args.checkpoint)
-    events = [e for e in read_events(args.log, args.format) if e.item_id in ensemble.vocab]
-    split = leave_one_out(user_histories(events), ensemble.vocab)
+    split = leave_one_out(user_histories(read_events(args.log, args.format)), ensemble.vocab)
+    unknown = split.unknown_targets(args.target)
     start = time.perf_counter()
     results = evaluate_all(ensemble, split, target=args.target, negatives_seed=args.seed)
     doc = {
@@ -111,13 +111,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "checkpoint": str(args.checkpoint),
         "target": args.target,
         "n_users": len(split.users),
+        "unknown_targets": unknown,
         "exclude_seen": True,
         "protocol": "full",
         "models": results["full"],
         "sampled99": {"protocol": "sampled99", "negatives_seed": args.seed, "models": results["sampled99"]},
         "eval_seconds": time.perf_counter() - start,
     }
-    text = format_table(results)
+    text = format_table(results) + (
+        f"\n{unknown} of {len(split.users)} {args.target} targets are items the checkpoint does not know"
+        " (counted as misses)")
     print(text)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -42,28 +42,42 @@ class LeaveOneOut:
         return self.train_items, self.train_types, self.valid_target
 
     def test_inputs(self) -> tuple[list[list[int]], list[list[int]], list[int]]:
-        items = [h + [v] for h, v in zip(self.train_items, self.valid_target)]
-        types = [t + [v] for t, v in zip(self.train_types, self.valid_type)]
+        items = [h + [v] if v else h for h, v in zip(self.train_items, self.valid_target)]
+        types = [t + [k] if v else t for t, k, v in zip(self.train_types, self.valid_type, self.valid_target)]
         return items, types, self.test_target
+
+    def unknown_targets(self, target: str = "test") -> int:
+        """How many ``target`` ("test" or "valid") items the vocabulary does not know (each a miss)."""
+        return sum(1 for t in (self.test_target if target == "test" else self.valid_target) if t == 0)
 
 
 def leave_one_out(histories: dict[str, list[tuple[str, str]]], vocab: ItemVocab) -> LeaveOneOut:
-    """Split users' time-ordered histories; users with fewer than 3 events only train."""
+    """Split users' time-ordered histories as logged: the last event is the test target, the second last the
+    validation target, even where ``vocab`` does not know the item (row 0: a miss when ranked; dropping
+    unknown items first made an earlier item the target). Users with fewer than 3 events only train."""
     users, tr_i, tr_t, va, va_t, te = [], [], [], [], [], []
     fit_i, fit_t = [], []
     for user, history in histories.items():
-        rows, kinds = encode(vocab, history)
-        if len(rows) < 3:
+        if len(history) < 3:
+            rows, kinds = encode(vocab, history)
             fit_i.append(rows)
             fit_t.append(kinds)
             continue
+        rows, kinds = encode(vocab, history[:-2])
+        valid, valid_kind = _target(vocab, history[-2])
         users.append(user)
-        tr_i.append(rows[:-2])
-        tr_t.append(kinds[:-2])
-        va.append(rows[-2])
-        va_t.append(kinds[-2])
-        te.append(rows[-1])
+        tr_i.append(rows)
+        tr_t.append(kinds)
+        va.append(valid)
+        va_t.append(valid_kind)
+        te.append(_target(vocab, history[-1])[0])
     return LeaveOneOut(users, tr_i, tr_t, va, va_t, te, tr_i + fit_i, tr_t + fit_t)
+
+
+def _target(vocab: ItemVocab, entry: str | tuple[str, str]) -> tuple[int, int]:
+    """(row, type index) of one history entry; (0, 0) for an item ``vocab`` does not know."""
+    rows, kinds = encode(vocab, [entry])
+    return (rows[0], kinds[0]) if rows else (0, 0)
 
 
 def _pessimistic_rank(scores: torch.Tensor, rows: torch.Tensor, target_pos: int = 0) -> torch.Tensor:
@@ -72,7 +86,7 @@ def _pessimistic_rank(scores: torch.Tensor, rows: torch.Tensor, target_pos: int 
     t_score = scores[:, target_pos : target_pos + 1]
     t_row = rows[:, target_pos : target_pos + 1]
     rank = ((scores >= t_score) & (rows != t_row) & (rows > 0)).sum(dim=1)
-    return torch.where(torch.isnan(t_score[:, 0]), MISS, rank)  # NaN: a miss, not first
+    return torch.where(torch.isnan(t_score[:, 0]) | (t_row[:, 0] == 0), MISS, rank)  # NaN or unknown: a miss
 
 
 def rank_full(
@@ -84,7 +98,7 @@ def rank_full(
     batch_size: int = 512,
     exclude_seen: bool = True,
 ) -> np.ndarray:
-    """Rank of each target among all rows (row 0 excluded), history rows pushed last."""
+    """Rank of each target among all rows (row 0 excluded), history rows pushed last; target row 0: ``MISS``."""
     ranks: list[np.ndarray] = []
     for start in range(0, len(items), batch_size):
         b_items, b_types = items[start : start + batch_size], types[start : start + batch_size]
@@ -101,14 +115,15 @@ def rank_scored(scores: torch.Tensor, items: Sequence[Sequence[int]], targets: S
     flat = [b * n_items + r - 1 for b, h in enumerate(items) for r in h] if exclude_seen else []
     if flat:
         scores.view(-1)[torch.as_tensor(flat)] = float("-inf")  # a history item (the target too) ranks last
-    target = torch.as_tensor(targets)[:, None] - 1
+    unknown = torch.as_tensor(targets) == 0  # row 0: a target the vocabulary does not know
+    target = (torch.as_tensor(targets)[:, None] - 1).clamp(min=0)
     t_score = scores.gather(1, target)
     at_least = scores >= t_score  # (batch, n_items): every tie counts against the target
     at_least.scatter_(1, target, False)  # ... but not the target itself
     if flat:
         at_least.view(-1)[torch.as_tensor(flat)] = False  # nor an excluded item (they tie with a -inf target)
     rank = at_least.sum(dim=1, dtype=torch.int32).numpy().astype(np.int64)  # int32: 2-9x faster than int64 here
-    rank[torch.isnan(t_score[:, 0]).numpy()] = MISS  # nothing compares above NaN: a miss, not first
+    rank[(torch.isnan(t_score[:, 0]) | unknown).numpy()] = MISS  # nothing compares above NaN: a miss, not first
     return rank
 
 

@@ -9,6 +9,10 @@ import pytest
 
 from models.checkpoint import read_meta
 from models.cli import main
+from models.data.events import Event
+from models.ensemble import Ensemble
+from models.scorers import PopularityScorer
+from models.vocab import ItemVocab
 
 from models_synthetic import synthetic_events
 
@@ -38,3 +42,24 @@ def test_train_then_evaluate_writes_a_checkpoint_and_results(synthetic_log: Path
 
 def test_train_rejects_an_unknown_scorer(synthetic_log: Path, tmp_path: Path) -> None:
     assert main(["train", "--log", str(synthetic_log), "--out", str(tmp_path / "x"), "--scorers", "sequence,magic"]) == 2
+
+
+def test_evaluate_ranks_each_users_real_last_item_and_counts_unknown_ones_as_misses(tmp_path: Path) -> None:
+    """Synthetic: a checkpoint that knows items a-e, and a log where u2's last item and all of u3's are new.
+    Dropping unknown items before the split ranked u2's third item as its target and lost u3."""
+    vocab = ItemVocab(["a", "b", "c", "d", "e"])
+    pop = PopularityScorer(vocab)
+    for n, item in enumerate("abcde"):
+        pop.observe([], item, "view", 1e9 + n)
+    Ensemble(vocab, {"popularity": pop}).save(tmp_path / "ckpt")
+    log = tmp_path / "synthetic_events.jsonl"
+    histories = {"u1": "abcd", "u2": "abcX", "u3": "XYZ"}
+    log.write_text("".join(json.dumps(Event(u, item, "view", 1e9 + n).to_dict()) + "\n"
+                           for u, items in histories.items() for n, item in enumerate(items)))
+    results = tmp_path / "results.json"
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "ckpt"), "--log", str(log), "--out", str(results)]) == 0
+    doc = json.loads(results.read_text())
+    assert doc["n_users"] == 3 and doc["unknown_targets"] == 2
+    # five items: a known target is always in the top 10, an unknown one never
+    assert doc["models"]["popularity"]["hr@10"] == pytest.approx(1 / 3)
+    assert "2 of 3 test targets are items the checkpoint does not know" in results.with_suffix(".txt").read_text()

@@ -83,3 +83,14 @@ def test_leave_one_out_holds_out_the_last_two_items() -> None:
     assert split.train_items == [[1, 2]] and split.valid_target == [3] and split.test_target == [4]
     assert split.test_inputs()[0] == [[1, 2, 3]]
     assert split.fit_items == [[1, 2], [1]]
+
+
+def test_a_last_item_the_vocabulary_does_not_know_stays_the_target_and_is_a_miss() -> None:
+    """Synthetic: u's last item "new" is unknown; it is still u's test target (never "c" instead)."""
+    vocab = ItemVocab(["a", "b", "c", "d"])
+    split = leave_one_out({"u": [("a", "view"), ("b", "view"), ("c", "view"), ("new", "view")]}, vocab)
+    assert split.valid_target == [3] and split.test_target == [0] and split.unknown_targets() == 1
+    items, types, targets = split.test_inputs()
+    assert items == [[1, 2, 3]]
+    assert rank_full(fixed_scores, items, types, targets).tolist() == [MISS]
+    assert rank_sampled(fixed_scores, items, types, targets, np.array([[4, 4]])).tolist() == [MISS]
