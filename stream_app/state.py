@@ -110,7 +110,9 @@ def apply_events(
             st["bought"].append(ev.item_id)
         st["seen"] += 1
         st["offset"] = offset
-        st["first_ts"] = min(st.get("first_ts", ev.ts), ev.ts)
+        if "first_ts" not in st:  # a new user, or a state from before first_ts: its oldest kept event
+            st["first_ts"] = min((row[2] for row in rows), default=ev.ts)
+        st["first_ts"] = min(st["first_ts"], ev.ts)
         applied += 1
     del st["events"][: -config.history_len]
     del st["bought"][: -config.history_len]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import faust
 import torch
@@ -16,6 +17,7 @@ from stream_app.gc_tuning import settle_heap
 from stream_app.agents import events, item_anomalies, items
 from stream_app.anomaly import make_monitor
 from stream_app.app import create_app
+from stream_app.local_state import keep_only_if_stopped_cleanly, mark_clean_stop
 from stream_app.metrics import Metrics
 from stream_app.model_scoring import EnsembleRecommender
 from stream_app.model_updates import ModelSlot, check_scores, serving_paths
@@ -103,6 +105,9 @@ def run_worker(settings: Settings) -> None:
     """Run a worker in the foreground until SIGTERM/SIGINT (after ``prepare_topics``)."""
     prepare_topics(settings)
     app = build_worker(settings)
+    on_disk = settings.store.startswith("rocksdb://")
+    if on_disk:
+        keep_only_if_stopped_cleanly(Path(settings.data_dir), Path(app.conf.tabledir))
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
     # Faust's terminal spinner sets the root logger to DEBUG so that it sees every record;
     # then every debug call on the hot path (aiokafka logs each request) builds a LogRecord
@@ -115,4 +120,6 @@ def run_worker(settings: Settings) -> None:
         # mode turns any error (a crashed task, a failing stop) into exit 1 without printing it
         if exit_.code and exit_.__context__ is not None:
             log.error("worker exits with %s", exit_.code, exc_info=exit_.__context__)
+        if on_disk and not exit_.code:
+            mark_clean_stop(Path(settings.data_dir))
         raise
