@@ -9,6 +9,7 @@ empty history has no co-visitation or sequence to go on).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -21,25 +22,35 @@ COLD_USER = "\x00cold"  # the key the empty history is scored under: no real use
 
 
 class ColdStartList:
-    """The serving model's list for an empty history, scored at most once per ``ttl_s`` and per version."""
+    """The serving model's list for an empty history, scored at most once per ``ttl_s`` and per version:
+    requests that come while it is scored wait for that one scoring (with the ensemble it queues on the
+    stream's scoring thread, and a burst of new shoppers scoring one each held up the stream's next batch)."""
 
     def __init__(self, slot: ModelSlot, ttl_s: float = 1.0) -> None:
         self.slot = slot
         self.ttl_s = ttl_s
-        self._cached: tuple[Recommender, float, float, list[dict[str, Any]]] | None = None  # +monotonic, wall
+        # (version's recommender, when it was asked for (monotonic), the scoring: (wall time, items))
+        self._cached: tuple[Recommender, float, asyncio.Task[tuple[float, list[dict[str, Any]]]]] | None = None
 
     async def record(self, user_id: str) -> dict[str, Any] | None:
         """``user_id``'s record, marked ``"fallback": "no_history"``; None while the model has nothing to
         recommend (the baseline before any item is popular)."""
         serving = self.slot.serving
         now = time.monotonic()
-        if self._cached is None or self._cached[0] is not serving or now - self._cached[1] > self.ttl_s:
-            ranked = await serving.recommend({COLD_USER: new_state()}, {})
-            self._cached = (serving, now, time.time(), [item_json(s) for s in ranked.get(COLD_USER, [])])
-        _, _, scored_at, items = self._cached
+        cached = self._cached
+        if cached is None or cached[0] is not serving or now - cached[1] > self.ttl_s or (
+                cached[2].done() and cached[2].exception() is not None):  # a failed scoring is not kept
+            cached = self._cached = (serving, now, asyncio.ensure_future(_score_empty(serving)))
+        scored_at, items = await asyncio.shield(cached[2])  # a caller that goes away leaves it to the others
         if not items:
             return None
         record = recommendation_record(user_id=user_id, items=items, model_version=serving.model_version,
                                        event_ts=None, scored_at=scored_at, events_seen=None)
         record["fallback"] = "no_history"
         return record
+
+
+async def _score_empty(serving: Recommender) -> tuple[float, list[dict[str, Any]]]:
+    """When, and what, ``serving`` recommends to an empty history."""
+    ranked = await serving.recommend({COLD_USER: new_state()}, {})
+    return time.time(), [item_json(s) for s in ranked.get(COLD_USER, [])]

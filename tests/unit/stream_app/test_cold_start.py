@@ -73,3 +73,28 @@ def test_the_trained_ensemble_answers_with_its_own_popularity_and_version() -> N
         recommender.close()
     assert ids(record) == ["synthetic-item-5", "synthetic-item-4", "synthetic-item-3"]
     assert record["model_version"] == "v-test" and record["fallback"] == "no_history"
+
+
+def test_new_shoppers_arriving_together_share_one_scoring() -> None:
+    """With the ensemble each scoring queues on the stream's scoring thread: 200 new shoppers at once scored
+    the empty history 200 times ahead of the stream's next batch (a review helper's script)."""
+    store = popular_store({"a": 5.0, "b": 9.0})
+    recommender = HeuristicRecommender(store, SETTINGS)
+    calls = 0
+    original = recommender.recommend
+
+    async def counted(users, fresh):
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.01)
+        return await original(users, fresh)
+
+    recommender.recommend = counted
+    cold = ColdStartList(ModelSlot(recommender))
+
+    async def burst():
+        return await asyncio.gather(*(cold.record(f"new-{n}") for n in range(200)))
+
+    records = asyncio.run(burst())
+    assert calls == 1 and all(ids(r) == ["b", "a"] for r in records)
+    assert {r["user_id"] for r in records} == {f"new-{n}" for n in range(200)}
