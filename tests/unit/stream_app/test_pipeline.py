@@ -249,6 +249,20 @@ def test_a_shopper_with_more_events_than_kept_is_dated_from_their_first_event_wh
     assert monitor.first_seen["veteran"] == first
 
 
+def test_a_state_from_before_first_ts_is_dated_from_its_oldest_kept_event_not_its_next_one():
+    """A state written before ``first_ts`` existed gets it from its oldest kept event: the first cut of
+    ``first_ts`` took the next event's own time, so switching detection on made old shoppers new again."""
+    first = NOW - 300 * 86_400
+    table = {b"veteran": {"events": [(f"old{j}", "view", first + j * 86_400) for j in range(50)],
+                          "seen": 200, "bought": [], "offset": 199}}
+    store = MemoryStore()
+    apply_batch_states(table, run([msg(200, "veteran", "x", ts=NOW - 50)], table, store))  # detection off
+    assert table[b"veteran"]["first_ts"] == first
+    monitor = AnomalyMonitor()
+    run_monitored([msg(201, "veteran", "bestseller")], table, store, monitor)
+    assert monitor.first_seen["veteran"] == first
+
+
 def test_a_late_event_does_not_replace_the_last_click_in_a_users_list():
     """A view buffered offline an hour ago arrives after the user's click: the list still follows the click,
     and its record's event time stays the click's (it went back an hour until 2026-12-07)."""
