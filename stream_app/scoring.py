@@ -32,13 +32,20 @@ class HeuristicRecommender:
         popular, neighbors = await self.store.item_features(seeds, self.settings.popular_candidates)
         popular = add_fresh_popularity(popular, fresh)
         add_fresh_neighbors(neighbors, fresh, seeds)
-        return {
-            u: score_user(
-                histories[u], popular, neighbors, k=self.settings.top_k,
-                exclude=set(histories[u]) | set(users[u]["bought"]), config=self.config,  # as ``exclusions``
-            )
-            for u in users
-        }
+        return {u: self._top_k(histories[u], set(users[u]["bought"]), popular, neighbors) for u in users}
+
+    def _top_k(self, history: list[str], bought: set[str], popular: list[tuple[str, float]],
+               neighbors: Mapping[str, Mapping[str, float]]) -> list[Scored]:
+        """The top-k without the history's items or what was bought (as ``model_scoring.exclusions``); only a
+        list that would be short takes history items (not bought ones) after the rest: right after a burst,
+        before the item-stats agent has published much popularity, it would otherwise be empty."""
+        k = self.settings.top_k
+        ranked = score_user(history, popular, neighbors, k=k, exclude=set(history) | bought, config=self.config)
+        if len(ranked) < k:
+            chosen = {s.item_id for s in ranked}
+            again = score_user(history, popular, neighbors, k=k, exclude=bought | chosen, config=self.config)
+            ranked += again[: k - len(ranked)]
+        return ranked
 
 
 def add_fresh_popularity(

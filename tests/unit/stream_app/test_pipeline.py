@@ -277,12 +277,21 @@ def test_a_late_event_does_not_replace_the_last_click_in_a_users_list():
     assert record["event_ts"] == NOW - 5
 
 
-def test_the_baseline_does_not_recommend_what_the_user_just_viewed():
+def test_the_baseline_does_not_recommend_what_the_user_just_viewed_unless_the_list_would_be_short():
+    store, table = MemoryStore(), {}
+    asyncio.run(store.publish_item_stats({"A": {"pop": 5.0, "nbrs": {"B": 10.0, "C": 5.0}},
+                                          "B": {"pop": 5.0, "nbrs": {"A": 10.0}}, "C": {"pop": 1.0, "nbrs": {}},
+                                          "D": {"pop": 2.0, "nbrs": {}}, "E": {"pop": 1.5, "nbrs": {}}}))
+    viewed = [msg(0, "u", "B", ts=NOW - 20), msg(1, "u", "A", ts=NOW - 10)]
+    out = run(viewed, table, store)
+    assert [i["item_id"] for i in out.records[0]["items"]] == ["C", "D", "E"]
+    # only C besides what the user viewed: the viewed items fill the list after it, rather than leave it short
     store, table = MemoryStore(), {}
     asyncio.run(store.publish_item_stats({"A": {"pop": 5.0, "nbrs": {"B": 10.0, "C": 5.0}},
                                           "B": {"pop": 5.0, "nbrs": {"A": 10.0}}, "C": {"pop": 1.0, "nbrs": {}}}))
-    out = run([msg(0, "u", "B", ts=NOW - 20), msg(1, "u", "A", ts=NOW - 10)], table, store)
-    assert [i["item_id"] for i in out.records[0]["items"]] == ["C"]
+    out = run(viewed, table, store)
+    items = [i["item_id"] for i in out.records[0]["items"]]
+    assert items[0] == "C" and sorted(items[1:]) == ["A", "B"]
 
 
 def test_a_redelivered_rejection_is_not_counted_again_by_reason():
