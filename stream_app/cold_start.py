@@ -39,7 +39,7 @@ class ColdStartList:
         now = time.monotonic()
         cached = self._cached
         if cached is None or cached[0] is not serving or now - cached[1] > self.ttl_s or (
-                cached[2].done() and cached[2].exception() is not None):  # a failed scoring is not kept
+                cached[2].done() and (cached[2].cancelled() or cached[2].exception() is not None)):  # not kept
             cached = self._cached = (serving, now, asyncio.ensure_future(_score_empty(serving)))
         scored_at, items = await asyncio.shield(cached[2])  # a caller that goes away leaves it to the others
         if not items:
