@@ -313,11 +313,14 @@ class ModelStore:
     def _append(self, entry: dict[str, Any]) -> dict[str, Any]:
         """Append ``entry`` (with its time) to the log; the caller holds the store's lock."""
         entry = {**entry, "ts": time.time()}
+        created = not (self.root / LOG).exists()
         with open(self.root / LOG, "a+b") as fh:
             _drop_cut_line(fh)
             fh.write(json.dumps(entry, allow_nan=False).encode() + b"\n")
             fh.flush()
             os.fsync(fh.fileno())
+        if created:  # the log's name too: lost, the store would serve nothing after a power loss
+            _fsync(self.root)
         return entry
 
     def _version_dirs(self) -> list[Path]:

@@ -237,3 +237,22 @@ def test_a_version_is_on_disk_for_good_before_the_log_names_it(tmp_path, monkeyp
     assert any(path.name in folders for path, _ in before)
     assert (store.versions_dir, True) in before  # versions/ synced after the rename
     assert store.current() == "v0002"
+
+
+def test_the_first_log_entry_syncs_the_store_folder_too(tmp_path, monkeypatch) -> None:
+    """The log's name must survive a power loss as well as its line: lost, the store would serve nothing."""
+    store = ModelStore(tmp_path / "store")
+    version = store.save(tiny_ensemble())
+    synced: list[Path] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(Path(os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    store.promote(version)
+    assert synced[-2:] == [store.root / "log.jsonl", store.root]
+    synced.clear()
+    store.promote(version)  # the log exists: its line alone
+    assert synced == [store.root / "log.jsonl"]
