@@ -23,8 +23,9 @@ COLD_USER = "\x00cold"  # the key the empty history is scored under: no real use
 
 class ColdStartList:
     """The serving model's list for an empty history, scored at most once per ``ttl_s`` and per version:
-    requests that come while it is scored wait for that one scoring (with the ensemble it queues on the
-    stream's scoring thread, and a burst of new shoppers scoring one each held up the stream's next batch)."""
+    requests that come while it is scored wait for that one scoring, however long it takes (with the ensemble
+    it queues on the stream's scoring thread, and a burst of new shoppers scoring one each held up the
+    stream's next batch). A failed or cancelled scoring is not kept."""
 
     def __init__(self, slot: ModelSlot, ttl_s: float = 1.0) -> None:
         self.slot = slot
@@ -38,8 +39,8 @@ class ColdStartList:
         serving = self.slot.serving
         now = time.monotonic()
         cached = self._cached
-        if cached is None or cached[0] is not serving or now - cached[1] > self.ttl_s or (
-                cached[2].done() and (cached[2].cancelled() or cached[2].exception() is not None)):  # not kept
+        if cached is None or cached[0] is not serving or cached[2].done() and (  # one in flight serves on
+                now - cached[1] > self.ttl_s or cached[2].cancelled() or cached[2].exception() is not None):
             cached = self._cached = (serving, now, asyncio.ensure_future(_score_empty(serving)))
         scored_at, items = await asyncio.shield(cached[2])  # a caller that goes away leaves it to the others
         if not items:

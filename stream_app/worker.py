@@ -17,7 +17,12 @@ from stream_app.gc_tuning import settle_heap
 from stream_app.agents import events, item_anomalies, items
 from stream_app.anomaly import make_monitor
 from stream_app.app import create_app
-from stream_app.local_state import keep_only_if_stopped_cleanly, mark_clean_stop
+from stream_app.local_state import (
+    count_changelog_records,
+    hold_data_dir,
+    keep_only_if_stopped_cleanly,
+    mark_clean_stop,
+)
 from stream_app.metrics import Metrics
 from stream_app.model_scoring import EnsembleRecommender
 from stream_app.model_updates import ModelSlot, check_scores, serving_paths
@@ -107,7 +112,9 @@ def run_worker(settings: Settings) -> None:
     app = build_worker(settings)
     on_disk = settings.store.startswith("rocksdb://")
     if on_disk:
+        hold_data_dir(Path(settings.data_dir))
         keep_only_if_stopped_cleanly(Path(settings.data_dir), Path(app.conf.tabledir))
+        count_changelog_records()
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
     # Faust's terminal spinner sets the root logger to DEBUG so that it sees every record;
     # then every debug call on the hot path (aiokafka logs each request) builds a LogRecord
@@ -117,7 +124,8 @@ def run_worker(settings: Settings) -> None:
     try:
         worker.execute_from_commandline()
     except SystemExit as exit_:
-        # mode turns any error (a crashed task, a failing stop) into exit 1 without printing it
+        # mode turns an error (a crashed task) into exit 1 without printing it; one while stopping a service is
+        # logged and swallowed (exit 0), hence the changelog ledger before the clean-stop marker
         if exit_.code and exit_.__context__ is not None:
             log.error("worker exits with %s", exit_.code, exc_info=exit_.__context__)
         if on_disk and not exit_.code:

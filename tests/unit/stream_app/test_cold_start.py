@@ -98,3 +98,30 @@ def test_new_shoppers_arriving_together_share_one_scoring() -> None:
     records = asyncio.run(burst())
     assert calls == 1 and all(ids(r) == ["b", "a"] for r in records)
     assert {r["user_id"] for r in records} == {f"new-{n}" for n in range(200)}
+
+
+def test_a_scoring_slower_than_the_interval_is_still_the_only_one() -> None:
+    """Behind a long batch on the scoring thread the scoring can take longer than its interval: requests
+    meanwhile wait for it rather than queue more (a review helper's script queued 16 at once)."""
+    store = popular_store({"a": 5.0})
+    recommender = HeuristicRecommender(store, SETTINGS)
+    calls = 0
+    original = recommender.recommend
+
+    async def slow(users, fresh):
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.3)
+        return await original(users, fresh)
+
+    recommender.recommend = slow
+    cold = ColdStartList(ModelSlot(recommender), ttl_s=0.05)
+
+    async def stream_of_requests():
+        pending = []
+        for n in range(20):
+            pending.append(asyncio.ensure_future(cold.record(f"new-{n}")))
+            await asyncio.sleep(0.01)
+        return await asyncio.gather(*pending)
+
+    assert len(asyncio.run(stream_of_requests())) == 20 and calls == 1
