@@ -30,19 +30,19 @@ class ColdStartList:
     def __init__(self, slot: ModelSlot, ttl_s: float = 1.0) -> None:
         self.slot = slot
         self.ttl_s = ttl_s
-        # (version's recommender, when it was asked for (monotonic), the scoring: (wall time, items))
-        self._cached: tuple[Recommender, float, asyncio.Task[tuple[float, list[dict[str, Any]]]]] | None = None
+        # (version's recommender, its scoring: (when it finished (monotonic), when (wall time), items))
+        self._cached: tuple[Recommender, asyncio.Task[tuple[float, float, list[dict[str, Any]]]]] | None = None
 
     async def record(self, user_id: str) -> dict[str, Any] | None:
         """``user_id``'s record, marked ``"fallback": "no_history"``; None while the model has nothing to
         recommend (the baseline before any item is popular)."""
         serving = self.slot.serving
-        now = time.monotonic()
         cached = self._cached
-        if cached is None or cached[0] is not serving or cached[2].done() and (  # one in flight serves on
-                now - cached[1] > self.ttl_s or cached[2].cancelled() or cached[2].exception() is not None):
-            cached = self._cached = (serving, now, asyncio.ensure_future(_score_empty(serving)))
-        scored_at, items = await asyncio.shield(cached[2])  # a caller that goes away leaves it to the others
+        if cached is None or cached[0] is not serving or cached[1].done() and (  # one in flight serves on
+                cached[1].cancelled() or cached[1].exception() is not None
+                or time.monotonic() - cached[1].result()[0] > self.ttl_s):  # fresh from when it finished
+            cached = self._cached = (serving, asyncio.ensure_future(_score_empty(serving)))
+        _, scored_at, items = await asyncio.shield(cached[1])  # a caller that goes away leaves it to the others
         if not items:
             return None
         record = recommendation_record(user_id=user_id, items=items, model_version=serving.model_version,
@@ -51,7 +51,7 @@ class ColdStartList:
         return record
 
 
-async def _score_empty(serving: Recommender) -> tuple[float, list[dict[str, Any]]]:
-    """When, and what, ``serving`` recommends to an empty history."""
+async def _score_empty(serving: Recommender) -> tuple[float, float, list[dict[str, Any]]]:
+    """When (monotonic and wall time), and what, ``serving`` recommends to an empty history."""
     ranked = await serving.recommend({COLD_USER: new_state()}, {})
-    return time.time(), [item_json(s) for s in ranked.get(COLD_USER, [])]
+    return time.monotonic(), time.time(), [item_json(s) for s in ranked.get(COLD_USER, [])]
