@@ -76,46 +76,37 @@ def test_the_trained_ensemble_answers_with_its_own_popularity_and_version() -> N
     assert record["model_version"] == "v-test" and record["fallback"] == "no_history"
 
 
+class SlowBaseline(HeuristicRecommender):
+    """The baseline taking ``delay_s`` to score, as the ensemble does behind a batch; counts its scorings."""
+
+    def __init__(self, store: MemoryStore, delay_s: float) -> None:
+        super().__init__(store, SETTINGS)
+        self.delay_s, self.calls = delay_s, 0
+
+    async def recommend(self, users, fresh):
+        self.calls += 1
+        await asyncio.sleep(self.delay_s)
+        return await super().recommend(users, fresh)
+
+
 def test_new_shoppers_arriving_together_share_one_scoring() -> None:
     """With the ensemble each scoring queues on the stream's scoring thread: 200 new shoppers at once scored
     the empty history 200 times ahead of the stream's next batch (a review helper's script)."""
-    store = popular_store({"a": 5.0, "b": 9.0})
-    recommender = HeuristicRecommender(store, SETTINGS)
-    calls = 0
-    original = recommender.recommend
-
-    async def counted(users, fresh):
-        nonlocal calls
-        calls += 1
-        await asyncio.sleep(0.01)
-        return await original(users, fresh)
-
-    recommender.recommend = counted
+    recommender = SlowBaseline(popular_store({"a": 5.0, "b": 9.0}), delay_s=0.01)
     cold = ColdStartList(ModelSlot(recommender))
 
     async def burst():
         return await asyncio.gather(*(cold.record(f"new-{n}") for n in range(200)))
 
     records = asyncio.run(burst())
-    assert calls == 1 and all(ids(r) == ["b", "a"] for r in records)
+    assert recommender.calls == 1 and all(ids(r) == ["b", "a"] for r in records)
     assert {r["user_id"] for r in records} == {f"new-{n}" for n in range(200)}
 
 
 def test_a_scoring_slower_than_the_interval_is_still_the_only_one() -> None:
     """Behind a long batch on the scoring thread the scoring can take longer than its interval: requests
     meanwhile wait for it rather than queue more (a review helper's script queued 16 at once)."""
-    store = popular_store({"a": 5.0})
-    recommender = HeuristicRecommender(store, SETTINGS)
-    calls = 0
-    original = recommender.recommend
-
-    async def slow(users, fresh):
-        nonlocal calls
-        calls += 1
-        await asyncio.sleep(0.3)
-        return await original(users, fresh)
-
-    recommender.recommend = slow
+    recommender = SlowBaseline(popular_store({"a": 5.0}), delay_s=0.3)
     cold = ColdStartList(ModelSlot(recommender), ttl_s=0.05)
 
     async def stream_of_requests():
@@ -125,24 +116,13 @@ def test_a_scoring_slower_than_the_interval_is_still_the_only_one() -> None:
             await asyncio.sleep(0.01)
         return await asyncio.gather(*pending)
 
-    assert len(asyncio.run(stream_of_requests())) == 20 and calls == 1
+    assert len(asyncio.run(stream_of_requests())) == 20 and recommender.calls == 1
 
 
 def test_a_slow_scoring_serves_for_its_interval_after_it_finished() -> None:
     """Counted from when it was asked for, a scoring slower than the interval was stale on arrival, and each
     request after it waited for a new one (a review helper's script: none of 30 answered from a finished one)."""
-    store = popular_store({"a": 5.0})
-    recommender = HeuristicRecommender(store, SETTINGS)
-    calls = 0
-    original = recommender.recommend
-
-    async def slow(users, fresh):
-        nonlocal calls
-        calls += 1
-        await asyncio.sleep(0.2)
-        return await original(users, fresh)
-
-    recommender.recommend = slow
+    recommender = SlowBaseline(popular_store({"a": 5.0}), delay_s=0.2)
     cold = ColdStartList(ModelSlot(recommender), ttl_s=0.1)
 
     async def after_the_first():
@@ -151,4 +131,4 @@ def test_a_slow_scoring_serves_for_its_interval_after_it_finished() -> None:
         await cold.record("second")  # right after: the finished scoring answers at once
         return time.monotonic() - started
 
-    assert asyncio.run(after_the_first()) < 0.05 and calls == 1
+    assert asyncio.run(after_the_first()) < 0.05 and recommender.calls == 1
