@@ -441,22 +441,14 @@ def _archives_named(entries: list[dict[str, Any]]) -> int:
 
 
 def _how_it_serves(entries: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
-    """Replaying ``entries``: each version's promotion entry, and, when the serving version serves by a
-    rollback, the promotion that rollback undid and the rollback (else nothing): what a new log copies
-    after the kept promotions so it still serves by that rollback."""
-    promotions: dict[str, dict[str, Any]] = {}
-    stack: list[str] = []
-    rolled_back: list[dict[str, Any]] = []
-    for entry in entries:
-        if entry["action"] == "promote":
-            promotions[entry["version"]] = entry
-            stack.append(entry["version"])
-            rolled_back = []
-        elif entry["action"] == "rollback" and stack:
-            rolled_back = [promotions[stack.pop()], entry]
-        elif entry["action"] == "rotate":
-            stack.clear()
-    return promotions, rolled_back
+    """Each version's promotion entry and, when the serving version serves by a rollback (the latest entry
+    that changed the stack), the promotion that rollback undid and the rollback (else nothing): what a new
+    log copies after the kept promotions so it still serves by that rollback."""
+    promotions = {e["version"]: e for e in entries if e["action"] == "promote"}
+    last = next((e for e in reversed(entries) if e["action"] in ("promote", "rollback")), None)
+    if last is None or last["action"] != "rollback":
+        return promotions, []
+    return promotions, [promotions[last["from_version"]], last]
 
 
 def _without_copies(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -21,7 +21,7 @@ from models.online.samples import TrainingSample, sample_from
 from stream_app.delivery_counts import PROCESSED, QUARANTINED, REJECTED, Deliveries, tally
 from stream_app.records import Rejection, decode_event, recommendation_record
 from stream_app.settings import Settings
-from stream_app.state import ItemActivity, StateConfig, UserState, apply_events
+from stream_app.state import ItemActivity, StateConfig, UserState, apply_events, first_time
 from stream_app.touches import Touch, partition_of, touch
 
 
@@ -285,11 +285,11 @@ def observe_new(monitor: AnomalyMonitor, state: UserState | None, offset: int, e
     if redelivered and monitor.items:
         return [], None
     if state is not None and (state.get("anomaly") or state["events"]) and not monitor.knows(event.user_id):
-        history = [Event(user_id=event.user_id, item_id=item, event_type=kind, ts=ts) for item, kind, ts in state["events"]]
+        history = (Event(user_id=event.user_id, item_id=item, event_type=kind, ts=ts) for item, kind, ts in state["events"])
         # a state without a snapshot (written while detection was off): the user is as old as their first event
         # (their oldest kept one in a state older than ``first_ts``), not new from now on (every long-standing
         # shopper would be a shilling suspect for hours)
-        snapshot = state.get("anomaly") or {"first_seen": state.get("first_ts", min(e.ts for e in history))}
+        snapshot = state.get("anomaly") or {"first_seen": first_time(state)}
         monitor.restore_user(event.user_id, snapshot, history)
     if redelivered:
         return [], monitor.user_context(event.user_id, event.ts)

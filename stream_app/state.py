@@ -37,6 +37,11 @@ def new_state() -> UserState:
     return {"events": [], "seen": 0, "bought": [], "offset": -1}
 
 
+def first_time(state: UserState) -> float:
+    """The user's first event time: ``first_ts``, or in a state from before it, its oldest kept event."""
+    return state["first_ts"] if "first_ts" in state else min(row[2] for row in state["events"])
+
+
 def history_items(state: UserState) -> list[str]:
     """The user's item ids, oldest first."""
     return [e[0] for e in state["events"]]
@@ -110,9 +115,7 @@ def apply_events(
             st["bought"].append(ev.item_id)
         st["seen"] += 1
         st["offset"] = offset
-        if "first_ts" not in st:  # a new user, or a state from before first_ts: its oldest kept event
-            st["first_ts"] = min((row[2] for row in rows), default=ev.ts)
-        st["first_ts"] = min(st["first_ts"], ev.ts)
+        st["first_ts"] = min(first_time(st), ev.ts)
         applied += 1
     del st["events"][: -config.history_len]
     del st["bought"][: -config.history_len]
