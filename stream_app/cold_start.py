@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from typing import Any
 
 from stream_app.model_updates import ModelSlot
@@ -30,18 +31,20 @@ class ColdStartList:
     def __init__(self, slot: ModelSlot, ttl_s: float = 1.0) -> None:
         self.slot = slot
         self.ttl_s = ttl_s
-        # (version's recommender, its scoring: (when it finished (monotonic), when (wall time), items))
-        self._cached: tuple[Recommender, asyncio.Task[tuple[float, float, list[dict[str, Any]]]]] | None = None
+        # (version's recommender, its scoring: (when it finished (monotonic), when (wall time), items)); held
+        # weakly, so a version swapped out is freed with its last batch, not kept until a new shopper asks
+        self._cached: tuple[weakref.ref[Recommender], asyncio.Task[tuple[float, float, list[dict[str, Any]]]]
+                            ] | None = None
 
     async def record(self, user_id: str) -> dict[str, Any] | None:
         """``user_id``'s record, marked ``"fallback": "no_history"``; None while the model has nothing to
         recommend (the baseline before any item is popular)."""
         serving = self.slot.serving
         cached = self._cached
-        if cached is None or cached[0] is not serving or cached[1].done() and (  # one in flight serves on
+        if cached is None or cached[0]() is not serving or cached[1].done() and (  # one in flight serves on
                 cached[1].cancelled() or cached[1].exception() is not None
                 or time.monotonic() - cached[1].result()[0] > self.ttl_s):  # fresh from when it finished
-            cached = self._cached = (serving, asyncio.ensure_future(_score_empty(serving)))
+            cached = self._cached = (weakref.ref(serving), asyncio.ensure_future(_score_empty(serving)))
         _, scored_at, items = await asyncio.shield(cached[1])  # a caller that goes away leaves it to the others
         if not items:
             return None

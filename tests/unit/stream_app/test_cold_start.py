@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+import weakref
 
 from models.data.events import Event
 from models.ensemble import Ensemble
@@ -56,6 +58,20 @@ def test_the_list_is_scored_once_per_interval_and_again_after_a_swap() -> None:
     assert ids(swapped) == ["z", "b", "c"] and swapped["model_version"] == "popcovis-2"
     asyncio.run(store.publish_item_stats({"y": {"pop": 30.0, "nbrs": {}}}))
     assert ids(asyncio.run(ColdStartList(slot, ttl_s=0.0).record("u4")))[0] == "y"
+
+
+def test_a_version_swapped_out_is_freed_without_waiting_for_the_next_new_shopper() -> None:
+    """The list held its version's recommender (a whole ensemble, for a trained model) until a new shopper
+    asked after the swap; a worker that serves few new shoppers kept two versions in memory."""
+    store = popular_store({"a": 5.0, "b": 9.0})
+    slot = ModelSlot(HeuristicRecommender(store, SETTINGS))
+    cold = ColdStartList(slot, ttl_s=60.0)
+    assert ids(asyncio.run(cold.record("u1"))) == ["b", "a"]
+    old = weakref.ref(slot.serving)
+    slot.stage(HeuristicRecommender(store, SETTINGS, version=2), {"version": "popcovis-2"})
+    gc.collect()
+    assert old() is None
+    assert asyncio.run(cold.record("u2"))["model_version"] == "popcovis-2"
 
 
 def test_the_trained_ensemble_answers_with_its_own_popularity_and_version() -> None:
