@@ -24,6 +24,9 @@ OPTIONAL_STR = ("session_id", "category")
 # Well under what a producer sends in one request (Faust's 1,000,000 bytes; Kafka's default message limit
 # is about 1 MiB), so an event the broker took always fits in its dead letter, headers and all.
 DEAD_LETTER_MAX_BYTES = 512 * 1024
+# ...and its key (the original key, a user id when keyed right) beyond this many: a key is not checked
+# against the limit above, and a huge one beside a value near it did not fit in a producer request either.
+DEAD_LETTER_MAX_KEY_BYTES = 1024
 
 
 # A rejection's detail is cut to this many characters: it often quotes the event (an unknown event type, a
@@ -47,23 +50,28 @@ class Rejection:
         return [("dlq-reason", self.code.encode()), ("dlq-detail", self.detail.encode())]
 
 
-def dead_letter(value: bytes | None, why: Rejection, topic: str, partition: int, offset: int
-                ) -> tuple[bytes | None, list[tuple[str, bytes]]]:
-    """A rejected message's dead-letter value and headers: its bytes, the reason, and where it came from.
+def dead_letter(key: bytes | None, value: bytes | None, why: Rejection, topic: str, partition: int, offset: int
+                ) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
+    """A rejected message's dead-letter key, value and headers: its bytes, the reason, and where it came from.
 
-    Bytes beyond ``DEAD_LETTER_MAX_BYTES`` are cut, and the headers say so
-    (``dlq-truncated``, ``dlq-original-bytes``); the whole message stays in
-    its topic at the offset the headers give. Sent whole, an event near the
-    broker's limit did not fit in a producer request beside its headers:
-    the send failed, the worker stopped, and the same batch stopped it again
-    at every restart.
+    Value bytes beyond ``DEAD_LETTER_MAX_BYTES`` are cut, and the headers
+    say so (``dlq-truncated``, ``dlq-original-bytes``), as are key bytes
+    beyond ``DEAD_LETTER_MAX_KEY_BYTES`` (``dlq-key-truncated``,
+    ``dlq-original-key-bytes``); the whole message stays in its topic at
+    the offset the headers give. Sent whole, an event near the broker's
+    limit did not fit in a producer request beside its headers: the send
+    failed, the worker stopped, and the same batch stopped it again at
+    every restart.
     """
     headers = why.headers() + [("source-topic", topic.encode()), ("source-partition", str(partition).encode()),
                                ("source-offset", str(offset).encode())]
     if value is not None and len(value) > DEAD_LETTER_MAX_BYTES:
         headers += [("dlq-truncated", b"true"), ("dlq-original-bytes", str(len(value)).encode())]
         value = value[:DEAD_LETTER_MAX_BYTES]
-    return value, headers
+    if key is not None and len(key) > DEAD_LETTER_MAX_KEY_BYTES:
+        headers += [("dlq-key-truncated", b"true"), ("dlq-original-key-bytes", str(len(key)).encode())]
+        key = key[:DEAD_LETTER_MAX_KEY_BYTES]
+    return key, value, headers
 
 
 def decode_event(

@@ -85,8 +85,8 @@ async def dead_letter(producer: AIOKafkaProducer, settings: Settings, msg: Consu
     """Send an unreadable sample to the dead-letter topic (unchanged unless huge: ``records.dead_letter``) with
     its reason and origin in headers, and wait for the broker's ack (its offset is committed after this)."""
     log.warning("dead letter %s at partition %d offset %d: %s", why.code, msg.partition, msg.offset, why.detail)
-    value, headers = records.dead_letter(msg.value, why, msg.topic, msg.partition, msg.offset)
-    await producer.send_and_wait(settings.dead_letter_topic, value=value, key=msg.key, headers=headers)
+    key, value, headers = records.dead_letter(msg.key, msg.value, why, msg.topic, msg.partition, msg.offset)
+    await producer.send_and_wait(settings.dead_letter_topic, value=value, key=key, headers=headers)
 
 
 class ResumeAt(ConsumerRebalanceListener):

@@ -190,7 +190,7 @@ async def emit(app: faust.App, out: BatchOutput, topics: Topics) -> list[Awaitab
         msg = dl.message
         log.warning("dead letter %s at partition %d offset %d: %s",
                     dl.rejection.code, msg.partition, msg.offset, dl.rejection.detail)
-        value, headers = dead_letter(msg.value, dl.rejection, topics.events.get_topic_name(), msg.partition,
-                                     msg.offset)
-        sent.append(await topics.dead_letters.send(key=msg.key, value=value, headers=headers))
+        key, value, headers = dead_letter(msg.key, msg.value, dl.rejection, topics.events.get_topic_name(),
+                                          msg.partition, msg.offset)
+        sent.append(await topics.dead_letters.send(key=key, value=value, headers=headers))
     return sent

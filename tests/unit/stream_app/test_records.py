@@ -8,7 +8,8 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from models.data.eventlog import read_log
 from models.data.events import Event
-from stream_app.records import DEAD_LETTER_MAX_BYTES, DETAIL_MAX_CHARS, Rejection, dead_letter, decode_event
+from stream_app.records import (DEAD_LETTER_MAX_BYTES, DEAD_LETTER_MAX_KEY_BYTES, DETAIL_MAX_CHARS, Rejection,
+                                dead_letter, decode_event)
 
 NOW = 1_700_000_000.0
 
@@ -70,15 +71,27 @@ def test_rejection_headers_name_the_reason():
 
 def test_a_dead_letter_keeps_the_bytes_and_says_where_they_came_from_and_cuts_only_huge_ones() -> None:
     why = Rejection("oversize", "too big")
-    value, headers = dead_letter(b"x" * DEAD_LETTER_MAX_BYTES, why, "events", 3, 41)
-    assert value == b"x" * DEAD_LETTER_MAX_BYTES and dict(headers) == {
+    key, value, headers = dead_letter(b"u1", b"x" * DEAD_LETTER_MAX_BYTES, why, "events", 3, 41)
+    assert key == b"u1" and value == b"x" * DEAD_LETTER_MAX_BYTES and dict(headers) == {
         "dlq-reason": b"oversize", "dlq-detail": b"too big", "source-topic": b"events", "source-partition": b"3",
         "source-offset": b"41"}
-    value, headers = dead_letter(b"y" * (DEAD_LETTER_MAX_BYTES + 1), why, "events", 3, 42)
+    _, value, headers = dead_letter(b"u1", b"y" * (DEAD_LETTER_MAX_BYTES + 1), why, "events", 3, 42)
     assert value == b"y" * DEAD_LETTER_MAX_BYTES
     assert dict(headers)["dlq-truncated"] == b"true" and dict(headers)["dlq-original-bytes"] == str(
         DEAD_LETTER_MAX_BYTES + 1).encode()
-    assert dead_letter(None, Rejection("empty", "no value"), "events", 0, 0)[0] is None
+    assert dead_letter(None, None, Rejection("empty", "no value"), "events", 0, 0)[:2] == (None, None)
+
+
+def test_a_dead_letter_cuts_a_huge_key_and_still_fits_a_producer_request() -> None:
+    """Kafka's broker takes a message up to about 1 MiB (``message.max.bytes``), here a 950,000-byte key
+    beside a 90,000-byte value; the dead letter, key uncut, did not fit in Faust's 1,000,000-byte request
+    (synthetic message)."""
+    raw_key, raw = b"k" * 950_000, b"v" * 90_000
+    key, value, headers = dead_letter(raw_key, raw, Rejection("not_json", "x"), "events", 0, 7)
+    assert key == raw_key[:DEAD_LETTER_MAX_KEY_BYTES] and value == raw
+    assert dict(headers)["dlq-key-truncated"] == b"true" and dict(headers)["dlq-original-key-bytes"] == b"950000"
+    assert DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers) < 1_000_000
+    assert DefaultRecordBatchBuilder.estimate_size_in_bytes(raw_key, value, headers) > 1_000_000  # the old send
 
 
 @pytest.mark.parametrize("event_type", ["x" * 590_000, "\u200b" * 199_000], ids=["ascii", "repr-doubled"])
@@ -88,8 +101,8 @@ def test_a_dead_letter_fits_a_producer_request_whatever_the_event_quotes(event_t
     raw = event(event_type=event_type)
     why = decode(raw, max_bytes=600_000)
     assert why.code == "unknown_event_type" and len(why.detail) == DETAIL_MAX_CHARS
-    value, headers = dead_letter(raw, why, "events", 0, 7)
-    assert DefaultRecordBatchBuilder.estimate_size_in_bytes(b"user", value, headers) < 1_000_000
+    key, value, headers = dead_letter(b"user", raw, why, "events", 0, 7)
+    assert DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers) < 1_000_000
 
 
 @pytest.mark.parametrize("ts", ["2023-11-14T22:13:10+00:00", NOW - 10, True, "1699999990", -5, 0, "nan",
