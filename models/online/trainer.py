@@ -116,9 +116,11 @@ class TrainerConfig:
         if self.log_max_lines and not self.keep_versions:
             raise ValueError("keep_versions 0 (RECO_MODEL_STORE_KEEP) keeps every version, so the store's log "
                              "cannot be shortened: set log_max_lines (RECO_MODEL_STORE_LOG_LINES) to 0 as well")
-        if self.log_max_lines < 0 or (self.log_max_lines and self.log_max_lines <= self.keep_versions + 1):
+        # a new log is a rotate entry and the kept promotions, plus two lines while a rollback serves
+        longest_new_log = self.keep_versions + 3
+        if self.log_max_lines < 0 or (self.log_max_lines and self.log_max_lines <= longest_new_log):
             raise ValueError(f"log_max_lines (RECO_MODEL_STORE_LOG_LINES) must be 0 (never archive) or more than "
-                             f"the {self.keep_versions + 1} lines a new log starts with, not {self.log_max_lines}")
+                             f"the {longest_new_log} lines a new log can start with, not {self.log_max_lines}")
 
 
 @dataclass

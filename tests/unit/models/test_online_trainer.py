@@ -467,26 +467,26 @@ def test_each_promotion_prunes_the_store_to_the_versions_a_rollback_can_reach(tm
 
 
 def test_a_long_store_log_is_archived_and_a_restart_still_resumes_at_the_serving_versions_offsets(tmp_path) -> None:
-    trainer = make_trainer(tmp_path, rollback_window=0, keep_versions=3, log_max_lines=5)
-    for start in range(0, 400, 20):
+    trainer = make_trainer(tmp_path, rollback_window=0, keep_versions=3, log_max_lines=7)
+    for start in range(0, 460, 20):
         trainer.on_samples(samples(20, start=start), positions=[(0, start + i) for i in range(20)])
     store = trainer.store
-    assert store.current() == "v0007"  # six promotions after the base: ten lines without archiving
+    assert store.current() == "v0008"  # seven promotions after the base: eight lines without archiving
     lines = (store.root / "log.jsonl").read_text().splitlines()
-    assert len(lines) <= 5 and store.archives(), lines
-    assert store.serving_stack()[-3:] == ["v0005", "v0006", "v0007"] and store.rollback()["version"] == "v0006"
+    assert len(lines) <= 7 and store.archives(), lines
+    assert store.serving_stack()[-3:] == ["v0006", "v0007", "v0008"] and store.rollback()["version"] == "v0007"
     store.rollback()
     restarted = OnlineTrainer(store, trainer.learner_config, trainer.config)
     archived = [json.loads(line) for a in store.archives() for line in gzip.decompress(a.read_bytes()).splitlines()]
-    as_promoted = next(e for e in archived if e["action"] == "promote" and e["version"] == "v0005")
-    assert restarted.serving_version == "v0005" and as_promoted["sample_offsets"] == {"0": 230}
-    assert restarted.resume_offsets() == {0: 230}
+    as_promoted = next(e for e in archived if e["action"] == "promote" and e["version"] == "v0006")
+    assert restarted.serving_version == "v0006" and as_promoted["sample_offsets"] == {"0": 290}
+    assert restarted.resume_offsets() == {0: 290}
 
 
 def test_an_archive_limit_the_kept_versions_already_fill_is_refused() -> None:
     with pytest.raises(ValueError, match="RECO_MODEL_STORE_LOG_LINES"):
-        TrainerConfig(keep_versions=20, log_max_lines=21)
-    TrainerConfig(keep_versions=20, log_max_lines=22)
+        TrainerConfig(keep_versions=20, log_max_lines=23)  # 20 promotions, the rotate entry and a rollback's two
+    TrainerConfig(keep_versions=20, log_max_lines=24)
     with pytest.raises(ValueError, match="keeps every version"):  # nothing could ever be archived
         TrainerConfig(keep_versions=0, log_max_lines=2_000)
     TrainerConfig(keep_versions=0, log_max_lines=0)
