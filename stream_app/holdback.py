@@ -11,12 +11,13 @@ are safe in Kafka). The hold delays samples
 before they enter the topic, so it comes on top of the measured swap lag,
 which starts there.
 
-Whatever a hold misses is counted: the holdback remembers the samples it
-released over the last ``remember_s`` (processing time), and
-``take_released_in`` says how many of them an alert arriving now would have
-stopped had it come in time (the alert's user's samples, or those on its
-item, with event times in its window), each sample once however many
-alerts cover it. Mostly these are a bot's first
+Whatever a hold misses is counted: the holdback remembers the samples
+handed to the producer (``remember``) over the last ``remember_s``
+(processing time; at most ``remember_max`` of them, the newest, under a
+burst), and ``take_released_in`` says how many of them an alert arriving
+now would have stopped had it come in time (the alert's user's samples, or
+those on its item, with event times before the quarantine's end), each
+sample once however many alerts cover it. Mostly these are a bot's first
 events, before a detector could decide; the rest are alerts that took
 longer than the hold to arrive.
 """
@@ -31,15 +32,19 @@ from models.online.samples import TrainingSample
 
 
 class Holdback:
-    """Samples in arrival order, each released ``delay_s`` after it was added."""
+    """Samples in arrival order, each due ``delay_s`` after it was added."""
 
-    def __init__(self, delay_s: float, clock: Callable[[], float] = time.monotonic, remember_s: float = 60.0) -> None:
+    def __init__(self, delay_s: float, clock: Callable[[], float] = time.monotonic, remember_s: float = 60.0,
+                 remember_max: int = 100_000) -> None:
         self.delay_s = delay_s
         self.clock = clock
         self.remember_s = remember_s
+        self.remember_max = remember_max
         self._held: deque[tuple[float, TrainingSample]] = deque()
         self._released: deque[tuple[float, int, str, str]] = deque()  # (released at, number, user, item)
-        self._event_ts: dict[tuple[str, str], deque[tuple[float, int]]] = {}  # ("user"/"item", id) -> (ts, number)
+        # ("user"/"item", id) -> [(event ts, number)], oldest first; lists, not deques: most entities have one
+        # sample, and an empty deque alone took about 650 bytes (157 MB of them at 1,500 events/s)
+        self._event_ts: dict[tuple[str, str], list[tuple[float, int]]] = {}
         self._taken: set[int] = set()  # numbers of the released samples an alert has counted
         self._numbered = 0
 
@@ -60,43 +65,48 @@ class Holdback:
         self._held.clear()
         return n
 
-    def release(self, keep: Callable[[TrainingSample], bool]) -> tuple[list[TrainingSample], int]:
-        """The samples whose time is up and that ``keep`` accepts, and how many it refused."""
-        now, out, dropped = self.clock(), [], 0
+    def due(self) -> list[TrainingSample]:
+        """Take out the samples whose time is up, oldest first. Whether each still goes is decided as it is
+        sent (``SampleOutlet.release``): an alert can come while an earlier one's send waits."""
+        now, out = self.clock(), []
         while self._held and self._held[0][0] <= now:
-            _, sample = self._held.popleft()
-            if keep(sample):
-                out.append(sample)
-                self._remember(now, sample)
-            else:
-                dropped += 1
+            out.append(self._held.popleft()[1])
         self._forget(now - self.remember_s)
-        return out, dropped
+        return out
 
-    def take_released_in(self, entity_type: str, entity_id: str, start: float, end: float) -> int:
-        """How many samples released in the last ``remember_s`` were of this user (``entity_type`` "user") or
-        on this item ("item") with event times in ``[start, end)``, not counted by an earlier call: a bot's
-        sample covered by two alerts (two detectors, or an item's alert and its members') counts once."""
+    def remember(self, sample: TrainingSample) -> None:
+        """Note ``sample`` as released (handed to the producer), for ``take_released_in``."""
+        self._numbered += 1
+        self._released.append((self.clock(), self._numbered, sample.user_id, sample.target))
+        for key in (("user", sample.user_id), ("item", sample.target)):
+            self._event_ts.setdefault(key, []).append((sample.ts, self._numbered))
+        if len(self._released) > self.remember_max:
+            self._forget(float("-inf"))
+
+    def take_released_in(self, entity_type: str, entity_id: str, before_ts: float) -> int:
+        """How many remembered samples were of this user (``entity_type`` "user") or on this item ("item")
+        with event times before ``before_ts`` (an alert's ``expires_ts``: its quarantine holds back every
+        such sample), not counted by an earlier call: a bot's sample covered by two alerts (two detectors,
+        or an item's alert and its members') counts once."""
         n = 0
         for ts, number in self._event_ts.get((entity_type, entity_id), ()):
-            if start <= ts < end and number not in self._taken:
+            if ts < before_ts and number not in self._taken:
                 self._taken.add(number)
                 n += 1
         return n
 
-    def _remember(self, now: float, sample: TrainingSample) -> None:
-        self._numbered += 1
-        self._released.append((now, self._numbered, sample.user_id, sample.target))
-        for key in (("user", sample.user_id), ("item", sample.target)):
-            self._event_ts.setdefault(key, deque()).append((sample.ts, self._numbered))
-
     def _forget(self, before: float) -> None:
-        """Drop what was released before ``before``: oldest first, the same order in every entity's deque."""
-        while self._released and self._released[0][0] < before:
+        """Drop what was released before ``before``, and the oldest beyond ``remember_max``: oldest first,
+        the same order as in every entity's list, so each list loses a prefix."""
+        cut: dict[tuple[str, str], int] = {}
+        while self._released and (self._released[0][0] < before or len(self._released) > self.remember_max):
             _, number, user, item = self._released.popleft()
             self._taken.discard(number)
             for key in (("user", user), ("item", item)):
-                times = self._event_ts[key]
-                times.popleft()
-                if not times:
-                    del self._event_ts[key]
+                cut[key] = cut.get(key, 0) + 1
+        for key, n in cut.items():
+            times = self._event_ts[key]
+            if n == len(times):
+                del self._event_ts[key]
+            else:
+                del times[:n]

@@ -28,6 +28,7 @@ from stream_app.holdback import Holdback
 
 log = logging.getLogger(__name__)
 
+SAMPLE_OUTCOMES = ("samples_sent", "samples_dropped", "samples_lost")  # where each sample ends (above)
 Send = Callable[[TrainingSample], Awaitable[Awaitable[object]]]  # hand one sample over; returns its delivery
 
 
@@ -61,18 +62,30 @@ class SampleOutlet:
             log.warning("%d training samples came after the stopping worker's last release: not sent "
                         "(counted at its next release)", late)
 
+    def count(self, name: str, n: int) -> None:
+        """Add ``n`` to the store counter ``name`` at the next flush (e.g. ``samples_released_before_alert``):
+        counted without waiting on the store, so an alert is applied with nothing awaited in between."""
+        self._counts[name] += n
+
     async def release(self) -> None:
-        """Send the held samples whose time is up and that ``keep`` accepts; count the ones it refuses."""
+        """Send the held samples whose time is up and that ``keep`` accepts; count the ones it refuses.
+        ``keep`` is asked as each is sent: a send can wait (a full producer batch), and an alert applied
+        meanwhile must still stop the samples after it."""
         async with self._releasing:
-            samples, dropped = self.holdback.release(self._keep)
-            self._counts["samples_dropped"] += dropped
-            for i, sample in enumerate(samples):
+            due = self.holdback.due()
+            for i, sample in enumerate(due):
+                if not self._keep(sample):
+                    self._counts["samples_dropped"] += 1
+                    continue
                 try:
                     delivery = await self._send(sample)
                 except Exception as exc:  # noqa: BLE001 - e.g. the producer closed: count, do not stop serving
-                    self._counts["samples_lost"] += len(samples) - i
+                    lost = 1 + sum(1 for s in due[i + 1:] if self._keep(s))
+                    self._counts["samples_lost"] += lost
+                    self._counts["samples_dropped"] += len(due) - i - lost
                     self._last_error = exc
                     return
+                self.holdback.remember(sample)
                 future = asyncio.ensure_future(delivery)
                 self._in_flight.add(future)
                 future.add_done_callback(self._delivered)

@@ -31,7 +31,7 @@ from stream_app.pipeline import (
     process_batch,
 )
 from stream_app.records import dead_letter
-from stream_app.sample_outlet import SampleOutlet
+from stream_app.sample_outlet import SAMPLE_OUTCOMES, SampleOutlet
 from stream_app.settings import Settings
 from stream_app.state import UserState
 from stream_app.sinks.base import Store
@@ -59,21 +59,21 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
     async def count_samples(counts: Mapping[str, int], write_id: str) -> None:
         await store.add_counters(counts, write_id)
         for name, n in counts.items():
-            metrics.samples.labels(name.removeprefix("samples_")).inc(n)
+            if name in SAMPLE_OUTCOMES:  # samples_released_before_alert has its own metric, by detector
+                metrics.samples.labels(name.removeprefix("samples_")).inc(n)
 
     outlet = SampleOutlet(Holdback(settings.sample_holdback_s), send_sample, trainable, count_samples)
     holdback = outlet.holdback
 
-    async def count_released_before(alerts: Sequence[Alert]) -> None:
-        """Count the released samples the new alerts came too late to stop, each once (``Holdback.take_released_in``)."""
-        late = 0
+    def count_released_before(alerts: Sequence[Alert]) -> None:
+        """Count the released samples the new alerts came too late to stop, each once (``Holdback.take_released_in``);
+        the store gets them at the outlet's next flush. Nothing is awaited: an alert read with others must
+        not wait on the store while the release timer sends what the others would stop."""
         for alert in alerts:
-            n = holdback.take_released_in(alert.entity_type, alert.entity_id, alert.window_start, alert.window_end)
+            n = holdback.take_released_in(alert.entity_type, alert.entity_id, alert.expires_ts)
             if n:
                 metrics.samples_before_alert.labels(alert.detector).inc(n)
-                late += n
-        if late:
-            await store.add_counters({"samples_released_before_alert": late})
+                outlet.count("samples_released_before_alert", n)
 
     @app.timer(interval=0.25)
     async def release_held_samples() -> None:
@@ -101,7 +101,7 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
             try:
                 async for alert in read_alerts(settings, caught_up=alerts_read):
                     if monitor.apply(alert):
-                        await count_released_before([alert])
+                        count_released_before([alert])
             except Exception as exc:  # noqa: BLE001 - stop the worker rather than hang or serve unguarded
                 log.critical("reading the alerts topic failed, the worker stops: %r", exc, exc_info=exc)
                 await app.crash(exc)
@@ -141,7 +141,7 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
         metrics.observe_latency(out.scored_timestamps_ms)
         for alert in out.alerts:
             metrics.alerts.labels(alert.detector).inc()
-        await count_released_before(out.alerts)
+        count_released_before(out.alerts)
 
     @app.agent(topics.events, name="score-events")
     async def score_events(stream: faust.StreamT) -> None:

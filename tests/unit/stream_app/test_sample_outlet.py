@@ -231,3 +231,50 @@ def test_samples_a_stop_gave_up_on_are_not_sent_later() -> None:
     sent, counted = asyncio.run(scenario())
     assert counted.get("samples_sent", 0) == len(sent)  # nothing both sent and counted lost
     assert sum(counted.values()) == 6, counted
+
+
+def test_an_alert_applied_while_earlier_sends_wait_stops_the_samples_after_it() -> None:
+    """The outlet decided every due sample before awaiting the first send; a producer whose buffer was full
+    made the sends wait, and a bot's alert applied meanwhile stopped none of its 10 samples (9 sent)."""
+    async def scenario():
+        quarantined, sent, counted = set(), [], {}
+
+        async def slow_send(sample: TrainingSample) -> asyncio.Future:
+            await asyncio.sleep(0.01)  # waiting for room in the producer's batch
+            sent.append(sample.user_id)
+            done = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+
+        async def add_counters(counts, write_id):
+            for name, n in counts.items():
+                counted[name] = counted.get(name, 0) + n
+
+        outlet = SampleOutlet(Holdback(0.0), slow_send, lambda s: s.user_id not in quarantined, add_counters)
+        outlet.add(_samples(["human"] + ["bot"] * 10))
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.015, quarantined.add, "bot")  # follow_alerts applies the bot's alert
+        await outlet.release()
+        await asyncio.sleep(0)
+        await outlet.flush_counts()
+        return sent, counted
+
+    sent, counted = asyncio.run(scenario())
+    assert sent == ["human", "bot"]  # the bot's first sample was already being sent
+    assert counted == {"samples_sent": 2, "samples_dropped": 9}
+
+
+def test_a_sample_whose_send_failed_is_lost_not_released_before_an_alert() -> None:
+    """Remembered as released though never handed over, it was counted lost and again as released before
+    the alert that covered it."""
+    async def scenario():
+        broker, counted = Broker(), {}
+        outlet = _outlet(broker, 0.0, {"bot"}, counted)
+        broker.closed = True
+        outlet.add(_samples(["u1", "bot", "u2"]))
+        await outlet.release()
+        await outlet.flush_counts()
+        return counted, outlet.holdback.take_released_in("user", "u1", 1e12)
+
+    counted, released = asyncio.run(scenario())
+    assert counted == {"samples_lost": 2, "samples_dropped": 1} and released == 0
