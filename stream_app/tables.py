@@ -24,9 +24,17 @@ class Tables:
     item_anomalies: TableT  # item id -> the item-keyed detectors' state (AnomalyMonitor.item_snapshot)
 
 
+TABLE_NAMES = ("user-state", "item-stats", "item-anomaly-state")  # the fields of ``Tables``, in order
+
+
+def changelog_topics(settings: Settings) -> list[str]:
+    """The tables' changelog topics, as Faust names them (``{app id}-{table}-changelog``)."""
+    return [f"{settings.app_id}-{name}-changelog" for name in TABLE_NAMES]
+
+
 def declare_tables(app: faust.App, settings: Settings) -> Tables:
     def table(name: str) -> TableT:
         return app.Table(name, default=None, partitions=settings.partitions, use_partitioner=True,
                          key_type=bytes)  # values: faust's json codec, which uses orjson
 
-    return Tables(users=table("user-state"), items=table("item-stats"), item_anomalies=table("item-anomaly-state"))
+    return Tables(*(table(name) for name in TABLE_NAMES))

@@ -10,6 +10,7 @@ from faust.types import RecordMetadata, TopicT
 
 from stream_app import kafka_admin
 from stream_app.settings import Settings
+from stream_app.tables import changelog_topics
 from stream_app.tansu_compat import bootstrap_from_url
 
 
@@ -39,14 +40,15 @@ def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
 
 async def prepare_all(settings: Settings) -> None:
     """Create every missing topic (``RECO_PARTITIONS``, ``RECO_REPLICATION_FACTOR``, ``topic_configs``);
-    ``TopicError`` if the broker refuses one, or if the events, item-touches or item-activity topic has
-    another partition count: users and items are placed by that count (item-activity feeds the item-stats
+    ``TopicError`` if the broker refuses one, if model-updates or a table's changelog exists uncompacted,
+    or if the events, item-touches or item-activity topic has another partition count: users and items are placed by that count (item-activity feeds the item-stats
     table, whose keys are placed by the producer's partitioner, so Faust's own check skips it). Workers and
     the trainer run it at start."""
     placed = [settings.events_topic, settings.item_touches_topic, settings.item_activity_topic]
+    compacted = [settings.model_updates_topic, *changelog_topics(settings)]
     await kafka_admin.prepare_topics(bootstrap_from_url(settings.kafka_url), all_topics(settings),
                                      settings.partitions, settings.replication_factor, placed,
-                                     topic_configs(settings))
+                                     topic_configs(settings), compacted)
 
 
 def declare_topics(app: faust.App, settings: Settings) -> Topics:
