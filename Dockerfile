@@ -8,7 +8,7 @@ ENV PIP_EXTRA_INDEX_URL=${PIP_EXTRA_INDEX_URL} PYTHONUNBUFFERED=1
 ENV MALLOC_MMAP_THRESHOLD_=536870912 MALLOC_TRIM_THRESHOLD_=1073741824 MALLOC_TOP_PAD_=67108864
 WORKDIR /app
 RUN pip install --no-cache-dir "torch==2.13.0"
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY stream_app ./stream_app
 COPY models ./models
 COPY data/sample ./data/sample

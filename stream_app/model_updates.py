@@ -141,7 +141,8 @@ async def announce(settings: Settings, entry: dict[str, Any], producer: AIOKafka
     trainer's own, already connected: a promotion does not wait for a new producer to bootstrap)."""
     own = producer is None
     if own:
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap_from_url(settings.kafka_url))
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap_from_url(settings.kafka_url),
+                                    acks="all")  # as Faust's: an announcement survives a leader failover
         await producer.start()
     try:
         await producer.send_and_wait(settings.model_updates_topic, orjson.dumps(entry), key=b"model")

@@ -157,7 +157,9 @@ async def run_trainer(settings: Settings, *, stop: asyncio.Event | None = None) 
     log.info("trainer reads samples from %s", f"{trainer.serving_version}'s offsets {resume} (other partitions "
              "from their beginning)" if resume else f"each partition's beginning ({trainer.serving_version} "
              "learnt nothing from the topic)")
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_from_url(settings.kafka_url))
+    # acks="all", as Faust's producer: a dead letter is acknowledged before its sample's offset is committed,
+    # and with replicas aiokafka's default (the leader alone) could lose it in a leader failover
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_from_url(settings.kafka_url), acks="all")
     async with contextlib.AsyncExitStack() as started:  # stops whatever started, in reverse, even if one stop fails
         started.callback(pool.shutdown, wait=True)
         await consumer.start()
