@@ -73,7 +73,8 @@ class EnsembleRecommender:
 
     def rank(self, histories: list[list[tuple[str, str]]], bought: list[set[str]]) -> list[list[Scored]]:
         """Top-k per user from the whole catalogue, without the items in the user's kept history or bought
-        (``exclusions``): the model was trained, its blend fitted and every version judged that way."""
+        (``exclusions``): the model was trained, its blend fitted and every version judged with the history
+        left out (not the bought items beyond it: see ``models.evaluation.prequential``)."""
         if self.blend is not None:
             return self.blend.recommend(histories, self.k, exclude=exclusions(histories, bought))
         return self.ensemble.recommend(histories, self.k, exclude_seen=True, exclude=bought)
