@@ -120,11 +120,20 @@ async def _run(stack: EmbeddedStack, workdir: Path, n_users: int, baseline: bool
         accounted = (counters["events_in"] == counted + counters["duplicates"] and counted == real.sent + bad.sent
                      and counters["processed"] == samples)
     finally:
-        if worker is not None:
-            _report_stop("worker", worker)
-        if trainer is not None:
-            clean = _report_stop("trainer", trainer) and clean
-        await store.close()
+        # SIGTERM both before waiting on either, and each stop in a finally of the one before: a second Ctrl-C
+        # cuts a wait short, and must not leave the trainer running or the store open
+        for process in (worker, trainer):
+            if process is not None:
+                process.signal_stop()
+        try:
+            if worker is not None:
+                _report_stop("worker", worker)
+        finally:
+            try:
+                if trainer is not None:
+                    clean = _report_stop("trainer", trainer) and clean
+            finally:
+                await store.close()
     if not accounted:
         print("NOT ACCOUNTED FOR: the counts above do not add up")
     return accounted and clean
@@ -142,6 +151,9 @@ def _report_stop(name: str, process: WorkerProcess) -> bool:
     """Stop ``process`` and print its exit code, with its log's tail when it did not exit cleanly; whether
     it exited cleanly."""
     code = process.stop()
+    if process.ended_by_our_sigterm():  # interrupted while it started: our own stop, not its failure
+        print(f"{name} stopped (while starting)")
+        return True
     print(f"{name} stopped (exit {code})")
     if code != 0:
         print(f"--- {name} log (last 40 lines) ---\n" + "\n".join(process.log().splitlines()[-40:]))

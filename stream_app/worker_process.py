@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
 import sys
 import time
@@ -26,6 +27,7 @@ class WorkerError(RuntimeError):
 class WorkerProcess:
     process: subprocess.Popen[bytes]
     log_path: Path
+    signalled: bool = False  # we sent it SIGTERM while it ran
 
     @classmethod
     def start(cls, settings: Settings, log_path: Path, argv: list[str] | None = None) -> WorkerProcess:
@@ -50,9 +52,21 @@ class WorkerProcess:
         if "Crashed reason" in text or "Traceback" in text:
             raise WorkerError(f"worker agent crashed:\n{text[-4000:]}")
 
+    def signal_stop(self) -> None:
+        """Send SIGTERM without waiting, so that several processes stop at once."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.signalled = True
+
     def stop(self, timeout_s: float = 30.0) -> int:
-        """Graceful stop (SIGTERM); SIGKILL if it does not exit in time."""
+        """Graceful stop (SIGTERM); SIGKILL if it does not exit in time. A SIGTERM sent again after
+        ``signal_stop`` is harmless: Faust and the trainer act on the first."""
+        self.signal_stop()
         return terminate(self.process, timeout_s)
+
+    def ended_by_our_sigterm(self) -> bool:
+        """Whether our SIGTERM ended it before it set its handler (it was still starting): not a failure."""
+        return self.signalled and self.process.returncode == -signal.SIGTERM
 
     def kill(self) -> None:
         """Crash it (SIGKILL): no clean shutdown, no final commit."""
