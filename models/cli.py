@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from models.data.eventlog import FORMATS, read_events
+from models.checkpoint import CheckpointError
+from models.data.eventlog import FORMATS, read_events, unreadable
+from models.device import resolve_device
+from models.device_names import DEVICE_CHOICES, DEVICE_PATTERN
 from models.ensemble import Ensemble
 from models.evaluation.metrics import KS
 from models.evaluation.protocol import leave_one_out
@@ -82,6 +86,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if unknown:
         print(f"unknown scorers {sorted(unknown)}; choose from {ALL_SCORERS}", file=sys.stderr)
         return 2
+    if not _readable(args.log, args.titles):
+        return 2
     events = read_events(args.log, args.format)
     if not events:
         print(f"no events in {args.log}", file=sys.stderr)
@@ -101,13 +107,19 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    ensemble, _meta = Ensemble.load(args.checkpoint)
+    if not _readable(args.log):
+        return 2
+    try:
+        ensemble, _meta = Ensemble.load(args.checkpoint)
+    except CheckpointError as exc:  # missing, empty, or not a checkpoint: the user's path, not a bug
+        print(f"cannot load the checkpoint: {exc}", file=sys.stderr)
+        return 2
     split = leave_one_out(user_histories(read_events(args.log, args.format)), ensemble.vocab)
     unknown = split.unknown_targets(args.target)
     start = time.perf_counter()
     results = evaluate_all(ensemble, split, target=args.target, negatives_seed=args.seed)
     doc = {
-        "command": " ".join(["python -m models", *(sys.argv[1:] if args.argv is None else args.argv)]),
+        "command": " ".join([args.prog, *(sys.argv[1:] if args.argv is None else args.argv)]),
         "checkpoint": str(args.checkpoint),
         "target": args.target,
         "n_users": len(split.users),
@@ -129,8 +141,30 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="models", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def _readable(*paths: str | None) -> bool:
+    """Whether every given file can be read; says why not on stderr (one line, not a traceback)."""
+    for path in paths:
+        why = path and unreadable(path)
+        if why:
+            print(f"cannot read {path}: {why}", file=sys.stderr)
+            return False
+    return True
+
+
+def _device(name: str) -> str:
+    """An argparse type: a device the sequence model can use here (a bad one fails before any training)."""
+    if not re.fullmatch(DEVICE_PATTERN, name):
+        raise argparse.ArgumentTypeError(f"must be {DEVICE_CHOICES}, not {name!r}")
+    try:
+        resolve_device(name)
+    except ValueError as exc:  # cuda asked for where there is none
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return name
+
+
+def build_parser(prog: str = "python -m models") -> argparse.ArgumentParser:
+    """``prog``: the command the user typed (``reco`` runs these subcommands too), shown in usage and help."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="pre-train the scorers and blend weights on an event log")
@@ -157,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--val-users", type=int, default=5000, help="validation users sampled for early stopping")
     train.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     train.add_argument("--no-bf16", action="store_true", help="train in fp32 (the default where the device has no native bf16: a CPU without AMX or AVX512-BF16)")
-    train.add_argument("--device", default="auto", help="where the sequence model trains: auto (the GPU when one exists, else the CPU), cpu, cuda, cuda:N")
+    train.add_argument("--device", type=_device, default="auto", help="where the sequence model trains: auto (the GPU when one exists, else the CPU), cpu, cuda, cuda:N")
     train.add_argument("--no-progress", action="store_true", help="hide progress bars")
     train.set_defaults(func=cmd_train)
 
@@ -172,8 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m models`` (and ``reco train`` / ``reco evaluate``)."""
-    args = build_parser().parse_args(argv)
-    args.argv = argv
+def main(argv: list[str] | None = None, prog: str = "python -m models") -> int:
+    """Entry point of ``python -m models`` (and, with ``prog="reco"``, ``reco train`` / ``reco evaluate``)."""
+    args = build_parser(prog).parse_args(argv)
+    args.argv, args.prog = argv, prog
     return int(args.func(args))

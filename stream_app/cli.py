@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
-from models.data.eventlog import FORMATS
+from models.data.eventlog import FORMATS, unreadable
 from stream_app.settings import Settings
 
 
@@ -65,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in ("train", "evaluate"):
         from models.cli import main as models_main
 
-        return models_main(argv)
+        return models_main(argv, prog="reco")
     args = _parser().parse_args(argv)
     settings = Settings.from_env()
     if args.command == "worker":
@@ -85,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         from stream_app.replay.producer import replay_file
         from stream_app.tansu_compat import bootstrap_from_url
 
-        if os.path.isdir(args.path) or not os.access(args.path, os.R_OK):  # a pipe or /dev/stdin is fine
-            why = "a directory" if os.path.isdir(args.path) else "no such file, or not readable"
+        why = unreadable(args.path)
+        if why:
             print(f"cannot read {args.path}: {why}", file=sys.stderr)
             return 2
         bootstrap = bootstrap_from_url(settings.kafka_url)

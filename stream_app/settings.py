@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from models.device_names import DEVICE_CHOICES, DEVICE_PATTERN
+
 PREFIX = "RECO_"
 # numeric settings that must be at least 1, above 0, or may take any sign; every other one must be 0 or more
 _AT_LEAST_ONE = {"partitions", "replication_factor", "max_batch", "max_event_bytes", "history_len", "top_k",
@@ -20,9 +22,8 @@ _AT_LEAST_ONE = {"partitions", "replication_factor", "max_batch", "max_event_byt
 _ABOVE_ZERO = {"popularity_half_life_s", "trainer_lr", "trainer_promote_every_s", "redis_timeout_s",
                "broker_session_timeout_s", "broker_heartbeat_interval_s", "commit_interval_s"}
 _ANY_SIGN = {"trainer_promote_tolerance", "trainer_rollback_margin"}
-_DEVICE = r"auto|cpu|cuda(:\d+)?"
 # text settings with a fixed form (a regular expression the whole value must match), and what they take
-_FORMS = {"device": (_DEVICE, "auto, cpu, cuda or cuda:N"), "trainer_device": (_DEVICE, "auto, cpu, cuda or cuda:N"),
+_FORMS = {"device": (DEVICE_PATTERN, DEVICE_CHOICES), "trainer_device": (DEVICE_PATTERN, DEVICE_CHOICES),
           "model_dtype": ("fp32|bf16", "fp32 or bf16"), "store": ("(memory|rocksdb)://.*", "memory:// or rocksdb://"),
           "log_level": ("(?i)debug|info|warning|error|critical", "debug, info, warning, error or critical")}
 _PORTS = ("web_port", "trainer_web_port")

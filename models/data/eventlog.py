@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,15 @@ class BadLine:
     line_no: int
     text: str
     reason: str
+
+
+def unreadable(path: str | Path) -> str | None:
+    """Why ``path`` cannot be read as a log (for a one-line error), or None; a pipe or /dev/stdin is fine."""
+    if os.path.isdir(path):
+        return "a directory"
+    if not os.access(path, os.R_OK):
+        return "no such file, or not readable"
+    return None
 
 
 def log_lines(path: Path) -> Iterator[tuple[int, str]]:

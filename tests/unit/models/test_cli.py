@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from models.checkpoint import read_meta
 from models.cli import main
@@ -63,3 +64,47 @@ def test_evaluate_ranks_each_users_real_last_item_and_counts_unknown_ones_as_mis
     # five items: a known target is always in the top 10, an unknown one never
     assert doc["models"]["popularity"]["hr@10"] == pytest.approx(1 / 3)
     assert "2 of 3 test targets are items the checkpoint does not know" in results.with_suffix(".txt").read_text()
+
+
+def test_a_missing_log_says_so_in_one_line_and_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nope.csv"
+    assert main(["train", "--log", str(missing), "--format", "taobao", "--out", str(tmp_path / "x")]) == 2
+    assert capsys.readouterr().err == f"cannot read {missing}: no such file, or not readable\n"
+
+
+@pytest.mark.parametrize("checkpoint", ["missing", "empty", "not_a_checkpoint"])
+def test_evaluate_a_path_that_holds_no_checkpoint_says_so_in_one_line_and_exits_2(
+        checkpoint: str, synthetic_log: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / checkpoint
+    if checkpoint != "missing":
+        path.mkdir()
+    if checkpoint == "not_a_checkpoint":
+        (path / "meta.json").write_text("{}")
+    assert main(["evaluate", "--checkpoint", str(path), "--log", str(synthetic_log)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cannot load the checkpoint: ") and str(path) in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda0"])
+def test_a_bad_device_is_refused_before_training(device: str, synthetic_log: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "--log", str(synthetic_log), "--out", str(tmp_path / "x"), "--device", device])
+    assert stop.value.code == 2
+    assert f"argument --device: must be auto, cpu, cuda or cuda:N, not '{device}'" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_where_there_is_none_is_refused_before_training(synthetic_log: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "--log", str(synthetic_log), "--out", str(tmp_path / "x"), "--device", "cuda"])
+    assert stop.value.code == 2 and "CUDA is not available" in capsys.readouterr().err
+
+
+def test_help_names_the_command_the_user_typed(capsys: pytest.CaptureFixture[str]) -> None:
+    """(``reco train --help`` says ``reco train``: tests/unit/stream_app/test_cli_errors.py)"""
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    assert capsys.readouterr().out.startswith("usage: python -m models evaluate ")
