@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -39,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     d = sub.add_parser("demo", help="embedded broker + Redis + worker, replay the bundled sample, print top-10s")
-    d.add_argument("--users", type=int, default=3, help="how many users' top-10 to print")
+    d.add_argument("--users", type=_positive(int, zero=True), default=3, help="how many users' top-10 to print")
     d.add_argument("--baseline", action="store_true",
                    help="the popularity + co-visitation skeleton on the whole sample (no model, no trainer)")
 
@@ -49,12 +50,12 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _positive(kind: type) -> Callable[[str], Any]:
-    """An argparse type: ``kind`` greater than zero."""
+def _positive(kind: type, zero: bool = False) -> Callable[[str], Any]:
+    """An argparse type: ``kind`` greater than zero (``zero``: or zero)."""
     def parse(text: str) -> Any:
         value = kind(text)
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be greater than 0, not {text}")
+        if not (value >= 0 if zero else value > 0):
+            raise argparse.ArgumentTypeError(f"must be {'0 or more' if zero else 'greater than 0'}, not {text}")
         return value
     return parse
 
@@ -66,7 +67,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return models_main(argv, prog="reco")
     args = _parser().parse_args(argv)
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:  # a RECO_* variable nothing can work with: the message names it
+        print(f"reco: {exc}", file=sys.stderr)
+        return 2
     if args.command == "worker":
         from stream_app.worker import run_worker
 
@@ -80,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("rollback", "models", "announce"):
         return _models_command(args.command, settings, every=getattr(args, "all", False))
     if args.command == "replay":
+        from aiokafka.errors import KafkaConnectionError
+
         from stream_app.kafka_admin import ensure_topics
         from stream_app.replay.producer import replay_file
         from stream_app.tansu_compat import bootstrap_from_url
@@ -89,12 +96,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"cannot read {args.path}: {why}", file=sys.stderr)
             return 2
         bootstrap = bootstrap_from_url(settings.kafka_url)
-        asyncio.run(ensure_topics(bootstrap, [settings.events_topic], settings.partitions,
-                                  settings.replication_factor))
-        summary = asyncio.run(replay_file(args.path, args.format, settings, bootstrap=bootstrap,
-                                          topic=settings.events_topic, speed=args.speed,
-                                          max_gap_s=args.max_gap_s, limit=args.limit,
-                                          progress=not args.no_progress))
+        try:
+            asyncio.run(ensure_topics(bootstrap, [settings.events_topic], settings.partitions,
+                                      settings.replication_factor))
+            summary = asyncio.run(replay_file(args.path, args.format, settings, bootstrap=bootstrap,
+                                              topic=settings.events_topic, speed=args.speed,
+                                              max_gap_s=args.max_gap_s, limit=args.limit,
+                                              progress=not args.no_progress))
+        except KafkaConnectionError as exc:  # not the user's input: exit 1, but one line, not a traceback
+            print(f"cannot reach the broker at {bootstrap} (RECO_KAFKA_URL): {exc}", file=sys.stderr)
+            return 1
         print(summary)
         return 0
     if args.command == "demo":
@@ -102,8 +113,8 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             return run_demo(users=args.users, baseline=args.baseline)
-        except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM/SIGHUP (``stop_on_terminate``): all stopped by now
-            print(f"demo interrupted ({stop or 'Ctrl-C'}); everything it started is stopped", file=sys.stderr)
+        except KeyboardInterrupt as stop:  # Ctrl-C (no message), or SIGTERM/SIGHUP (``stop_on_terminate``): all stopped
+            print(f"demo interrupted ({str(stop) or 'Ctrl-C'}); everything it started is stopped", file=sys.stderr)
             return 130
     raise AssertionError(args.command)
 
@@ -118,6 +129,9 @@ def _models_command(command: str, settings: Settings, every: bool = False) -> in
 
     if not settings.model_store:
         print("RECO_MODEL_STORE is not set", file=sys.stderr)
+        return 2
+    if not os.path.isdir(settings.model_store):  # a typo would read as an empty store ("serving: None")
+        print(f"RECO_MODEL_STORE: no directory {settings.model_store}", file=sys.stderr)
         return 2
     store = ModelStore(settings.model_store)
     if command == "models":

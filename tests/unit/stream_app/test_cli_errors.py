@@ -11,3 +11,47 @@ def test_reco_train_help_names_reco(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     assert capsys.readouterr().out.startswith("usage: reco train ")
+
+
+def test_a_bad_setting_is_one_line_and_exit_2(monkeypatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("RECO_PARTITIONS", "abc")
+    assert main(["models"]) == 2
+    assert capsys.readouterr().err == "reco: RECO_PARTITIONS: expected int, got 'abc'\n"
+
+
+def test_replay_to_an_unreachable_broker_is_one_line_and_exit_1(tmp_path, monkeypatch, capsys) -> None:
+    log = tmp_path / "events.csv"
+    log.write_text("1,2,3,pv,1511544070\n")
+    monkeypatch.setenv("RECO_KAFKA_URL", "kafka://127.0.0.1:1")  # nothing listens on port 1
+    assert main(["replay", str(log), "--format", "taobao", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("cannot reach the broker at 127.0.0.1:1 (RECO_KAFKA_URL): ") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("command", ["models", "rollback", "announce"])
+def test_a_model_store_that_does_not_exist_is_an_error_naming_it(command: str, tmp_path, monkeypatch,
+                                                                 capsys) -> None:
+    missing = tmp_path / "no-such-store"
+    monkeypatch.setenv("RECO_MODEL_STORE", str(missing))
+    assert main([command]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"RECO_MODEL_STORE: no directory {missing}\n" and captured.out == ""
+
+
+def test_demo_refuses_a_negative_user_count(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["demo", "--users", "-3"])
+    assert stop.value.code == 2 and "argument --users: must be 0 or more, not -3" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("interrupt", "said"), [(KeyboardInterrupt(), "Ctrl-C"),
+                                                 (KeyboardInterrupt("signal SIGTERM"), "signal SIGTERM")])
+def test_an_interrupted_demo_says_what_interrupted_it(interrupt, said, monkeypatch, capsys) -> None:
+    import stream_app.demo as demo
+
+    def interrupted(**kwargs) -> int:
+        raise interrupt
+
+    monkeypatch.setattr(demo, "run_demo", interrupted)
+    assert main(["demo"]) == 130
+    assert capsys.readouterr().err == f"demo interrupted ({said}); everything it started is stopped\n"
