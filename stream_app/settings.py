@@ -20,7 +20,7 @@ _AT_LEAST_ONE = {"partitions", "replication_factor", "max_batch", "max_event_byt
                  "covis_window", "covis_max_neighbors", "popular_candidates", "torch_threads", "trainer_batch",
                  "trainer_eval_slice", "trainer_promote_every", "redis_ttl_s"}
 _ABOVE_ZERO = {"popularity_half_life_s", "trainer_lr", "trainer_promote_every_s", "redis_timeout_s",
-               "broker_session_timeout_s", "broker_heartbeat_interval_s", "commit_interval_s"}
+               "redis_read_timeout_s", "broker_session_timeout_s", "broker_heartbeat_interval_s", "commit_interval_s"}
 _ANY_SIGN = {"trainer_promote_tolerance", "trainer_rollback_margin"}
 # text settings with a fixed form (a regular expression the whole value must match), and what they take
 _FORMS = {"device": (DEVICE_PATTERN, DEVICE_CHOICES), "trainer_device": (DEVICE_PATTERN, DEVICE_CHOICES),
@@ -104,6 +104,9 @@ class Settings:
     # waiting out redis_timeout_s); every write counts once however often it is sent. 0: a failure stops the worker
     redis_retries: int = 8
     redis_timeout_s: float = 2.0  # to connect, and for each reply (a batch's write takes milliseconds)
+    # longest an HTTP request waits on Redis, retries included, before it answers 503: the write path's retries
+    # ride out an outage (seconds), a shopper's page should not wait on them
+    redis_read_timeout_s: float = 1.0
     web_port: int = 6066
     web_bind: str = "127.0.0.1"  # the worker's HTTP endpoint (metrics, health); 0.0.0.0 in a container
     trainer_web_port: int = 6067  # the trainer's /metrics/ and /health/ (on web_bind); 0: none

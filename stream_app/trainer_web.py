@@ -99,7 +99,8 @@ class _Collector:
 
 
 async def serve(metrics: TrainerMetrics, host: str, port: int) -> web.AppRunner:
-    """Start ``GET /metrics/`` and ``GET /health/`` on ``host:port``; ``await runner.cleanup()`` stops them."""
+    """Start ``GET /metrics/`` (also ``/metrics``, where Prometheus scrapes by default) and ``GET /health/`` on
+    ``host:port``; ``await runner.cleanup()`` stops them."""
 
     async def metrics_page(request: web.Request) -> web.Response:
         return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -109,6 +110,7 @@ async def serve(metrics: TrainerMetrics, host: str, port: int) -> web.AppRunner:
 
     app = web.Application()
     app.router.add_get("/metrics/", metrics_page)
+    app.router.add_get("/metrics", metrics_page)
     app.router.add_get("/health/", health_page)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

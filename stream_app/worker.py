@@ -56,7 +56,7 @@ def build_worker(settings: Settings, *, store: Store | None = None) -> faust.App
         executor = slot.serving.executor  # every version scores on the one scoring thread
         model_updates.register(app, settings, slot, metrics,
                                lambda path, version: load_ensemble(settings, path, executor))
-    web.register(app, store, metrics, slot)
+    web.register(app, store, metrics, slot, read_timeout_s=settings.redis_read_timeout_s)
     return app
 
 

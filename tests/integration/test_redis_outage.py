@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -28,6 +30,15 @@ async def exit_code(process, timeout_s: float) -> int | None:
     while process.poll() is None and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
     return process.poll()
+
+
+def http_status(url: str) -> int:
+    """The status a GET of ``url`` answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
 
 
 class HalfThenRedisDown:
@@ -102,16 +113,20 @@ def test_a_worker_that_loses_redis_stops_and_its_restart_loses_no_event(stack, s
 def test_a_worker_rides_out_a_short_redis_restart(stack, settings, start_worker, tmp_path):
     """Redis is down for 2 s while the second half arrives, then back with what it saved: the client
     re-sends the worker's writes (``RECO_REDIS_RETRIES``), the worker keeps running, and every event is
-    counted once (a write whose reply was lost is not counted again)."""
+    counted once (a write whose reply was lost is not counted again). Meanwhile a page asked for answers
+    503 after the read timeout (1 s), not 500 after the write path's retries."""
     case = HalfThenRedisDown(stack, settings, start_worker, tmp_path)
     back: list[Service] = []
 
     async def scenario():
         worker = await case.first_half_then_shutdown()
         sending = asyncio.create_task(replay(case.second, **case.replay_kw))
+        page = asyncio.create_task(asyncio.to_thread(
+            http_status, f"http://127.0.0.1:{case.settings.web_port}/recommendations/{case.first[0].user_id}/"))
         await asyncio.sleep(2.0)
         back.append(await asyncio.to_thread(case.restart_redis))
         await sending
+        assert await page == 503
         counters, records = await case.accounts(worker)
         assert worker.process.poll() is None, worker.log()[-3000:]
         return counters, records, worker.log()

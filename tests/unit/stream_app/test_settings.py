@@ -38,7 +38,8 @@ def test_fausts_own_environment_variables_do_not_override_the_settings(monkeypat
 
 @pytest.mark.parametrize("name, raw", [("HISTORY_LEN", "0"), ("PARTITIONS", "0"), ("TOP_K", "-5"),
                                        ("MAX_WAIT_S", "nan"), ("SAMPLE_HOLDBACK_S", "inf"),
-                                       ("MAX_FUTURE_SKEW_S", "-1"), ("REDIS_TIMEOUT_S", "0")])
+                                       ("MAX_FUTURE_SKEW_S", "-1"), ("REDIS_TIMEOUT_S", "0"),
+                                       ("REDIS_READ_TIMEOUT_S", "0")])
 def test_numbers_no_part_of_the_service_can_work_with_are_refused_by_name(name, raw):
     """``RECO_HISTORY_LEN=0`` used to keep every event of every user (``del events[:-0]`` deletes nothing)."""
     with pytest.raises(ValueError, match=f"RECO_{name}"):

@@ -63,6 +63,8 @@ def test_the_endpoints_answer_and_a_taken_port_fails_the_start(tmp_path) -> None
                     health = await resp.json()
                 async with session.get(f"http://127.0.0.1:{port}/metrics/") as resp:
                     exposition, kind = await resp.text(), resp.headers["Content-Type"]
+                async with session.get(f"http://127.0.0.1:{port}/metrics") as resp:  # Prometheus' default path
+                    assert resp.status == 200 and await resp.text() == exposition
         finally:
             await runner.cleanup()
         return health, exposition, kind

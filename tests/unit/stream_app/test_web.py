@@ -1,0 +1,75 @@
+"""The worker's HTTP endpoints when Redis is down or stalls: a prompt 503 in JSON and one log line, not a 500
+after the write path's whole retry budget; /metrics answers with and without the trailing slash."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import types
+
+import faust
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from stream_app import web
+from stream_app.metrics import Metrics
+
+
+class DownStore:
+    """Redis refusing connections (after the client's retries)."""
+
+    async def recommendations(self, user_id: str) -> None:
+        raise RedisConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    async def counters(self) -> dict[str, int]:
+        raise RedisConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+
+class StalledStore:
+    """Redis that takes connections but does not answer (SIGSTOPped, say)."""
+
+    async def recommendations(self, user_id: str) -> None:
+        await asyncio.sleep(30)
+
+    async def counters(self) -> dict[str, int]:
+        await asyncio.sleep(30)
+        return {}
+
+
+def get_all(store: object, paths: list[str]) -> list[tuple[int, str, dict | str, float]]:
+    """(status, content type, body, seconds) of a GET of each path on the worker's endpoints over ``store``."""
+    async def scenario():
+        app = faust.App("test-web", web_enabled=True, env={})
+        slot = types.SimpleNamespace(model_version="v0001", swaps=[], serving=None)
+        web.register(app, store, Metrics(), slot, read_timeout_s=0.2)
+        out = []
+        async with TestClient(TestServer(app.web.web_app)) as client:
+            for path in paths:
+                started = time.monotonic()
+                async with client.get(path) as resp:
+                    kind = resp.headers["Content-Type"]
+                    body = await (resp.json() if kind.startswith("application/json") else resp.text())
+                    out.append((resp.status, kind, body, time.monotonic() - started))
+        return out
+    return asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("store", [DownStore(), StalledStore()], ids=["down", "stalled"])
+def test_redis_down_or_stalled_answers_503_in_json_promptly_with_one_warning(store, caplog) -> None:
+    caplog.set_level(logging.WARNING)
+    answers = get_all(store, ["/recommendations/1000040/", "/health/"])
+    for status, kind, body, seconds in answers:
+        assert (status, kind.split(";")[0]) == (503, "application/json")
+        assert body == {"error": "the recommendation store is unavailable; try again shortly"}
+        assert seconds < 2.0  # the read timeout (0.2 s here), not the client's retries
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.getMessage().split(":")[0] for r in warnings] == ["GET /recommendations/1000040/", "GET /health/"]
+    assert all(r.exc_info is None for r in warnings)  # one line each, no traceback
+
+
+def test_metrics_answer_with_and_without_the_trailing_slash() -> None:
+    answers = get_all(DownStore(), ["/metrics", "/metrics/"])
+    assert [(status, kind) for status, kind, _, _ in answers] == [(200, "text/plain; version=0.0.4")] * 2
+    assert all("reco_events_total" in body for _, _, body, _ in answers)
