@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 
 import faust
 import pytest
@@ -90,3 +92,22 @@ def test_the_fetch_gets_a_snapshot_of_the_active_partitions(new_app, fetched):
     live = {TP("events", 0)}
     assert asyncio.run(thread._fetch_records(None, live, timeout=1.0)) == {TP("events", 0): ["record"]}
     assert fetched == [live] and fetched[0] is not live
+
+
+def test_the_app_a_worker_runs_has_the_fixes_installed(tmp_path) -> None:
+    """The tests above install the fixes themselves; this one checks the worker's own app does, in a fresh
+    interpreter (removing ``install()`` from ``create_app`` passed every other unit test)."""
+    code = (
+        "import sys\n"
+        "from faust.transport.consumer import Consumer\n"
+        "from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread\n"
+        "from stream_app.app import create_app\n"
+        "from stream_app.settings import Settings\n"
+        "before = (Consumer.resume_partitions, AIOKafkaConsumerThread._fetch_records)\n"
+        f"create_app(Settings(data_dir={str(tmp_path)!r}))\n"
+        "after = (Consumer.resume_partitions, AIOKafkaConsumerThread._fetch_records)\n"
+        "print(all(a is not b for a, b in zip(before, after)), getattr(Consumer, '_resume_after_flow', False))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["True", "True"]
