@@ -134,7 +134,12 @@ def test_a_users_list_changes_after_their_new_events(stack, settings, start_work
             await replay(crowd + shopper_first, **kw)
             await wait_for_events(store, len(crowd) + 1, worker)
             before = await store.recommendations("shopper")
-            time.sleep(1.0)  # let the item agent publish the crowd's co-visitation
+            # the item agent publishes the crowd's co-visitation after the events agent (a fixed 1 s sleep
+            # could miss it on a slow machine): wait until shoe-1's neighbours hold sock-1
+            deadline = time.monotonic() + 60.0
+            while "sock-1" not in (await store.item_features(["shoe-1"], 1))[1].get("shoe-1", {}):
+                assert time.monotonic() < deadline, "the item agent never published shoe-1's neighbours"
+                await asyncio.sleep(0.2)
             await replay(shopper_next, **kw)
             await wait_for_events(store, len(crowd) + 2, worker)
             after = await store.recommendations("shopper")
