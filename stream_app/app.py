@@ -28,7 +28,7 @@ def create_app(settings: Settings) -> faust.App:
         table_standby_replicas=0,
         broker_session_timeout=settings.broker_session_timeout_s,
         broker_heartbeat_interval=settings.broker_heartbeat_interval_s,
-        broker_rebalance_timeout=settings.broker_session_timeout_s,
+        broker_rebalance_timeout=settings.broker_rebalance_timeout_s,
         broker_commit_interval=settings.commit_interval_s,
         web_port=settings.web_port,
         web_bind=settings.web_bind,

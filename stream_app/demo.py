@@ -44,6 +44,7 @@ def demo_settings(stack: EmbeddedStack, workdir: Path, **overrides) -> Settings:
         kafka_url=stack.kafka_url, redis_url=stack.redis_url, embedded_broker=True, fetch_max_wait_ms=20,
         data_dir=str(workdir / "worker-data"), web_port=free_port(), trainer_web_port=free_port(),
         broker_session_timeout_s=3.0, broker_heartbeat_interval_s=0.5, commit_interval_s=0.5,
+        broker_rebalance_timeout_s=3.0,  # as before it was a setting: the tests' rebalances are timed by it
         log_level="warning",
     )
     base.update(overrides)

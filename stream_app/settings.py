@@ -114,6 +114,10 @@ class Settings:
     store: str = "memory://"  # tables in memory, rebuilt from their changelogs at start; rocksdb://: on disk
     broker_session_timeout_s: float = 10.0
     broker_heartbeat_interval_s: float = 1.0
+    # how long a rebalance waits for a live member to rejoin; one still finishing a batch (a Redis stall rides
+    # out up to ~30 s of retries) is dropped after it, and its late writes race the partition's new owner.
+    # Faust's default; dead members go at the session timeout whatever this is
+    broker_rebalance_timeout_s: float = 60.0
     commit_interval_s: float = 1.0
     # the producer waits up to this long to batch messages per partition (aiokafka linger_ms; 0: send at once).
     # 5 ms, Kafka 4.0's own client default: the swap-lag run's worker used 0.65 of a core, not 0.69
@@ -138,6 +142,10 @@ class Settings:
         for name in _PORTS:
             if getattr(self, name) > 65_535:
                 raise ValueError(f"{PREFIX}{name.upper()} must be a port number (at most 65535), not {getattr(self, name)}")
+        if self.broker_rebalance_timeout_s < self.broker_session_timeout_s:
+            raise ValueError(f"{PREFIX}BROKER_REBALANCE_TIMEOUT_S ({self.broker_rebalance_timeout_s}) must be at "
+                             f"least {PREFIX}BROKER_SESSION_TIMEOUT_S ({self.broker_session_timeout_s}): a live "
+                             "member finishing its batch would be dropped sooner than a dead one")
         if self.broker_heartbeat_interval_s >= self.broker_session_timeout_s:
             raise ValueError(f"{PREFIX}BROKER_HEARTBEAT_INTERVAL_S ({self.broker_heartbeat_interval_s}) must be below "
                              f"{PREFIX}BROKER_SESSION_TIMEOUT_S ({self.broker_session_timeout_s}): the broker would "

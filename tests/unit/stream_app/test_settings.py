@@ -33,6 +33,9 @@ def test_fausts_own_environment_variables_do_not_override_the_settings(monkeypat
     conf = create_app(s).conf
     assert (conf.topic_partitions, conf.web_port, conf.web_bind) == (s.partitions, s.web_port, "0.0.0.0")
     assert conf.broker_session_timeout == s.broker_session_timeout_s
+    # a live member finishing a long batch (a Redis stall) keeps its partitions for a minute, as in Faust;
+    # until 2026-12-07 it was dropped at the session timeout, 10 s, and its late writes raced the new owner
+    assert conf.broker_rebalance_timeout == s.broker_rebalance_timeout_s == 60.0
     assert conf.processing_guarantee.value == "at_least_once"
 
 
@@ -61,7 +64,8 @@ def test_two_settings_naming_one_topic_are_refused():
     ("STORE", "rocksdb:/data", "memory:// or rocksdb://"), ("DEVICE", "gpu", "cuda"),
     ("TRAINER_DEVICE", "cuda0", "cuda:N"), ("MODEL_DTYPE", "fp16", "fp32 or bf16"),
     ("LOG_LEVEL", "verbose", "debug, info"), ("WEB_PORT", "70000", "at most 65535"),
-    ("BROKER_HEARTBEAT_INTERVAL_S", "30", "below RECO_BROKER_SESSION_TIMEOUT_S"), ("EVENTS_TOPIC", "", "name a topic")])
+    ("BROKER_HEARTBEAT_INTERVAL_S", "30", "below RECO_BROKER_SESSION_TIMEOUT_S"), ("EVENTS_TOPIC", "", "name a topic"),
+    ("BROKER_REBALANCE_TIMEOUT_S", "5", "at least RECO_BROKER_SESSION_TIMEOUT_S")])
 def test_values_of_the_wrong_form_are_refused_at_start_by_name(name, raw, says):
     """Until 2026-12-07 these passed, and failed later, elsewhere (a typo in RECO_STORE at the first table)."""
     with pytest.raises(ValueError, match=f"RECO_{name}.*{says}"):
