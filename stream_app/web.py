@@ -51,9 +51,11 @@ def register(app: faust.App, store: Store, metrics: Metrics, slot: ModelSlot, re
         404 only while the model has nothing to recommend; 503 while the store does not answer."""
         try:
             record = await read(request, store.recommendations(user_id))
+            # the new-shopper list reads the store too (the baseline's popular items), so it is bounded alike;
+            # a wait cut short leaves its shared scoring to the other requests (``ColdStartList`` shields it)
+            record = record or await read(request, cold.record(user_id))
         except StoreUnavailable:
             return unavailable(self)
-        record = record or await cold.record(user_id)
         if record is None:
             return self.notfound(f"no recommendations for user {user_id!r}, and none for a new user yet")
         return self.json(record)

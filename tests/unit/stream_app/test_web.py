@@ -15,6 +15,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from stream_app import web
 from stream_app.metrics import Metrics
+from stream_app.model_updates import ModelSlot
+from stream_app.scoring import HeuristicRecommender
+from stream_app.settings import Settings
 
 
 class DownStore:
@@ -38,11 +41,23 @@ class StalledStore:
         return {}
 
 
-def get_all(store: object, paths: list[str]) -> list[tuple[int, str, dict | str, float]]:
+class ColdStalledStore(StalledStore):
+    """Redis that answers a shopper's GET (no list: a new shopper) but then stalls on the popular items the
+    baseline's new-shopper list reads."""
+
+    async def recommendations(self, user_id: str) -> None:
+        return None
+
+    async def item_features(self, seeds, n_popular):
+        await asyncio.sleep(30)
+
+
+def get_all(store: object, paths: list[str], slot: object = None) -> list[tuple[int, str, dict | str, float]]:
     """(status, content type, body, seconds) of a GET of each path on the worker's endpoints over ``store``."""
     async def scenario():
         app = faust.App("test-web", web_enabled=True, env={})
-        slot = types.SimpleNamespace(model_version="v0001", swaps=[], serving=None)
+        nonlocal slot
+        slot = slot or types.SimpleNamespace(model_version="v0001", swaps=[], serving=None)
         web.register(app, store, Metrics(), slot, read_timeout_s=0.2)
         out = []
         async with TestClient(TestServer(app.web.web_app)) as client:
@@ -67,6 +82,15 @@ def test_redis_down_or_stalled_answers_503_in_json_promptly_with_one_warning(sto
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert [r.getMessage().split(":")[0] for r in warnings] == ["GET /recommendations/1000040/", "GET /health/"]
     assert all(r.exc_info is None for r in warnings)  # one line each, no traceback
+
+
+def test_a_new_shoppers_list_read_from_a_stalled_store_answers_503_promptly() -> None:
+    """The stored list's read was bounded, the new-shopper list's (the baseline reads popular items from
+    Redis) was not: the page waited out the stall, then answered 404."""
+    store = ColdStalledStore()
+    slot = ModelSlot(HeuristicRecommender(store, Settings()))
+    [(status, _, body, seconds)] = get_all(store, ["/recommendations/new-shopper/"], slot)
+    assert status == 503 and seconds < 2.0, (status, body, seconds)
 
 
 def test_metrics_answer_with_and_without_the_trailing_slash() -> None:
