@@ -74,14 +74,20 @@ class Holdback:
         self._forget(now - self.remember_s)
         return out
 
-    def remember(self, sample: TrainingSample) -> None:
-        """Note ``sample`` as released (handed to the producer), for ``take_released_in``."""
+    def remember(self, sample: TrainingSample) -> int:
+        """Note ``sample`` as released (``keep`` let it go to the producer), for ``take_released_in``; returns
+        its number, for ``withdraw``."""
         self._numbered += 1
         self._released.append((self.clock(), self._numbered, sample.user_id, sample.target))
         for key in (("user", sample.user_id), ("item", sample.target)):
             self._event_ts.setdefault(key, []).append((sample.ts, self._numbered))
         if len(self._released) > self.remember_max:
             self._forget(float("-inf"))
+        return self._numbered
+
+    def withdraw(self, number: int) -> None:
+        """A remembered sample that was not sent after all (its send failed: counted lost): no alert counts it."""
+        self._taken.add(number)
 
     def take_released_in(self, entity_type: str, entity_id: str, before_ts: float) -> int:
         """How many remembered samples were of this user (``entity_type`` "user") or on this item ("item")

@@ -77,15 +77,16 @@ class SampleOutlet:
                 if not self._keep(sample):
                     self._counts["samples_dropped"] += 1
                     continue
+                number = self.holdback.remember(sample)  # before the send's wait: an alert meanwhile counts it
                 try:
                     delivery = await self._send(sample)
                 except Exception as exc:  # noqa: BLE001 - e.g. the producer closed: count, do not stop serving
+                    self.holdback.withdraw(number)
                     lost = 1 + sum(1 for s in due[i + 1:] if self._keep(s))
                     self._counts["samples_lost"] += lost
                     self._counts["samples_dropped"] += len(due) - i - lost
                     self._last_error = exc
                     return
-                self.holdback.remember(sample)
                 future = asyncio.ensure_future(delivery)
                 self._in_flight.add(future)
                 future.add_done_callback(self._delivered)
