@@ -62,7 +62,11 @@ class WorkerProcess:
         """Graceful stop (SIGTERM); SIGKILL if it does not exit in time. A SIGTERM sent again after
         ``signal_stop`` is harmless: Faust and the trainer act on the first."""
         self.signal_stop()
-        return terminate(self.process, timeout_s)
+        try:
+            return terminate(self.process, timeout_s)
+        except BaseException:  # the wait was cut short (a second Ctrl-C): SIGKILL, not left running
+            self.kill()
+            raise
 
     def ended_by_our_sigterm(self) -> bool:
         """Whether our SIGTERM ended it before it set its handler (it was still starting): not a failure."""

@@ -4,12 +4,15 @@ still stops the trainer and closes the store, and its own SIGTERM to a starting 
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
+import time
 import types
 
 import pytest
 
 import stream_app.demo as demo
+from stream_app import worker_process
 from stream_app.worker_process import WorkerProcess
 
 
@@ -83,3 +86,26 @@ def test_a_worker_stopped_while_it_starts_is_not_reported_as_failed(tmp_path, ca
     process = WorkerProcess.start(demo.Settings.from_env(), log, [sys.executable, "-c", "import time; time.sleep(30)"])
     assert demo._report_stop("worker", process) is True
     assert capsys.readouterr().out == "worker stopped (while starting)\n"
+
+
+def test_a_stop_whose_wait_is_cut_short_kills_the_process(tmp_path, monkeypatch) -> None:
+    """The SIGKILL after the grace period was in the wait a second Ctrl-C cut short: a worker still busy
+    stopping (here: one that ignores SIGTERM) outlived the demo."""
+    ignores_sigterm = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); "
+                       "time.sleep(60)")
+    process = WorkerProcess.start(demo.Settings.from_env(), tmp_path / "worker.log",
+                                  [sys.executable, "-c", ignores_sigterm])
+    deadline = time.monotonic() + 30
+    while "ready" not in process.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    def second_ctrl_c(proc, timeout_s):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(worker_process, "terminate", second_ctrl_c)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            process.stop()
+        assert process.process.poll() == -signal.SIGKILL
+    finally:
+        process.kill()  # (a no-op when the stop killed it)
