@@ -102,7 +102,11 @@ def save_items(monitor: AnomalyMonitor, touched: Iterable[str], table: MutableMa
     windows, no alert in force), so the table holds only the active items."""
     touched = set(touched)
     for item in touched:
-        table[item.encode()] = monitor.item_snapshot(item)
+        snapshot = monitor.item_snapshot(item)
+        if snapshot:
+            table[item.encode()] = snapshot
+        elif item.encode() in table:  # touched, then forgotten in the same batch (a late touch, then a new one)
+            del table[item.encode()]
     for item in monitor.forgotten_items():
         if item not in touched and item.encode() in table:
             del table[item.encode()]

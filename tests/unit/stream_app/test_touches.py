@@ -83,6 +83,22 @@ def test_the_table_forgets_an_item_once_the_monitor_does() -> None:
     assert set(table) == {b"other"} and not monitor.knows_item("quiet")
 
 
+def test_an_item_forgotten_in_the_batch_that_touched_it_leaves_no_record() -> None:
+    """Synthetic: one batch holds a touch two hours old (a worker catching up), then a new one on another
+    item, whose time prunes the first: its empty state was written as ``{}`` and, no longer known to the
+    monitor, never deleted (one record more per such batch, for good)."""
+    monitor = AnomalyMonitor(MonitorConfig(prune_min_events=0), items=True)
+    monitor.forgotten_items()  # as the agent does at start
+    table: dict[bytes, dict] = {}
+    for b in range(3):
+        now = 1_800_000_000.0 + 7_200 * b
+        rows = [touch(Event(f"u{b}", f"late{b}", "view", now - 7_200), UserContext(0.0)),
+                touch(Event(f"v{b}", f"now{b}", "view", now), UserContext(0.0))]
+        item_alerts(monitor, [(orjson.dumps(rows), 0, b)], table)
+    assert all(table.values()), {k: v for k, v in table.items() if not v}
+    assert set(table) == {item.encode() for item in monitor.known_items()}
+
+
 def test_an_item_whose_partition_moved_away_and_back_is_restored_with_the_other_workers_touches() -> None:
     """Synthetic: 10 new accounts push one item, 6 on worker A, 3 on worker B while the item's partition is
     B's, the last on A again. A must forget the item when its partition leaves, or it scores the last touch
