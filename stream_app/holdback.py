@@ -12,7 +12,7 @@ before they enter the topic, so it comes on top of the measured swap lag,
 which starts there.
 
 Whatever a hold misses is counted: the holdback remembers the samples
-handed to the producer (``remember``) over the last ``remember_s``
+let go to the producer (``remember``) over the last ``remember_s``
 (processing time; at most ``remember_max`` of them, the newest, under a
 burst), and ``take_released_in`` says how many of them an alert arriving
 now would have stopped had it come in time (the alert's user's samples, or
