@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from models.anomaly.base import Detector, State, Step, UserContext, event_row
 from models.anomaly.windows import add_count, add_distinct, check_window, hopping_starts, live, remember, tumbling_start
@@ -275,11 +275,9 @@ class Shilling(Detector[ShillingConfig]):
         cfg = self.config
         st = state or fresh_state(users={}, suspects={}, flagged={})
         newest = max(st.get("newest", event.ts), event.ts)  # the windows' clock: touches arrive out of order
-        oldest_open = newest - cfg.window_s + cfg.step_s  # (within the oldest window still open)
-        if event.ts < oldest_open:  # older than every open window: counted in the oldest one, as of its time.
-            # Dropped, it let a campaign dated an hour back (one touch at the real time first) go unseen
-            event = replace(event, ts=oldest_open)
         starts = [s for s in hopping_starts(event.ts, cfg.window_s, cfg.step_s) if s + cfg.window_s > newest]
+        if not starts:  # later than every window holding it: too late to count
+            return {**st, "newest": newest}, None
         users = add_distinct(live(st["users"], newest, cfg.window_s), starts, event.user_id, cfg.max_users)
         suspects = live(st["suspects"], newest, cfg.window_s)
         flagged = live(st.get("flagged", {}), newest, cfg.window_s)  # absent from states saved before it existed
