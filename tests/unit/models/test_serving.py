@@ -27,6 +27,16 @@ def test_auto_device_is_cpu_without_cuda():
             resolve_device("cuda")
 
 
+def test_a_cuda_index_the_machine_lacks_is_refused_by_name(monkeypatch):
+    """``torch.device`` does not check the index: ``reco train --device cuda:7`` on a one-GPU host passed the
+    argument check and failed later (synthetic: CUDA faked as one device)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("cuda:0") == torch.device("cuda:0")
+    with pytest.raises(ValueError, match="'cuda:7' requested but this machine has 1 CUDA device"):
+        resolve_device("cuda:7")
+
+
 def test_bf16_scores_rank_like_fp32():
     fp32 = _ensemble()
     bf16 = copy.deepcopy(fp32)
