@@ -86,7 +86,8 @@ class Holdback:
         return self._numbered
 
     def withdraw(self, number: int) -> None:
-        """A remembered sample that was not sent after all (its send failed: counted lost): no alert counts it."""
+        """A remembered sample that was not sent after all (its send failed: counted lost): no later alert counts
+        it. One an alert counted while the send waited stays counted (released before the alert, and lost)."""
         self._taken.add(number)
 
     def take_released_in(self, entity_type: str, entity_id: str, before_ts: float) -> int:
