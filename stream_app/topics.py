@@ -41,9 +41,9 @@ def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
 async def prepare_all(settings: Settings) -> None:
     """Create every missing topic (``RECO_PARTITIONS``, ``RECO_REPLICATION_FACTOR``, ``topic_configs``);
     ``TopicError`` if the broker refuses one, if model-updates or a table's changelog exists uncompacted,
-    or if the events, item-touches or item-activity topic has another partition count: users and items are placed by that count (item-activity feeds the item-stats
-    table, whose keys are placed by the producer's partitioner, so Faust's own check skips it). Workers and
-    the trainer run it at start."""
+    or if the events, item-touches or item-activity topic has another partition count: users and items are
+    placed by that count (item-activity feeds the item-stats table, whose keys are placed by the producer's
+    partitioner, so Faust's own check skips it). Workers and the trainer run it at start."""
     placed = [settings.events_topic, settings.item_touches_topic, settings.item_activity_topic]
     compacted = [settings.model_updates_topic, *changelog_topics(settings)]
     await kafka_admin.prepare_topics(bootstrap_from_url(settings.kafka_url), all_topics(settings),

@@ -91,8 +91,8 @@ def test_a_worker_stopped_while_it_starts_is_not_reported_as_failed(tmp_path, ca
 def test_a_stop_whose_wait_is_cut_short_kills_the_process(tmp_path, monkeypatch) -> None:
     """The SIGKILL after the grace period was in the wait a second Ctrl-C cut short: a worker still busy
     stopping (here: one that ignores SIGTERM) outlived the demo."""
-    ignores_sigterm = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); "
-                       "time.sleep(60)")
+    ignores_sigterm = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                       "print('ready', flush=True); time.sleep(60)")
     process = WorkerProcess.start(demo.Settings.from_env(), tmp_path / "worker.log",
                                   [sys.executable, "-c", ignores_sigterm])
     deadline = time.monotonic() + 30
