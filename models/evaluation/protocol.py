@@ -113,17 +113,26 @@ def rank_scored(scores: torch.Tensor, items: Sequence[Sequence[int]], targets: S
     scores = scores[:, 1:].float().clone()  # (batch, n_items)
     n_items = scores.shape[1]
     flat = [b * n_items + r - 1 for b, h in enumerate(items) for r in h] if exclude_seen else []
-    if flat:
-        scores.view(-1)[torch.as_tensor(flat)] = float("-inf")  # a history item (the target too) ranks last
-    unknown = torch.as_tensor(targets) == 0  # row 0: a target the vocabulary does not know
     target = (torch.as_tensor(targets)[:, None] - 1).clamp(min=0)
+    rank = ranks_at_least(scores, target, torch.as_tensor(flat, dtype=torch.long))
+    rank[(torch.as_tensor(targets) == 0).numpy()] = MISS  # row 0: a target the vocabulary does not know
+    return rank
+
+
+def ranks_at_least(scores: torch.Tensor, target: torch.Tensor, excluded: torch.Tensor) -> np.ndarray:
+    """0-based rank of each row's ``target`` column (batch, 1) in ``scores`` (batch, n; changed in place):
+    the other columns scoring at least as high, every tie against the target, leaving out the ``excluded``
+    entries (flat indices: a user's history, ranked last and not counted even where they tie with a target
+    that is one of them). A NaN target score is ``MISS``: nothing compares above NaN, it would rank first."""
+    if len(excluded):
+        scores.view(-1)[excluded] = float("-inf")
     t_score = scores.gather(1, target)
-    at_least = scores >= t_score  # (batch, n_items): every tie counts against the target
-    at_least.scatter_(1, target, False)  # ... but not the target itself
-    if flat:
-        at_least.view(-1)[torch.as_tensor(flat)] = False  # nor an excluded item (they tie with a -inf target)
-    rank = at_least.sum(dim=1, dtype=torch.int32).numpy().astype(np.int64)  # int32: 2-9x faster than int64 here
-    rank[(torch.isnan(t_score[:, 0]) | unknown).numpy()] = MISS  # nothing compares above NaN: a miss, not first
+    at_least = scores >= t_score
+    at_least.scatter_(1, target, False)  # not the target itself
+    if len(excluded):
+        at_least.view(-1)[excluded] = False
+    rank = at_least.sum(dim=1, dtype=torch.int32).cpu().numpy().astype(np.int64)  # int32: 2-9x faster here
+    rank[torch.isnan(t_score[:, 0]).cpu().numpy()] = MISS
     return rank
 
 
