@@ -50,9 +50,9 @@ async def prepare_topics(bootstrap: str, names: Iterable[str], partitions: int, 
     topic with another count splits them (its events would be dead-lettered as ``wrong_partition``). Also
     ``TopicError`` if a ``compacted`` topic that exists is not compacted (see ``_not_compacted``)."""
     async with admin_client(bootstrap) as admin:
-        await _create_missing(admin, names, partitions, replication, configs or {})
+        existing = await _create_missing(admin, names, partitions, replication, configs or {})
         counts = await _partition_counts(admin, placed)
-        loose = await _not_compacted(admin, compacted)
+        loose = await _not_compacted(admin, [n for n in dict.fromkeys(compacted) if n in existing])
     wrong = {name: n for name, n in counts.items() if n != partitions}
     if wrong:
         raise TopicError(f"RECO_PARTITIONS is {partitions} but " + ", ".join(
@@ -65,8 +65,8 @@ async def prepare_topics(bootstrap: str, names: Iterable[str], partitions: int, 
                          "its records expire): set cleanup.policy=compact on it, e.g. with kafka-configs.sh")
 
 
-async def _not_compacted(admin: AIOKafkaAdminClient, names: Iterable[str]) -> dict[str, str]:
-    """The existing topics of ``names`` whose ``cleanup.policy`` lacks ``compact``, with that policy.
+async def _not_compacted(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, str]:
+    """The topics of ``names`` (existing ones) whose ``cleanup.policy`` lacks ``compact``, with that policy.
 
     Faust, like ``_create_missing``, leaves a topic that exists as it is: one
     created earlier by the broker's auto-creation (a client that asked for
@@ -74,11 +74,9 @@ async def _not_compacted(admin: AIOKafkaAdminClient, names: Iterable[str]) -> di
     with a week's retention, and keeps it. A topic that does not exist yet
     is created compacted. A broker that cannot say is not held against it.
     """
-    existing = set(await admin.list_topics())
-    wanted = [n for n in dict.fromkeys(names) if n in existing]
-    if not wanted:
+    if not names:
         return {}
-    responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in wanted])
+    responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in names])
     loose = {}
     for response in responses:
         for error_code, _, _, name, entries, *_ in response.resources:
@@ -89,18 +87,20 @@ async def _not_compacted(admin: AIOKafkaAdminClient, names: Iterable[str]) -> di
 
 
 async def _create_missing(admin: AIOKafkaAdminClient, names: Iterable[str], partitions: int, replication: int,
-                          configs: Mapping[str, Mapping[str, str]]) -> None:
+                          configs: Mapping[str, Mapping[str, str]]) -> set[str]:
+    """Create the topics of ``names`` that do not exist; returns every topic that exists now."""
     existing = set(await admin.list_topics())
     new = [NewTopic(n, partitions, replication, topic_configs=dict(configs.get(n, {})))
            for n in dict.fromkeys(names) if n not in existing]
     if not new:
-        return
+        return existing
     response = await admin.create_topics(new)
     refused = [(t[0], t[1], t[2] if len(t) > 2 else "") for t in response.topic_errors
                if t[1] not in (0, TOPIC_ALREADY_EXISTS)]
     if refused:
         raise TopicError("the broker refused to create " + "; ".join(
             f"{name} (error {code}{': ' + str(msg) if msg else ''})" for name, code, msg in refused))
+    return existing | {t.name for t in new}
 
 
 async def _partition_counts(admin: AIOKafkaAdminClient, names: Iterable[str]) -> dict[str, int]:
