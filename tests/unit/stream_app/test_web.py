@@ -52,8 +52,19 @@ class ColdStalledStore(StalledStore):
         await asyncio.sleep(30)
 
 
-def get_all(store: object, paths: list[str], slot: object = None) -> list[tuple[int, str, dict | str, float]]:
-    """(status, content type, body, seconds) of a GET of each path on the worker's endpoints over ``store``."""
+class SlowRecommender:
+    """A serving model whose scoring waits behind a long batch on the stream's scoring thread."""
+
+    model_version = "v0002"
+
+    async def recommend(self, states, features):
+        await asyncio.sleep(30)
+
+
+def get_all(store: object, paths: list[str], slot: object = None, headers: list | None = None
+            ) -> list[tuple[int, str, dict | str, float]]:
+    """(status, content type, body, seconds) of a GET of each path on the worker's endpoints over ``store``;
+    each answer's headers are appended to ``headers`` if given."""
     async def scenario():
         app = faust.App("test-web", web_enabled=True, env={})
         nonlocal slot
@@ -67,6 +78,8 @@ def get_all(store: object, paths: list[str], slot: object = None) -> list[tuple[
                     kind = resp.headers["Content-Type"]
                     body = await (resp.json() if kind.startswith("application/json") else resp.text())
                     out.append((resp.status, kind, body, time.monotonic() - started))
+                    if headers is not None:
+                        headers.append(dict(resp.headers))
         return out
     return asyncio.run(scenario())
 
@@ -74,9 +87,10 @@ def get_all(store: object, paths: list[str], slot: object = None) -> list[tuple[
 @pytest.mark.parametrize("store", [DownStore(), StalledStore()], ids=["down", "stalled"])
 def test_redis_down_or_stalled_answers_503_in_json_promptly_with_one_warning(store, caplog) -> None:
     caplog.set_level(logging.WARNING)
-    answers = get_all(store, ["/recommendations/1000040/", "/health/"])
-    for status, kind, body, seconds in answers:
-        assert (status, kind.split(";")[0]) == (503, "application/json")
+    headers: list[dict[str, str]] = []
+    answers = get_all(store, ["/recommendations/1000040/", "/health/"], headers=headers)
+    for (status, kind, body, seconds), sent in zip(answers, headers, strict=True):
+        assert (status, kind.split(";")[0], sent.get("Retry-After")) == (503, "application/json", "1")
         assert body == {"error": "the recommendation store is unavailable; try again shortly"}
         assert seconds < 2.0  # the read timeout (0.2 s here), not the client's retries
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
@@ -91,6 +105,17 @@ def test_a_new_shoppers_list_read_from_a_stalled_store_answers_503_promptly() ->
     slot = ModelSlot(HeuristicRecommender(store, Settings()))
     [(status, _, body, seconds)] = get_all(store, ["/recommendations/new-shopper/"], slot)
     assert status == 503 and seconds < 2.0, (status, body, seconds)
+
+
+def test_a_new_shoppers_list_scored_too_late_says_so_not_that_the_store_is_down(caplog) -> None:
+    """The store answered (no stored list); the serving model's scoring did not finish within the bound."""
+    caplog.set_level(logging.WARNING)
+    slot = types.SimpleNamespace(model_version="v0002", swaps=[], serving=SlowRecommender())
+    [(status, _, body, seconds)] = get_all(ColdStalledStore(), ["/recommendations/new-shopper/"], slot)
+    assert (status, body) == (503, {"error": "no list for a new shopper was ready in time; try again shortly"})
+    assert seconds < 2.0
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "store" not in warning, warning
 
 
 def test_metrics_answer_with_and_without_the_trailing_slash() -> None:
