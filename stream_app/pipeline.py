@@ -17,7 +17,7 @@ from models.heuristic import Scored
 from models.anomaly.alerts import Alert
 from models.anomaly.base import UserContext
 from models.anomaly.monitor import AnomalyMonitor
-from models.online.samples import TrainingSample, sample_from
+from models.online.samples import TrainingSample, sample_from, sample_time
 from stream_app.delivery_counts import PROCESSED, QUARANTINED, REJECTED, Deliveries, tally
 from stream_app.records import Rejection, decode_event, recommendation_record
 from stream_app.settings import Settings
@@ -213,7 +213,7 @@ async def process_batch(
 
     def out_of_quarantine(ev: Event) -> bool:
         assert monitor is not None
-        if monitor.holds_back(ev.user_id, ev.item_id, ev.ts):
+        if monitor.holds_back(ev.user_id, ev.item_id, sample_time(ev.ts)):
             out.counters["quarantined"] += 1
             out.quarantined_at.append(position[id(ev)])
             return False

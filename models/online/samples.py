@@ -77,6 +77,13 @@ class TrainingSample:
         )
 
 
+def sample_time(ts: float) -> float:
+    """``ts`` as a sample carries it (whole ms, ``TrainingSample.ts``). Whatever decides at an event whether it
+    may train compares this, not ``ts``, with a quarantine's bounds, as the samples' release check does: an
+    event under half a ms before a quarantine's end was held back or trained depending on when the alert came."""
+    return round(ts * 1000.0) / 1000.0
+
+
 def sample_from(
     history: History,
     event: Event,

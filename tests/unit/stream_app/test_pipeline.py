@@ -6,7 +6,10 @@ import asyncio
 
 import orjson
 
+from models.anomaly.alerts import Alert
 from models.anomaly.monitor import AnomalyMonitor
+from models.data.events import Event
+from models.online.samples import sample_from
 from stream_app.anomaly import forget_moved_users
 from stream_app.pipeline import (
     Incoming,
@@ -302,3 +305,20 @@ def test_a_redelivered_rejection_is_not_counted_again_by_reason():
     assert counted_rejections(out, {0: -1}) == ["not_json"]
     again = run(batch, table, store)  # re-delivered after the counts (up to offset 1) landed
     assert counted_rejections(again, {0: 1}) == []
+
+
+def test_the_batch_and_the_samples_release_agree_on_events_within_a_ms_of_a_quarantines_end():
+    """A sample carries its event's time in whole ms, and the release check compares that with quarantines; the
+    batch compared the exact time, so an event under half a ms before a quarantine's end was held back if the
+    alert came before its batch and trained if the alert came while its sample waited."""
+    end = NOW - 100 + 0.0008  # a quarantine ending between two whole ms
+    for before_end in (0.0002, 0.0006):  # rounds to after the end, and to before it
+        monitor = AnomalyMonitor()
+        monitor.apply(Alert("user", "bot", "rate_burst", "low", 1.0, NOW - 160, NOW - 100, NOW - 100,
+                            expires_ts=end))
+        event_ts = end - before_end
+        out = run_monitored([msg(0, "bot", "x", "click", ts=event_ts)], {}, MemoryStore(), monitor)
+        held_in_batch = out.counters["quarantined"] == 1
+        sample = sample_from([], Event(user_id="bot", item_id="x", event_type="click", ts=event_ts), "v")
+        held_at_release = monitor.holds_back(sample.user_id, sample.target, sample.ts)
+        assert held_in_batch == held_at_release == (before_end > 0.0005), (before_end, held_in_batch)
