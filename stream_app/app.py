@@ -29,9 +29,18 @@ def create_app(settings: Settings) -> faust.App:
         broker_session_timeout=settings.broker_session_timeout_s,
         broker_heartbeat_interval=settings.broker_heartbeat_interval_s,
         broker_rebalance_timeout=settings.broker_rebalance_timeout_s,
+        # a JoinGroup waits up to the rebalance timeout at the broker, so the client's request must outlast it
+        # (aiokafka bounds every request by this; Faust's 90 s default; the Java client adds 5 s the same way)
+        broker_request_timeout=max(90.0, settings.broker_rebalance_timeout_s + 5.0),
         broker_commit_interval=settings.commit_interval_s,
         web_port=settings.web_port,
         web_bind=settings.web_bind,
+        # Faust's built-in pages would serve every table's data (``/table/users/<user>/``: a shopper's history)
+        # and the workers' addresses on the worker's port (0.0.0.0 in a container); ours are in ``web.py``
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
         producer_compression_type=None,
         producer_linger=settings.producer_linger_s,
         key_serializer="raw",

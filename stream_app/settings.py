@@ -16,7 +16,7 @@ from models.device_names import DEVICE_CHOICES, DEVICE_PATTERN
 
 PREFIX = "RECO_"
 # numeric settings that must be at least 1, above 0, or may take any sign; every other one must be 0 or more
-_AT_LEAST_ONE = {"partitions", "replication_factor", "max_batch", "max_event_bytes", "history_len", "top_k",
+_AT_LEAST_ONE = {"fetch_max_wait_ms", "partitions", "replication_factor", "max_batch", "max_event_bytes", "history_len", "top_k",
                  "covis_window", "covis_max_neighbors", "popular_candidates", "torch_threads", "trainer_batch",
                  "trainer_eval_slice", "trainer_promote_every", "redis_ttl_s"}
 _ABOVE_ZERO = {"popularity_half_life_s", "trainer_lr", "trainer_promote_every_s", "redis_timeout_s",
@@ -29,6 +29,12 @@ _FORMS = {"device": (DEVICE_PATTERN, DEVICE_CHOICES), "trainer_device": (DEVICE_
 _PORTS = ("web_port", "trainer_web_port")
 log = logging.getLogger(__name__)
 _SECRET_WORDS = ("password", "secret", "token")
+# the Redis client's backoff between tries (redis-py's EqualJitterBackoff: at most min(cap, base * 2**failures))
+REDIS_BACKOFF_BASE_S, REDIS_BACKOFF_CAP_S = 0.05, 2.0
+# aiokafka's request timeout for the consumers Faust does not make (trainer, alerts, model updates): a Fetch
+# blocking longer than that fails and is logged, on every idle poll
+_AIOKAFKA_REQUEST_TIMEOUT_MS = 40_000
+KAFKA_MIN_SESSION_TIMEOUT_S = 6.0  # Apache Kafka's default group.min.session.timeout.ms
 
 
 @dataclass(frozen=True)
@@ -146,6 +152,13 @@ class Settings:
             raise ValueError(f"{PREFIX}BROKER_REBALANCE_TIMEOUT_S ({self.broker_rebalance_timeout_s}) must be at "
                              f"least {PREFIX}BROKER_SESSION_TIMEOUT_S ({self.broker_session_timeout_s}): a live "
                              "member finishing its batch would be dropped sooner than a dead one")
+        if self.fetch_max_wait_ms > _AIOKAFKA_REQUEST_TIMEOUT_MS * 3 // 4:
+            raise ValueError(f"{PREFIX}FETCH_MAX_WAIT_MS must be at most {_AIOKAFKA_REQUEST_TIMEOUT_MS * 3 // 4}, not "
+                             f"{self.fetch_max_wait_ms}: an idle Fetch would outlast the consumers' "
+                             f"{_AIOKAFKA_REQUEST_TIMEOUT_MS // 1000} s request timeout and fail at every poll")
+        if self.broker_heartbeat_interval_s < 0.001:
+            raise ValueError(f"{PREFIX}BROKER_HEARTBEAT_INTERVAL_S must be at least 0.001 (Kafka counts whole ms), "
+                             f"not {self.broker_heartbeat_interval_s}")
         if self.broker_heartbeat_interval_s >= self.broker_session_timeout_s:
             raise ValueError(f"{PREFIX}BROKER_HEARTBEAT_INTERVAL_S ({self.broker_heartbeat_interval_s}) must be below "
                              f"{PREFIX}BROKER_SESSION_TIMEOUT_S ({self.broker_session_timeout_s}): the broker would "
@@ -159,9 +172,35 @@ class Settings:
                 raise ValueError(f"{PREFIX}{named[topic].upper()} and {PREFIX}{f.name.upper()} name one topic, "
                                  f"{topic!r}: each needs its own")
 
+    @property
+    def redis_retry_budget_s(self) -> float:
+        """The longest one Redis write can take while Redis hangs: every try waits out ``redis_timeout_s``,
+        and the backoff between tries at its most."""
+        backoff = sum(min(REDIS_BACKOFF_CAP_S, REDIS_BACKOFF_BASE_S * 2 ** n) for n in range(1, self.redis_retries + 1))
+        return (self.redis_retries + 1) * self.redis_timeout_s + backoff
+
+    def doubts(self) -> list[str]:
+        """Combinations that work, but not as an operator would want on Apache Kafka (logged by ``from_env``;
+        none on the embedded broker, where the demo and the tests keep group timeouts short on purpose)."""
+        if self.embedded_broker:
+            return []
+        out = []
+        if self.redis_retry_budget_s > self.broker_rebalance_timeout_s:
+            out.append(f"a Redis write may retry for up to {self.redis_retry_budget_s:.0f} s "
+                       f"({PREFIX}REDIS_RETRIES, {PREFIX}REDIS_TIMEOUT_S), longer than "
+                       f"{PREFIX}BROKER_REBALANCE_TIMEOUT_S ({self.broker_rebalance_timeout_s:g} s): a worker stuck "
+                       "in it during a rebalance is dropped from the group, and its late writes race the "
+                       "partitions' new owner")
+        if self.broker_session_timeout_s < KAFKA_MIN_SESSION_TIMEOUT_S:
+            out.append(f"{PREFIX}BROKER_SESSION_TIMEOUT_S ({self.broker_session_timeout_s:g} s) is below Apache "
+                       f"Kafka's default group.min.session.timeout.ms ({KAFKA_MIN_SESSION_TIMEOUT_S:g} s): such "
+                       "a broker refuses the consumers' JoinGroup unless its minimum was lowered")
+        return out
+
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
-        """Build settings from ``RECO_<FIELD>`` variables, then apply overrides."""
+        """Build settings from ``RECO_<FIELD>`` variables, then apply overrides; doubtful combinations are
+        logged as warnings (``doubts``)."""
         env = os.environ if environ is None else environ
         known = {PREFIX + f.name.upper() for f in fields(cls)}
         for name in sorted(n for n in env if n.startswith(PREFIX) and n not in known):
@@ -171,7 +210,10 @@ class Settings:
             raw = env.get(PREFIX + f.name.upper())
             if raw is not None:
                 values[f.name] = _parse(raw, type(f.default), f.name)
-        return replace(cls(**values), **overrides)
+        settings = replace(cls(**values), **overrides)
+        for doubt in settings.doubts():
+            log.warning("%s", doubt)
+        return settings
 
     def to_env(self) -> dict[str, str]:
         """The ``RECO_*`` variables that reproduce these settings in a child process."""
@@ -191,9 +233,10 @@ def _parse(raw: str, kind: type, name: str) -> Any:
     if kind is bool:
         if raw.lower() in ("1", "true", "yes", "on"):
             return True
-        if raw.lower() in ("0", "false", "no", "off", ""):
+        if raw.lower() in ("0", "false", "no", "off"):
             return False
-        raise ValueError(f"{PREFIX}{name.upper()}: expected a boolean, got {raw!r}")
+        # an empty value too: ``RECO_ANOMALY_DETECTION: ${UNSET}`` in compose used to switch detection off
+        raise ValueError(f"{PREFIX}{name.upper()}: expected a boolean (true/false, 1/0, yes/no, on/off), got {raw!r}")
     try:
         return kind(raw)
     except ValueError:

@@ -152,7 +152,11 @@ async def run_trainer(settings: Settings, *, stop: asyncio.Event | None = None) 
         group_id=f"{settings.app_id}-trainer", auto_offset_reset="earliest", enable_auto_commit=False,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
         session_timeout_ms=int(settings.broker_session_timeout_s * 1000),
-        heartbeat_interval_ms=int(settings.broker_heartbeat_interval_s * 1000))
+        heartbeat_interval_ms=int(settings.broker_heartbeat_interval_s * 1000),
+        # as the workers' (``create_app``): a trainer finishing a fine-tuning step keeps its partitions through
+        # a rebalance, and the JoinGroup request outlasts the wait (aiokafka's default was the session timeout)
+        rebalance_timeout_ms=int(settings.broker_rebalance_timeout_s * 1000),
+        request_timeout_ms=int(max(40.0, settings.broker_rebalance_timeout_s + 5.0) * 1000))
     resume = dict(trainer.sample_offsets)  # at start: the serving version's (read from the store's log once)
     log.info("trainer reads samples from %s", f"{trainer.serving_version}'s offsets {resume} (other partitions "
              "from their beginning)" if resume else f"each partition's beginning ({trainer.serving_version} "

@@ -14,6 +14,7 @@ from redis.backoff import EqualJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
 
 from stream_app.redis_layout import COUNTER_NAMES, RedisLayout
+from stream_app.settings import REDIS_BACKOFF_BASE_S, REDIS_BACKOFF_CAP_S
 from stream_app.sinks.base import Store
 
 
@@ -91,7 +92,7 @@ class RedisStore(Store):
         Safe for every method here: reads and replacing writes repeat harmlessly, and counting writes
         count once (``COUNT_ONCE``)."""
         if self._client is None:
-            retry = Retry(EqualJitterBackoff(base=0.05, cap=2.0), self.retries,
+            retry = Retry(EqualJitterBackoff(base=REDIS_BACKOFF_BASE_S, cap=REDIS_BACKOFF_CAP_S), self.retries,
                           supported_errors=(RedisConnectionError, RedisTimeoutError))
             self._client = aioredis.Redis.from_url(self._url, retry=retry, socket_timeout=self.timeout_s,
                                                    socket_connect_timeout=self.timeout_s)

@@ -76,3 +76,43 @@ def test_the_accepted_forms_pass():
     s = Settings.from_env({"RECO_STORE": "rocksdb://", "RECO_DEVICE": "cuda:1", "RECO_LOG_LEVEL": "DEBUG",
                            "RECO_MODEL_DTYPE": "bf16", "RECO_TRAINER_DEVICE": "cpu"})
     assert (s.store, s.device, s.log_level) == ("rocksdb://", "cuda:1", "DEBUG")
+
+
+@pytest.mark.parametrize("name, raw", [("ANOMALY_DETECTION", ""), ("EMIT_TRAINING_SAMPLES", " ")])
+def test_an_empty_switch_is_refused_not_taken_as_off(name, raw):
+    """``RECO_ANOMALY_DETECTION: ${UNSET}`` in compose gives an empty value: it switched fraud detection off."""
+    with pytest.raises(ValueError, match=f"RECO_{name}: expected a boolean"):
+        Settings.from_env({f"RECO_{name}": raw})
+
+
+@pytest.mark.parametrize("name, raw", [("BROKER_HEARTBEAT_INTERVAL_S", "0.0004"), ("FETCH_MAX_WAIT_MS", "60000"),
+                                       ("FETCH_MAX_WAIT_MS", "0")])
+def test_broker_timings_kafka_clients_cannot_keep_are_refused(name, raw):
+    """A heartbeat that rounds to 0 ms; an idle Fetch longer than aiokafka's 40 s request timeout (every poll
+    of a quiet topic fails); a Fetch that never waits (a busy loop)."""
+    with pytest.raises(ValueError, match=f"RECO_{name}"):
+        Settings.from_env({f"RECO_{name}": raw})
+
+
+def test_timings_kafka_would_refuse_or_a_stuck_write_outlasts_are_warned_about(caplog):
+    """On Apache Kafka: a session timeout under the broker's default minimum (6 s), and a Redis write whose
+    retries outlast the rebalance timeout. The embedded broker (demo, tests) is left alone."""
+    Settings.from_env({"RECO_BROKER_SESSION_TIMEOUT_S": "3", "RECO_REDIS_TIMEOUT_S": "10"})
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 2
+    assert "group.min.session.timeout.ms" in warned[1] and "up to 99 s" in warned[0], warned
+    caplog.clear()
+    Settings.from_env({"RECO_BROKER_SESSION_TIMEOUT_S": "3", "RECO_REDIS_TIMEOUT_S": "10",
+                       "RECO_EMBEDDED_BROKER": "true"})
+    Settings.from_env({})  # the defaults: 27 s of retries at most, a 60 s rebalance timeout
+    assert caplog.records == []
+
+
+def test_the_join_request_outlasts_a_long_rebalance_timeout(tmp_path):
+    """aiokafka bounds a JoinGroup by the request timeout (Faust's 90 s) while the broker may hold it for the
+    rebalance timeout: a longer one timed out on the client."""
+    from stream_app.app import create_app
+
+    conf = create_app(Settings(broker_rebalance_timeout_s=120.0, data_dir=str(tmp_path))).conf
+    assert conf.broker_request_timeout >= 125.0
+    assert create_app(Settings(data_dir=str(tmp_path))).conf.broker_request_timeout == 90.0

@@ -122,3 +122,17 @@ def test_metrics_answer_with_and_without_the_trailing_slash() -> None:
     answers = get_all(DownStore(), ["/metrics", "/metrics/"])
     assert [(status, kind) for status, kind, _, _ in answers] == [(200, "text/plain; version=0.0.4")] * 2
     assert all("reco_events_total" in body for _, _, body, _ in answers)
+
+
+def test_the_worker_serves_no_table_data_or_worker_addresses(tmp_path) -> None:
+    """Faust's built-in ``/table/<table>/<key>/`` page answers any user's history, and ``/router/`` every worker's
+    address, on the worker's port (bound to 0.0.0.0 in a container): both must be off."""
+    from stream_app.app import create_app
+
+    async def scenario() -> dict[str, int]:
+        app = create_app(Settings(data_dir=str(tmp_path)))
+        app.web.init_server()
+        async with TestClient(TestServer(app.web.web_app)) as client:
+            return {path: (await client.get(path)).status for path in ["/table/", "/table/users/u1/", "/router/"]}
+
+    assert asyncio.run(scenario()) == {"/table/": 404, "/table/users/u1/": 404, "/router/": 404}
