@@ -72,15 +72,25 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:  # a RECO_* variable nothing can work with: the message names it
         print(f"reco: {exc}", file=sys.stderr)
         return 2
-    if args.command == "worker":
-        from stream_app.worker import run_worker
+    if args.command in ("worker", "trainer"):
+        from aiokafka.errors import KafkaConnectionError
 
-        run_worker(settings)
-        return 0
-    if args.command == "trainer":
-        from stream_app.trainer import main as trainer_main
+        why = _startup_error(args.command, settings)
+        if why:
+            print(f"reco: {why}", file=sys.stderr)
+            return 2
+        try:
+            if args.command == "worker":
+                from stream_app.worker import run_worker
 
-        trainer_main(settings)
+                run_worker(settings)
+            else:
+                from stream_app.trainer import main as trainer_main
+
+                trainer_main(settings)
+        except KafkaConnectionError as exc:
+            print(_no_broker(settings, exc), file=sys.stderr)
+            return 1
         return 0
     if args.command in ("rollback", "models", "announce"):
         return _models_command(args.command, settings, every=getattr(args, "all", False))
@@ -103,8 +113,8 @@ def main(argv: list[str] | None = None) -> int:
                                               topic=settings.events_topic, speed=args.speed,
                                               max_gap_s=args.max_gap_s, limit=args.limit,
                                               progress=not args.no_progress))
-        except KafkaConnectionError as exc:  # not the user's input: exit 1, but one line, not a traceback
-            print(f"cannot reach the broker at {bootstrap} (RECO_KAFKA_URL): {exc}", file=sys.stderr)
+        except KafkaConnectionError as exc:
+            print(_no_broker(settings, exc), file=sys.stderr)
             return 1
         print(summary)
         return 0
@@ -117,6 +127,35 @@ def main(argv: list[str] | None = None) -> int:
             print(f"demo interrupted ({str(stop) or 'Ctrl-C'}); everything it started is stopped", file=sys.stderr)
             return 130
     raise AssertionError(args.command)
+
+
+def _startup_error(command: str, settings: Settings) -> str | None:
+    """Why ``command`` (worker or trainer) cannot start with these settings, before it connects anywhere: what
+    only that process reads (the anomaly config file; the trainer's store and its configs), refused by name."""
+    if command == "worker":
+        from stream_app.anomaly import make_monitor
+
+        try:
+            make_monitor(settings)
+        except (OSError, ValueError, TypeError) as exc:  # unreadable, not JSON, an unknown or bad threshold
+            return f"RECO_ANOMALY_CONFIG ({settings.anomaly_config}): {exc}"
+        return None
+    if not settings.model_store:
+        return "RECO_MODEL_STORE must name the model store directory (the trainer writes its versions there)"
+    from stream_app.trainer import trainer_configs
+
+    try:
+        trainer_configs(settings)
+    except ValueError as exc:  # the message names the RECO_* variable
+        return str(exc)
+    return None
+
+
+def _no_broker(settings: Settings, exc: Exception) -> str:
+    """One line for an unreachable broker: not the user's input (exit 1), but no traceback either."""
+    from stream_app.tansu_compat import bootstrap_from_url
+
+    return f"reco: cannot reach the broker at {bootstrap_from_url(settings.kafka_url)} (RECO_KAFKA_URL): {exc}"
 
 
 def _models_command(command: str, settings: Settings, every: bool = False) -> int:

@@ -25,7 +25,48 @@ def test_replay_to_an_unreachable_broker_is_one_line_and_exit_1(tmp_path, monkey
     monkeypatch.setenv("RECO_KAFKA_URL", "kafka://127.0.0.1:1")  # nothing listens on port 1
     assert main(["replay", str(log), "--format", "taobao", "--no-progress"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("cannot reach the broker at 127.0.0.1:1 (RECO_KAFKA_URL): ") and err.count("\n") == 1
+    assert err.startswith("reco: cannot reach the broker at 127.0.0.1:1 (RECO_KAFKA_URL): ") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("command", ["worker", "trainer"])
+def test_a_worker_or_trainer_without_a_broker_is_one_line_and_exit_1(command, tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("RECO_KAFKA_URL", "kafka://127.0.0.1:1")
+    monkeypatch.setenv("RECO_MODEL_STORE", str(tmp_path))
+    monkeypatch.setenv("RECO_DATA_DIR", str(tmp_path / "data"))
+    assert main([command]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("reco: cannot reach the broker at 127.0.0.1:1 (RECO_KAFKA_URL): ") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(("env", "said"), [
+    ({}, "reco: RECO_MODEL_STORE must name the model store directory"),
+    ({"RECO_MODEL_STORE": "{store}", "RECO_MODEL_STORE_KEEP": "1"}, "reco: keep_versions (RECO_MODEL_STORE_KEEP) must"),
+], ids=["store-unset", "keep-one"])
+def test_a_trainer_setting_it_cannot_work_with_is_refused_before_it_connects(env, said, tmp_path, monkeypatch,
+                                                                            capsys) -> None:
+    """Nothing listens on port 1: a refusal that came after connecting would say the broker is unreachable."""
+    monkeypatch.setenv("RECO_KAFKA_URL", "kafka://127.0.0.1:1")
+    monkeypatch.delenv("RECO_MODEL_STORE", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value.format(store=tmp_path))
+    assert main(["trainer"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(said) and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("config", ["missing.json", "{not json", '{"rate_burst": {"max_events": -5}}',
+                                    '{"no_such_detector": {}}'])
+def test_a_worker_with_an_anomaly_config_it_cannot_use_is_refused_by_name(config, tmp_path, monkeypatch,
+                                                                         capsys) -> None:
+    path = tmp_path / "missing.json"
+    if config != "missing.json":
+        path = tmp_path / "anomaly.json"
+        path.write_text(config)
+    monkeypatch.setenv("RECO_KAFKA_URL", "kafka://127.0.0.1:1")
+    monkeypatch.setenv("RECO_ANOMALY_CONFIG", str(path))
+    assert main(["worker"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"reco: RECO_ANOMALY_CONFIG ({path}): ") and err.count("\n") == 1, err
 
 
 @pytest.mark.parametrize("command", ["models", "rollback", "announce"])
