@@ -63,7 +63,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 SOURCES = {
     "taobao": (ROOT / "data" / "sample" / "taobao_user_behavior.csv", "taobao"),
     "beauty": (ROOT / "data" / "amazon_beauty" / "sequences.txt", "sequences"),
-    "otto": (Path("/work/shared/data/otto_sample/sessions.jsonl"), "otto"),
+    "otto": (ROOT / "data" / "sample" / "otto_sessions.jsonl", "otto"),
 }
 TARGETS = {  # the attack kinds each detector is meant for
     "rate_burst": ("click_burst",), "regular_timing": ("bot",), "distinct_items": ("crawler",),
@@ -409,7 +409,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     command = " ".join(["python benchmarks/fraud_eval.py", *(sys.argv[1:] if argv is None else argv)])
     config, injection = MonitorConfig(), InjectionConfig()
-    datasets = [d for d in args.datasets if SOURCES[d][0].exists()]
+    datasets = list(args.datasets)
+    missing = [str(SOURCES[d][0]) for d in datasets if not SOURCES[d][0].exists()]
+    if args.checkpoint is not None and not (args.checkpoint / "meta.json").exists():  # not half-way through
+        missing.append(f"{args.checkpoint} (a checkpoint: benchmarks/README.md has the command that makes it)")
+    if missing:
+        parser.error(f"missing: {'; '.join(missing)}")
     all_runs, per_dataset, rank_rows = [], {}, []
     for name in datasets:
         runs, per_seed = [], {}
