@@ -132,9 +132,11 @@ def _optional_fields(d: dict[str, Any]) -> dict[str, Any] | Rejection:
         out["price"] = float(price)
     quantity = d.get("quantity")
     if quantity is not None:
-        if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity <= 0:
-            return Rejection("bad_field", "quantity must be a positive integer")
-        out["quantity"] = quantity
+        # 2.0 as well: what a producer that writes every number as a float (Python's json.dumps of a float) sends
+        whole = isinstance(quantity, float) and math.isfinite(quantity) and quantity.is_integer()
+        if isinstance(quantity, bool) or not (isinstance(quantity, int) or whole) or quantity <= 0:
+            return Rejection("bad_field", f"quantity must be a positive whole number, not {quantity!r}")
+        out["quantity"] = int(quantity)
     return out
 
 

@@ -54,6 +54,7 @@ def test_iso_time_with_zone_is_accepted():
          "bad_field", "beyond 64 bits"),
         (event(price=-1), "bad_field", "price"),
         (event(quantity=0), "bad_field", "quantity"),
+        (event(quantity=2.5), "bad_field", "positive whole number, not 2.5"),
         (event(category="x" * 5000), "oversize", "limit 4096"),
     ],
 )
@@ -117,3 +118,8 @@ def test_the_log_reader_judges_a_time_as_the_stream_does(ts, tmp_path):
     assert isinstance(read, Event) == isinstance(live, Event)
     if isinstance(live, Event):
         assert read.ts == live.ts
+
+
+def test_a_whole_quantity_written_as_a_float_is_taken():
+    """A producer that writes every number as a float sends ``"quantity": 2.0``: it was dead-lettered."""
+    assert decode(event(quantity=2.0)).quantity == 2 and isinstance(decode(event(quantity=2.0)).quantity, int)
