@@ -116,3 +116,25 @@ def test_the_join_request_outlasts_a_long_rebalance_timeout(tmp_path):
     conf = create_app(Settings(broker_rebalance_timeout_s=120.0, data_dir=str(tmp_path))).conf
     assert conf.broker_request_timeout >= 125.0
     assert create_app(Settings(data_dir=str(tmp_path))).conf.broker_request_timeout == 90.0
+
+
+def test_the_readme_names_every_setting_with_its_default():
+    """The README's settings table is what operators read: a setting missing there, or a default that moved,
+    is a setting nobody can find or one documented wrong."""
+    import re
+    from dataclasses import fields
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    rows = dict(re.findall(r"^\| `(RECO_[A-Z0-9_]+)` \| ([^|]+) \|", readme, flags=re.M))
+
+    def shown(value: object) -> str:
+        if isinstance(value, bool):
+            return f"`{str(value).lower()}`"
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        return "(empty)" if value == "" else f"`{value}`"
+
+    expected = {f"RECO_{f.name.upper()}": shown(f.default) for f in fields(Settings)}
+    assert {name: rows.get(name, "missing").strip() for name in expected} == expected
+    assert set(rows) <= set(expected), set(rows) - set(expected)  # no row for a setting that is gone
