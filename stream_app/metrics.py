@@ -8,8 +8,14 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from models.anomaly.monitor import DETECTORS
+from stream_app.records import REJECTION_CODES
+from stream_app.sample_outlet import SAMPLE_OUTCOMES
+
 LATENCY_BUCKETS = (0.002, 0.004, 0.006, 0.008, 0.01, 0.0125, 0.015, 0.0175, 0.02, 0.025, 0.03, 0.04, 0.05,
                    0.06, 0.075, 0.1, 0.125, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0)
+EVENT_OUTCOMES = (("events_in", "in"), ("processed", "processed"), ("rejected", "rejected"),
+                  ("duplicates", "duplicate"))  # (batch counter, ``reco_events_total`` outcome)
 
 
 class Metrics:
@@ -43,6 +49,17 @@ class Metrics:
         self.samples_before_alert = Counter(
             "reco_samples_released_before_alert", "Training samples already released when an alert covering "
             "their event reached this worker (the holdback missed them), by detector", ["detector"], registry=r)
+        self._start_at_zero()
+
+    def _start_at_zero(self) -> None:
+        """Every known label value's series, at 0: a series born at its first increment hides that increment
+        from ``increase()`` (no earlier sample to compare with), so an alert on the first loss never fired."""
+        for counter, values in ((self.events, [outcome for _, outcome in EVENT_OUTCOMES]),
+                                (self.dead_letters, REJECTION_CODES),
+                                (self.samples, [name.removeprefix("samples_") for name in SAMPLE_OUTCOMES]),
+                                (self.alerts, DETECTORS), (self.samples_before_alert, DETECTORS)):
+            for value in values:
+                counter.labels(value)
 
     def observe_swap(self, entry: Mapping[str, Any]) -> None:
         """A hot swap happened between two micro-batches (``entry``: ``ModelSlot.swap``'s result)."""
@@ -53,8 +70,7 @@ class Metrics:
 
     def observe_batch(self, counters: Mapping[str, int], reasons: Iterable[str], size: int,
                       scoring_s: float) -> None:
-        for name, outcome in (("events_in", "in"), ("processed", "processed"),
-                              ("rejected", "rejected"), ("duplicates", "duplicate")):
+        for name, outcome in EVENT_OUTCOMES:
             if counters.get(name):
                 self.events.labels(outcome).inc(counters[name])
         for reason in reasons:

@@ -29,6 +29,12 @@ DEAD_LETTER_MAX_BYTES = 512 * 1024
 DEAD_LETTER_MAX_KEY_BYTES = 1024
 
 
+# Every rejection code an event can get (``decode_event``'s, and ``pipeline.on_its_partition``'s): the worker's
+# metrics start a zero series for each. The trainer's ``bad_sample`` is not an event's.
+REJECTION_CODES = ("empty", "oversize", "not_json", "not_object", "missing_field", "bad_field", "unknown_event_type",
+                   "bad_time", "wrong_partition")
+
+
 # A rejection's detail is cut to this many characters: it often quotes the event (an unknown event type, a
 # user id), and uncut it made a dead letter's header as large as the event, beyond what a producer sends.
 DETAIL_MAX_CHARS = 200

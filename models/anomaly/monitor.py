@@ -66,6 +66,9 @@ from models.anomaly.windows import tumbling_start
 from models.data.events import Event
 
 MEMBER_DETECTOR = "shilling_member"
+# every detector name an alert can carry (the worker's metrics start a zero series for each)
+DETECTORS = (RateBurst.name, RegularTiming.name, DistinctItems.name, CartBurst.name, PriceJump.name,
+             Shilling.name, MEMBER_DETECTOR, RobustZ.name)
 
 
 @dataclass(frozen=True)

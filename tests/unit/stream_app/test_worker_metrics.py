@@ -1,0 +1,49 @@
+"""The worker's Prometheus metrics: the series an operator's alerts and checks read off ``/metrics``."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from models.anomaly.monitor import DETECTORS, MEMBER_DETECTOR, AnomalyMonitor
+from stream_app.metrics import Metrics
+from stream_app.records import REJECTION_CODES
+
+ROOT = Path(__file__).resolve().parents[3]
+Scraped = dict[tuple[str, tuple], float]
+
+
+def scraped(metrics: Metrics) -> Scraped:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(metrics.exposition().decode()) for s in family.samples}
+
+
+def value(scrape: Scraped, name: str, **labels: str) -> float | None:
+    return scrape.get((name, tuple(sorted(labels.items()))))
+
+
+def test_every_known_label_value_is_scraped_at_zero_before_its_first_increment() -> None:
+    """``increase(reco_samples_total{outcome="lost"}[5m]) > 0`` needs the series before the first loss: born
+    at its first increment, it had no earlier sample, and the alert missed that loss."""
+    scrape = scraped(Metrics())
+    for outcome in ("in", "processed", "rejected", "duplicate"):
+        assert value(scrape, "reco_events_total", outcome=outcome) == 0
+    for outcome in ("sent", "dropped", "lost"):
+        assert value(scrape, "reco_samples_total", outcome=outcome) == 0
+    for reason in ("not_json", "bad_time", "wrong_partition"):
+        assert value(scrape, "reco_dead_letters_total", reason=reason) == 0
+    for detector in ("rate_burst", "shilling", "shilling_member", "robust_z"):
+        assert value(scrape, "reco_alerts_total", detector=detector) == 0
+        assert value(scrape, "reco_samples_released_before_alert_total", detector=detector) == 0
+
+
+def test_the_zero_series_cover_every_rejection_code_and_detector_the_code_has() -> None:
+    """A code or detector added without listing it would be born at its first increment again."""
+    source = "".join(p.read_text() for p in (ROOT / "stream_app").rglob("*.py"))
+    codes = set(re.findall(r'Rejection\("(\w+)"', source)) - {"bad_sample"}  # the trainer's, not an event's
+    assert codes == set(REJECTION_CODES)
+    monitor = AnomalyMonitor()
+    names = {d.name for d in monitor.user_detectors} | {monitor.learned.name, monitor.shilling.name}
+    assert names | {MEMBER_DETECTOR} == set(DETECTORS)
