@@ -15,7 +15,7 @@ from stream_app.sample_outlet import SAMPLE_OUTCOMES
 LATENCY_BUCKETS = (0.002, 0.004, 0.006, 0.008, 0.01, 0.0125, 0.015, 0.0175, 0.02, 0.025, 0.03, 0.04, 0.05,
                    0.06, 0.075, 0.1, 0.125, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0)
 EVENT_OUTCOMES = (("events_in", "in"), ("processed", "processed"), ("rejected", "rejected"),
-                  ("duplicates", "duplicate"))  # (batch counter, ``reco_events_total`` outcome)
+                  ("duplicates", "duplicate"), ("quarantined", "quarantined"))  # (batch counter, outcome)
 
 
 class Metrics:
@@ -24,8 +24,8 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.events = Counter("reco_events", "Events by outcome (in = processed + rejected + duplicate)",
-                              ["outcome"], registry=r)
+        self.events = Counter("reco_events", "Events by outcome (in = processed + rejected + duplicate; "
+                              "quarantined: the processed ones kept out of learning)", ["outcome"], registry=r)
         self.dead_letters = Counter("reco_dead_letters", "Rejected events by reason", ["reason"], registry=r)
         self.batch_size = Histogram("reco_batch_size", "Events per micro-batch", registry=r,
                                     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024))
@@ -70,6 +70,7 @@ class Metrics:
 
     def observe_batch(self, counters: Mapping[str, int], reasons: Iterable[str], size: int,
                       scoring_s: float) -> None:
+        """A handled batch; ``counters`` as ``count_deliveries`` leaves them (what the store counted)."""
         for name, outcome in EVENT_OUTCOMES:
             if counters.get(name):
                 self.events.labels(outcome).inc(counters[name])
