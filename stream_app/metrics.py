@@ -32,7 +32,8 @@ class Metrics:
         self.scoring_seconds = Histogram("reco_scoring_seconds", "Time to score one micro-batch",
                                          registry=r, buckets=LATENCY_BUCKETS)
         self.event_to_redis_seconds = Histogram(
-            "reco_event_to_redis_seconds", "From an event's Kafka timestamp to its user's list in Redis",
+            "reco_event_to_redis_seconds", "From an event's Kafka timestamp to its user's list in Redis (each "
+            "processed event once: not again when re-delivered)",
             registry=r, buckets=LATENCY_BUCKETS)
         self.model_version = Gauge("reco_model_info", "The serving model version (value 1)",
                                    ["version"], registry=r)

@@ -69,7 +69,7 @@ class BatchOutput:
     counters: Counter[str] = field(default_factory=Counter)
     quarantined_at: list[tuple[int, int]] = field(default_factory=list)  # (partition, offset) kept out of learning
     scoring_s: float = 0.0
-    scored_timestamps_ms: list[int | None] = field(default_factory=list)  # Kafka times of scored events
+    scored: list[Incoming] = field(default_factory=list)  # the messages of the scored events (re-deliveries too)
 
 
 def deliveries_of(batch: Sequence[Incoming], out: BatchOutput) -> Deliveries:
@@ -116,6 +116,13 @@ def counted_rejections(out: BatchOutput, counted: Mapping[int, int]) -> list[str
     """The reasons of the batch's rejections ``count_deliveries`` counts now (a re-delivered one, counted
     on its first delivery, is not counted again): what ``reco_dead_letters{reason}`` adds."""
     return [d.rejection.code for d in out.dead_letters if d.message.offset > counted.get(d.message.partition, -1)]
+
+
+def counted_kafka_times_ms(out: BatchOutput, counted: Mapping[int, int]) -> list[int]:
+    """The Kafka timestamps of the batch's scored events ``count_deliveries`` counts as processed now: what
+    ``reco_event_to_redis_seconds`` observes. A re-delivered event, counted on its first delivery, is left
+    out: observed again, it added the outage before its re-delivery as latency."""
+    return [m.timestamp_ms for m in out.scored if m.timestamp_ms and m.offset > counted.get(m.partition, -1)]
 
 
 def offset_gaps(batch: Sequence[Incoming], counted: Mapping[int, int]) -> list[tuple[int, int, int]]:
@@ -188,7 +195,7 @@ async def process_batch(
     out = BatchOutput()
     now = clock()
     by_user: dict[str, list[tuple[int, Event]]] = defaultdict(list)
-    kafka_ts: dict[str, list[int | None]] = defaultdict(list)
+    messages: dict[str, list[Incoming]] = defaultdict(list)
     position: dict[int, tuple[int, int]] = {}  # id(event) -> (partition, offset)
     for msg in batch:
         ev = decode_event(
@@ -201,7 +208,7 @@ async def process_batch(
             out.dead_letters.append(DeadLetter(msg, ev))
         else:
             by_user[ev.user_id].append((msg.offset, ev))
-            kafka_ts[ev.user_id].append(msg.timestamp_ms)
+            messages[ev.user_id].append(msg)
             position[id(ev)] = (msg.partition, msg.offset)
             if monitor is not None:
                 alerts, context = observe_new(monitor, table.get(ev.user_id.encode()), msg.offset, ev)
@@ -236,7 +243,7 @@ async def process_batch(
         if applied or dups:  # a re-delivery after a crash re-scores, so Redis catches up with the state
             touched[user] = state
             newest_ts[user] = state["events"][-1][2]  # the newest by event time: a late event does not lower it
-            out.scored_timestamps_ms.extend(kafka_ts[user])
+            out.scored.extend(messages[user])
 
     if monitor is not None:
         for key, state in out.states.items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 
 import faust
@@ -17,6 +18,7 @@ from stream_app.agents.batching import each_batch
 from stream_app.agents.item_anomalies import read_alerts
 from stream_app.agents.rebalance import forget_on_rebalance
 from stream_app.anomaly import forget_moved_users
+from stream_app.delivery_counts import Deliveries
 from stream_app.holdback import Holdback
 from stream_app.metrics import Metrics
 from stream_app.model_updates import ModelSlot
@@ -25,6 +27,7 @@ from stream_app.pipeline import (
     Incoming,
     apply_batch_states,
     count_deliveries,
+    counted_kafka_times_ms,
     counted_rejections,
     deliveries_of,
     offset_gaps,
@@ -122,9 +125,8 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
         deliveries = deliveries_of(batch, out)
         counted_before: dict[int, int] = {}
 
-        async def write_redis() -> None:  # the store counts the batch against its counted offsets, atomically
-            counted_before.update(await store.write_recommendations(out.records, {"events_in": len(batch)},
-                                                                    deliveries))
+        async def write_redis() -> None:
+            counted_before.update(await write_counted(store, metrics, batch, out, deliveries))
 
         await finish_batch(app, out, topics, tables.users, meanwhile=write_redis)
         count_deliveries(batch, out, counted_before, deliveries)  # the worker's figures: what the store counted
@@ -138,7 +140,6 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
         outlet.add(out.samples)
         await outlet.release()
         metrics.observe_batch(out.counters, counted_rejections(out, counted_before), len(batch), out.scoring_s)
-        metrics.observe_latency(out.scored_timestamps_ms)
         for alert in out.alerts:
             metrics.alerts.labels(alert.detector).inc()
         count_released_before(out.alerts)
@@ -147,6 +148,16 @@ def register(app: faust.App, topics: Topics, tables: Tables, store: Store,
     async def score_events(stream: faust.StreamT) -> None:
         await store.start()
         await each_batch(app, stream, settings.max_batch, settings.max_wait_s, handle)
+
+
+async def write_counted(store: Store, metrics: Metrics, batch: Sequence[Incoming], out: BatchOutput,
+                        deliveries: Deliveries, clock: Callable[[], float] = time.time) -> dict[int, int]:
+    """Write the batch's lists to the store, which counts the batch against its counted offsets, atomically;
+    returns those offsets. The events it counted as processed now are observed in ``reco_event_to_redis_seconds``
+    as the write completes (not after the broker's acks), each once however often delivered."""
+    counted = await store.write_recommendations(out.records, {"events_in": len(batch)}, deliveries)
+    metrics.observe_latency(counted_kafka_times_ms(out, counted), now=clock())
+    return counted
 
 
 async def finish_batch(app: faust.App, out: BatchOutput, topics: Topics, table: MutableMapping[bytes, UserState],
