@@ -78,6 +78,9 @@ class _Collector:
         yield judged
         yield CounterMetricFamily("reco_trainer_rollbacks", "Automatic rollbacks (a promoted version did worse on "
                                   "fresh samples than the one before)", value=counts["rolled_back"])
+        yield CounterMetricFamily("reco_trainer_rollbacks_failed", "Automatic rollbacks due that the model store "
+                                  "refused (the version before was pruned or is damaged): the worse version "
+                                  "serves on", value=counts["rollback_failed"])
         serving = GaugeMetricFamily("reco_trainer_serving_info", "The version the trainer learns from (value 1)",
                                     labels=["version"])
         serving.add_metric([t.serving_version or ""], 1)

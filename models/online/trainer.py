@@ -71,8 +71,9 @@ from models.online.samples import TrainingSample
 
 log = logging.getLogger(__name__)
 # what ``OnlineTrainer.counts`` counts: samples taken and learnt (again after a rollback), candidates promoted or
-# not, automatic rollbacks
-COUNTS = ("samples_taken", "samples_redelivered", "samples_learnt", "promoted", "not_promoted", "rolled_back")
+# not, automatic rollbacks, and those due that the store refused (the worse version serves on)
+COUNTS = ("samples_taken", "samples_redelivered", "samples_learnt", "promoted", "not_promoted", "rolled_back",
+          "rollback_failed")
 
 Position = tuple[int, int]  # (partition, offset) of a sample in the training-samples topic
 
@@ -442,6 +443,7 @@ class OnlineTrainer:
             return []
         except ValueError as exc:  # the previous version was pruned or is damaged: the new one serves on
             log.error("rollback of %s not done: %s", self.serving_version, exc)
+            self.counts["rollback_failed"] += 1  # not a passed probation: the metrics must tell them apart
             return []
         self.counts["rolled_back"] += 1
         self.serving, self.serving_version = p.previous, p.previous_version

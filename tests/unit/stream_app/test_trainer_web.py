@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
 
 import aiohttp
@@ -72,3 +73,19 @@ def test_the_endpoints_answer_and_a_taken_port_fails_the_start(tmp_path) -> None
     health, exposition, kind = asyncio.run(scenario())
     assert health["serving_version"] == "v0001" and health["last_evaluation"] is None
     assert 'reco_trainer_serving_info{version="v0001"} 1.0' in exposition and kind.startswith("text/plain")
+
+
+def test_a_rollback_the_store_refuses_is_counted_not_taken_for_a_passed_probation(tmp_path) -> None:
+    """The version before was pruned: the worse version serves on. Before, only the log said so: the
+    rollbacks counter stayed 0 and on_probation dropped to 0, as after a probation it passed."""
+    trainer = make_trainer(tmp_path, rollback_window=20, rollback_margin=-1.0)  # every verdict: roll back
+    metrics = TrainerMetrics(trainer)
+    assert scraped(metrics)[("reco_trainer_rollbacks_failed_total", ())] == 0
+    trainer.on_samples(samples(80))
+    shutil.rmtree(trainer.store.path("v0001"))  # pruned (or damaged) behind the trainer's back
+    assert trainer.on_samples(samples(30, start=80)) == []
+    after = scraped(metrics)
+    assert trainer.store.current() == "v0002" and after[("reco_trainer_on_probation", ())] == 0
+    assert after[("reco_trainer_rollbacks_failed_total", ())] == 1
+    assert after[("reco_trainer_rollbacks_total", ())] == 0
+    assert metrics.health()["counts"]["rollback_failed"] == 1
