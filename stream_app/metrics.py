@@ -29,6 +29,8 @@ class Metrics:
         self.dead_letters = Counter("reco_dead_letters", "Rejected events by reason", ["reason"], registry=r)
         self.batch_size = Histogram("reco_batch_size", "Events per micro-batch", registry=r,
                                     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024))
+        self.last_batch = Gauge("reco_last_batch_timestamp_seconds", "Unix time the events agent last "
+                                "finished a micro-batch (0: none yet)", registry=r)
         self.scoring_seconds = Histogram("reco_scoring_seconds", "Time to score one micro-batch",
                                          registry=r, buckets=LATENCY_BUCKETS)
         self.event_to_redis_seconds = Histogram(
@@ -79,6 +81,7 @@ class Metrics:
             self.dead_letters.labels(reason).inc()
         self.batch_size.observe(size)
         self.scoring_seconds.observe(scoring_s)
+        self.last_batch.set_to_current_time()
 
     def observe_latency(self, kafka_timestamps_ms: Iterable[int | None], now: float | None = None) -> None:
         now = time.time() if now is None else now

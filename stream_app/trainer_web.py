@@ -39,12 +39,12 @@ class TrainerMetrics:
         self.batch_seconds.observe(seconds)
 
     def health(self, now: float | None = None) -> dict[str, Any]:
-        """The trainer at a glance: what it learns from, its counts, its latest evaluation."""
+        """The trainer at a glance: what it learns from, its counts, its latest evaluation and promotion."""
         t = self.trainer
         last = t.evaluations[-1] if t.evaluations else None
         return {"status": "ok", "serving_version": t.serving_version, "on_probation": t.probation is not None,
                 "samples": dict(self.read), "counts": dict(t.counts), "newest_learnt_age_s": self.behind_s(now),
-                "last_evaluation": last}
+                "last_evaluation": last, "last_promotion_at": t.promoted_at}
 
     def behind_s(self, now: float | None = None) -> float | None:
         """From the newest learnt sample entering the topic to ``now``; None before anything was learnt."""
@@ -94,6 +94,11 @@ class _Collector:
             ndcg.add_metric(["candidate"], last["candidate"]["ndcg@10"])
             ndcg.add_metric(["serving"], last["serving"]["ndcg@10"])
             yield ndcg
+            yield GaugeMetricFamily("reco_trainer_last_evaluation_timestamp_seconds", "Unix time of the latest "
+                                    "evaluation of a candidate", value=last["at"])
+        if t.promoted_at is not None:
+            yield GaugeMetricFamily("reco_trainer_last_promotion_timestamp_seconds", "Unix time of this "
+                                    "trainer's latest promotion (the model store's log entry)", value=t.promoted_at)
         behind = m.behind_s()
         if behind is not None:
             yield GaugeMetricFamily("reco_trainer_newest_learnt_age_seconds", "From the newest learnt sample "

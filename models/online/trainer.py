@@ -169,6 +169,7 @@ class OnlineTrainer:
         self.since_eval = 0
         self.last_eval = clock()
         self.newest_learnt_ms: int | None = None
+        self.promoted_at: float | None = None  # the store's time of this trainer's latest promotion
         self.oldest_unpromoted_ms: int | None = None  # the oldest sample learnt since the last promotion
         # a version the store serves that this trainer could not load
         self._unloadable: str | None = version if version != self.serving_version else None
@@ -345,7 +346,7 @@ class OnlineTrainer:
             self._restart_learning(self.serving)
         behind_s = None if self.newest_learnt_ms is None else self.clock() - self.newest_learnt_ms / 1000.0
         self.evaluations.append({"candidate": cand_m, "serving": serv_m, "promoted": promote,
-                                 "learnt": self.learner.seen, "newest_learnt_age_s": behind_s})
+                                 "learnt": self.learner.seen, "newest_learnt_age_s": behind_s, "at": self.last_eval})
         if not promote:
             self.counts["not_promoted"] += 1
             log.info("candidate not promoted: ndcg@10 %.4f vs serving %s %.4f on %d held-out samples "
@@ -379,6 +380,7 @@ class OnlineTrainer:
             self._follow_store()
             return []
         self.counts["promoted"] += 1
+        self.promoted_at = entry["ts"]
         self._tidy_store()
         if self.config.rollback_window and expected == self.serving_version:
             self.probation = Probation(self.serving, self.serving_version)

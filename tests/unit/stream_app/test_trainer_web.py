@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import socket
+import time
 
 import aiohttp
 import pytest
@@ -89,3 +90,18 @@ def test_a_rollback_the_store_refuses_is_counted_not_taken_for_a_passed_probatio
     assert after[("reco_trainer_rollbacks_failed_total", ())] == 1
     assert after[("reco_trainer_rollbacks_total", ())] == 0
     assert metrics.health()["counts"]["rollback_failed"] == 1
+
+
+def test_the_times_of_the_last_evaluation_and_promotion_show_a_stalled_trainer(tmp_path) -> None:
+    trainer = make_trainer(tmp_path, rollback_window=0)  # an evaluation every 50 learnt samples
+    metrics = TrainerMetrics(trainer)
+    before = scraped(metrics)
+    assert ("reco_trainer_last_evaluation_timestamp_seconds", ()) not in before  # none yet
+    assert ("reco_trainer_last_promotion_timestamp_seconds", ()) not in before
+    started = time.time()
+    entries = trainer.on_samples(samples(80))
+    after = scraped(metrics)
+    assert [e["action"] for e in entries] == ["promote"]
+    assert after[("reco_trainer_last_promotion_timestamp_seconds", ())] == entries[0]["ts"]  # the store's log
+    assert started <= after[("reco_trainer_last_evaluation_timestamp_seconds", ())] <= time.time()
+    assert metrics.health()["last_promotion_at"] == entries[0]["ts"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
+import time
+from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -132,3 +134,12 @@ def test_event_to_redis_latency_is_taken_when_the_store_write_completes() -> Non
     scrape = scraped(metrics)
     assert value(scrape, "reco_event_to_redis_seconds_count") == 6
     assert value(scrape, "reco_event_to_redis_seconds_bucket", le="0.0125") == 6
+
+
+def test_the_time_of_the_last_finished_batch_shows_a_stalled_worker() -> None:
+    """``time() - reco_last_batch_timestamp_seconds`` grows while the events agent finishes no batch."""
+    metrics = Metrics()
+    assert value(scraped(metrics), "reco_last_batch_timestamp_seconds") == 0
+    before = time.time()
+    metrics.observe_batch(Counter(events_in=2, processed=2), [], 2, 0.01)
+    assert before <= value(scraped(metrics), "reco_last_batch_timestamp_seconds") <= time.time()
