@@ -20,6 +20,8 @@ _ZERO_COUNTS = {"prune_min_events"}  # counts where 0 is meaningful (prune whene
 
 def with_overrides(config: Any, overrides: dict[str, Any]) -> Any:
     """``config`` (a frozen dataclass, nested) with ``overrides`` applied; unknown names are errors."""
+    if not isinstance(overrides, dict):  # '{"rate_burst": 5}' or a JSON list: an AttributeError further on
+        raise ValueError(f"{type(config).__name__}'s overrides must be a JSON object, not {overrides!r}")
     known = {f.name: getattr(config, f.name) for f in fields(config)}
     changes = {}
     for name, value in overrides.items():

@@ -73,12 +73,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"reco: {exc}", file=sys.stderr)
         return 2
     if args.command in ("worker", "trainer"):
-        from aiokafka.errors import KafkaConnectionError
+        from stream_app.topics import BrokerUnreachable
 
         why = _startup_error(args.command, settings)
         if why:
             print(f"reco: {why}", file=sys.stderr)
             return 2
+        for doubt in settings.doubts():  # before the process's logging is set up: plain lines, once
+            print(f"reco: warning: {doubt}", file=sys.stderr)
         try:
             if args.command == "worker":
                 from stream_app.worker import run_worker
@@ -88,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
                 from stream_app.trainer import main as trainer_main
 
                 trainer_main(settings)
-        except KafkaConnectionError as exc:
-            print(_no_broker(settings, exc), file=sys.stderr)
+        except BrokerUnreachable as exc:  # at start only: one line, exit 1
+            print(f"reco: {exc}", file=sys.stderr)
             return 1
         return 0
     if args.command in ("rollback", "models", "announce"):
@@ -114,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                                               max_gap_s=args.max_gap_s, limit=args.limit,
                                               progress=not args.no_progress))
         except KafkaConnectionError as exc:
-            print(_no_broker(settings, exc), file=sys.stderr)
+            print(f"reco: cannot reach the broker at {bootstrap} (RECO_KAFKA_URL): {exc}", file=sys.stderr)
             return 1
         print(summary)
         return 0
@@ -142,20 +144,24 @@ def _startup_error(command: str, settings: Settings) -> str | None:
         return None
     if not settings.model_store:
         return "RECO_MODEL_STORE must name the model store directory (the trainer writes its versions there)"
+    from models.model_store import ModelStore
     from stream_app.trainer import trainer_configs
 
     try:
         trainer_configs(settings)
     except ValueError as exc:  # the message names the RECO_* variable
         return str(exc)
+    if ModelStore(settings.model_store).current() is None:  # the first start: the base comes from RECO_MODEL_PATH
+        if not settings.model_path:
+            return (f"the model store {settings.model_store} is empty: set RECO_MODEL_PATH to the pre-trained "
+                    "checkpoint to start from (`reco train ... --out DIR`)")
+        from models.checkpoint import CheckpointError, verify_checkpoint
+
+        try:
+            verify_checkpoint(settings.model_path)  # missing, not a checkpoint, or damaged
+        except CheckpointError as exc:
+            return f"RECO_MODEL_PATH: {exc}"
     return None
-
-
-def _no_broker(settings: Settings, exc: Exception) -> str:
-    """One line for an unreachable broker: not the user's input (exit 1), but no traceback either."""
-    from stream_app.tansu_compat import bootstrap_from_url
-
-    return f"reco: cannot reach the broker at {bootstrap_from_url(settings.kafka_url)} (RECO_KAFKA_URL): {exc}"
 
 
 def _models_command(command: str, settings: Settings, every: bool = False) -> int:

@@ -31,8 +31,8 @@ log = logging.getLogger(__name__)
 _SECRET_WORDS = ("password", "secret", "token")
 # the Redis client's backoff between tries (redis-py's EqualJitterBackoff: at most min(cap, base * 2**failures))
 REDIS_BACKOFF_BASE_S, REDIS_BACKOFF_CAP_S = 0.05, 2.0
-# aiokafka's request timeout for the consumers Faust does not make (trainer, alerts, model updates): a Fetch
-# blocking longer than that fails and is logged, on every idle poll
+# aiokafka's default request timeout, which the alerts and model-updates readers keep (the trainer's is longer:
+# the rebalance timeout + 5 s): a Fetch blocking longer than that fails and is logged, on every idle poll
 _AIOKAFKA_REQUEST_TIMEOUT_MS = 40_000
 KAFKA_MIN_SESSION_TIMEOUT_S = 6.0  # Apache Kafka's default group.min.session.timeout.ms
 
@@ -180,8 +180,9 @@ class Settings:
         return (self.redis_retries + 1) * self.redis_timeout_s + backoff
 
     def doubts(self) -> list[str]:
-        """Combinations that work, but not as an operator would want on Apache Kafka (logged by ``from_env``;
-        none on the embedded broker, where the demo and the tests keep group timeouts short on purpose)."""
+        """Combinations that work, but not as an operator would want on Apache Kafka (``reco worker`` and ``reco
+        trainer`` print them at start; none on the embedded broker, where the demo and the tests keep group
+        timeouts short on purpose)."""
         if self.embedded_broker:
             return []
         out = []
@@ -199,8 +200,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
-        """Build settings from ``RECO_<FIELD>`` variables, then apply overrides; doubtful combinations are
-        logged as warnings (``doubts``)."""
+        """Build settings from ``RECO_<FIELD>`` variables, then apply overrides."""
         env = os.environ if environ is None else environ
         known = {PREFIX + f.name.upper() for f in fields(cls)}
         for name in sorted(n for n in env if n.startswith(PREFIX) and n not in known):
@@ -210,10 +210,7 @@ class Settings:
             raw = env.get(PREFIX + f.name.upper())
             if raw is not None:
                 values[f.name] = _parse(raw, type(f.default), f.name)
-        settings = replace(cls(**values), **overrides)
-        for doubt in settings.doubts():
-            log.warning("%s", doubt)
-        return settings
+        return replace(cls(**values), **overrides)
 
     def to_env(self) -> dict[str, str]:
         """The ``RECO_*`` variables that reproduce these settings in a child process."""

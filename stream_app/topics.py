@@ -6,6 +6,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 
 import faust
+from aiokafka.errors import KafkaConnectionError
 from faust.types import RecordMetadata, TopicT
 
 from stream_app import kafka_admin
@@ -38,17 +39,25 @@ def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
     return {settings.model_updates_topic: {"cleanup.policy": "compact"}}
 
 
+class BrokerUnreachable(ConnectionError):
+    """The broker did not answer when a worker or the trainer prepared its topics, at start."""
+
+
 async def prepare_all(settings: Settings) -> None:
     """Create every missing topic (``RECO_PARTITIONS``, ``RECO_REPLICATION_FACTOR``, ``topic_configs``);
     ``TopicError`` if the broker refuses one, if model-updates or a table's changelog exists uncompacted,
     or if the events, item-touches or item-activity topic has another partition count: users and items are
     placed by that count (item-activity feeds the item-stats table, whose keys are placed by the producer's
-    partitioner, so Faust's own check skips it). Workers and the trainer run it at start."""
+    partitioner, so Faust's own check skips it). Workers and the trainer run it at start; ``BrokerUnreachable``
+    if the broker does not answer."""
     placed = [settings.events_topic, settings.item_touches_topic, settings.item_activity_topic]
     compacted = [settings.model_updates_topic, *changelog_topics(settings)]
-    await kafka_admin.prepare_topics(bootstrap_from_url(settings.kafka_url), all_topics(settings),
-                                     settings.partitions, settings.replication_factor, placed,
-                                     topic_configs(settings), compacted)
+    bootstrap = bootstrap_from_url(settings.kafka_url)
+    try:
+        await kafka_admin.prepare_topics(bootstrap, all_topics(settings), settings.partitions,
+                                         settings.replication_factor, placed, topic_configs(settings), compacted)
+    except KafkaConnectionError as exc:  # only here: a connection lost later is not a wrong RECO_KAFKA_URL
+        raise BrokerUnreachable(f"cannot reach the broker at {bootstrap} (RECO_KAFKA_URL): {exc}") from exc
 
 
 def declare_topics(app: faust.App, settings: Settings) -> Topics:

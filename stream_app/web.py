@@ -59,12 +59,15 @@ def register(app: faust.App, store: Store, metrics: Metrics, slot: ModelSlot, re
     async def recommendations(self: View, request: Request, user_id: str) -> Response:
         """The user's stored list, else the serving model's list for an empty history (``cold_start``);
         404 only while the model has nothing to recommend; 503 while the store does not answer, or the
-        new-shopper list is not scored within the read timeout (with the ensemble it waits for the stream's
-        scoring thread, behind the batch being scored)."""
+        ensemble's new-shopper list is not scored within the read timeout (it waits for the stream's scoring
+        thread, behind the batch being scored)."""
         try:
             record = await bounded(request, store.recommendations(user_id))
-            # a wait cut short leaves its shared scoring to the other requests (``ColdStartList`` shields it)
-            record = record or await bounded(request, cold.record(user_id), late=NEW_SHOPPER_LATE)
+            # a wait cut short leaves its shared scoring to the other requests (``ColdStartList`` shields it);
+            # the baseline's list is read from the store (its popular items), the ensemble's is scored
+            if not record:
+                late = STORE_UNAVAILABLE if slot.serving.uses_item_activity else NEW_SHOPPER_LATE
+                record = await bounded(request, cold.record(user_id), late=late)
         except Unavailable as exc:
             return unavailable(self, exc)
         if record is None:

@@ -30,18 +30,35 @@ def test_replay_to_an_unreachable_broker_is_one_line_and_exit_1(tmp_path, monkey
 
 @pytest.mark.parametrize("command", ["worker", "trainer"])
 def test_a_worker_or_trainer_without_a_broker_is_one_line_and_exit_1(command, tmp_path, monkeypatch, capsys) -> None:
+    from models.ensemble import Ensemble
+    from models.scorers.popularity import PopularityScorer
+    from models.vocab import ItemVocab
+
+    Ensemble(vocab := ItemVocab(), {"popularity": PopularityScorer(vocab)}).save(tmp_path / "base")
     monkeypatch.setenv("RECO_KAFKA_URL", "kafka://127.0.0.1:1")
-    monkeypatch.setenv("RECO_MODEL_STORE", str(tmp_path))
+    monkeypatch.setenv("RECO_MODEL_STORE", str(tmp_path / "store"))
+    monkeypatch.setenv("RECO_MODEL_PATH", str(tmp_path / "base"))  # the trainer's first start: the base it takes
     monkeypatch.setenv("RECO_DATA_DIR", str(tmp_path / "data"))
     assert main([command]) == 1
     err = capsys.readouterr().err
     assert err.startswith("reco: cannot reach the broker at 127.0.0.1:1 (RECO_KAFKA_URL): ") and err.count("\n") == 1
 
 
+def test_a_worker_prints_its_doubts_about_the_settings_once_before_it_starts(monkeypatch, capsys) -> None:
+    monkeypatch.setenv("RECO_KAFKA_URL", "kafka://127.0.0.1:1")
+    monkeypatch.setenv("RECO_REDIS_TIMEOUT_S", "10")  # 8 retries of 10 s outlast the 60 s rebalance timeout
+    assert main(["worker"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("reco: warning: a Redis write may retry for up to 99 s") and len(err) == 2, err
+    assert main(["models"]) == 2 and "warning" not in capsys.readouterr().err  # only where it matters
+
+
 @pytest.mark.parametrize(("env", "said"), [
     ({}, "reco: RECO_MODEL_STORE must name the model store directory"),
     ({"RECO_MODEL_STORE": "{store}", "RECO_MODEL_STORE_KEEP": "1"}, "reco: keep_versions (RECO_MODEL_STORE_KEEP) must"),
-], ids=["store-unset", "keep-one"])
+    ({"RECO_MODEL_STORE": "{store}"}, "reco: the model store {store} is empty: set RECO_MODEL_PATH"),
+    ({"RECO_MODEL_STORE": "{store}", "RECO_MODEL_PATH": "{store}/nope"}, "reco: RECO_MODEL_PATH: no meta.json in"),
+], ids=["store-unset", "keep-one", "empty-store-no-base", "base-missing"])
 def test_a_trainer_setting_it_cannot_work_with_is_refused_before_it_connects(env, said, tmp_path, monkeypatch,
                                                                             capsys) -> None:
     """Nothing listens on port 1: a refusal that came after connecting would say the broker is unreachable."""
@@ -51,11 +68,11 @@ def test_a_trainer_setting_it_cannot_work_with_is_refused_before_it_connects(env
         monkeypatch.setenv(name, value.format(store=tmp_path))
     assert main(["trainer"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(said) and err.count("\n") == 1, err
+    assert err.startswith(said.format(store=tmp_path)) and err.count("\n") == 1, err
 
 
 @pytest.mark.parametrize("config", ["missing.json", "{not json", '{"rate_burst": {"max_events": -5}}',
-                                    '{"no_such_detector": {}}'])
+                                    '{"no_such_detector": {}}', '{"rate_burst": 5}', "[1, 2]"])
 def test_a_worker_with_an_anomaly_config_it_cannot_use_is_refused_by_name(config, tmp_path, monkeypatch,
                                                                          capsys) -> None:
     path = tmp_path / "missing.json"
