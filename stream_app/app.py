@@ -29,9 +29,7 @@ def create_app(settings: Settings) -> faust.App:
         broker_session_timeout=settings.broker_session_timeout_s,
         broker_heartbeat_interval=settings.broker_heartbeat_interval_s,
         broker_rebalance_timeout=settings.broker_rebalance_timeout_s,
-        # a JoinGroup waits up to the rebalance timeout at the broker, so the client's request must outlast it
-        # (aiokafka bounds every request by this; Faust's 90 s default; the Java client adds 5 s the same way)
-        broker_request_timeout=max(90.0, settings.broker_rebalance_timeout_s + 5.0),
+        broker_request_timeout=settings.join_request_timeout_s(90.0),  # Faust's default, 90 s, at least
         broker_commit_interval=settings.commit_interval_s,
         web_port=settings.web_port,
         web_bind=settings.web_bind,

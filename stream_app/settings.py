@@ -16,9 +16,9 @@ from models.device_names import DEVICE_CHOICES, DEVICE_PATTERN
 
 PREFIX = "RECO_"
 # numeric settings that must be at least 1, above 0, or may take any sign; every other one must be 0 or more
-_AT_LEAST_ONE = {"fetch_max_wait_ms", "partitions", "replication_factor", "max_batch", "max_event_bytes", "history_len", "top_k",
-                 "covis_window", "covis_max_neighbors", "popular_candidates", "torch_threads", "trainer_batch",
-                 "trainer_eval_slice", "trainer_promote_every", "redis_ttl_s"}
+_AT_LEAST_ONE = {"fetch_max_wait_ms", "partitions", "replication_factor", "max_batch", "max_event_bytes",
+                 "history_len", "top_k", "covis_window", "covis_max_neighbors", "popular_candidates", "torch_threads",
+                 "trainer_batch", "trainer_eval_slice", "trainer_promote_every", "redis_ttl_s"}
 _ABOVE_ZERO = {"popularity_half_life_s", "trainer_lr", "trainer_promote_every_s", "redis_timeout_s",
                "redis_read_timeout_s", "broker_session_timeout_s", "broker_heartbeat_interval_s", "commit_interval_s"}
 _ANY_SIGN = {"trainer_promote_tolerance", "trainer_rollback_margin"}
@@ -32,8 +32,10 @@ _SECRET_WORDS = ("password", "secret", "token")
 # the Redis client's backoff between tries (redis-py's EqualJitterBackoff: at most min(cap, base * 2**failures))
 REDIS_BACKOFF_BASE_S, REDIS_BACKOFF_CAP_S = 0.05, 2.0
 # aiokafka's default request timeout, which the alerts and model-updates readers keep (the trainer's is longer:
-# the rebalance timeout + 5 s): a Fetch blocking longer than that fails and is logged, on every idle poll
-_AIOKAFKA_REQUEST_TIMEOUT_MS = 40_000
+# ``join_request_timeout_s``): a Fetch blocking longer than that fails and is logged, on every idle poll; an
+# idle Fetch may take three quarters of it
+AIOKAFKA_REQUEST_TIMEOUT_S = 40.0
+_FETCH_MAX_WAIT_MS_MAX = 30_000
 KAFKA_MIN_SESSION_TIMEOUT_S = 6.0  # Apache Kafka's default group.min.session.timeout.ms
 
 
@@ -152,10 +154,10 @@ class Settings:
             raise ValueError(f"{PREFIX}BROKER_REBALANCE_TIMEOUT_S ({self.broker_rebalance_timeout_s}) must be at "
                              f"least {PREFIX}BROKER_SESSION_TIMEOUT_S ({self.broker_session_timeout_s}): a live "
                              "member finishing its batch would be dropped sooner than a dead one")
-        if self.fetch_max_wait_ms > _AIOKAFKA_REQUEST_TIMEOUT_MS * 3 // 4:
-            raise ValueError(f"{PREFIX}FETCH_MAX_WAIT_MS must be at most {_AIOKAFKA_REQUEST_TIMEOUT_MS * 3 // 4}, not "
+        if self.fetch_max_wait_ms > _FETCH_MAX_WAIT_MS_MAX:
+            raise ValueError(f"{PREFIX}FETCH_MAX_WAIT_MS must be at most {_FETCH_MAX_WAIT_MS_MAX}, not "
                              f"{self.fetch_max_wait_ms}: an idle Fetch would outlast the consumers' "
-                             f"{_AIOKAFKA_REQUEST_TIMEOUT_MS // 1000} s request timeout and fail at every poll")
+                             f"{AIOKAFKA_REQUEST_TIMEOUT_S:g} s request timeout and fail at every poll")
         if self.broker_heartbeat_interval_s < 0.001:
             raise ValueError(f"{PREFIX}BROKER_HEARTBEAT_INTERVAL_S must be at least 0.001 (Kafka counts whole ms), "
                              f"not {self.broker_heartbeat_interval_s}")
@@ -171,6 +173,11 @@ class Settings:
             if f.name.endswith("_topic") and named.setdefault(topic, f.name) != f.name:
                 raise ValueError(f"{PREFIX}{named[topic].upper()} and {PREFIX}{f.name.upper()} name one topic, "
                                  f"{topic!r}: each needs its own")
+
+    def join_request_timeout_s(self, floor: float) -> float:
+        """A consumer's request timeout, at least ``floor`` (its client's default): a JoinGroup waits up to the
+        rebalance timeout at the broker, so the request must outlast it (the Java client adds 5 s the same way)."""
+        return max(floor, self.broker_rebalance_timeout_s + 5.0)
 
     @property
     def redis_retry_budget_s(self) -> float:

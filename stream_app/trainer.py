@@ -47,7 +47,7 @@ from models.online.trainer import OnlineTrainer, TrainerConfig, ensure_base
 from stream_app import records
 from stream_app.model_updates import announce
 from stream_app.records import Rejection
-from stream_app.settings import Settings
+from stream_app.settings import AIOKAFKA_REQUEST_TIMEOUT_S, Settings
 from stream_app.tansu_compat import bootstrap_from_url
 from stream_app.topics import prepare_all
 from stream_app.trainer_web import TrainerMetrics, serve
@@ -156,7 +156,7 @@ async def run_trainer(settings: Settings, *, stop: asyncio.Event | None = None) 
         # as the workers' (``create_app``): a trainer finishing a fine-tuning step keeps its partitions through
         # a rebalance, and the JoinGroup request outlasts the wait (aiokafka's default was the session timeout)
         rebalance_timeout_ms=int(settings.broker_rebalance_timeout_s * 1000),
-        request_timeout_ms=int(max(40.0, settings.broker_rebalance_timeout_s + 5.0) * 1000))
+        request_timeout_ms=int(settings.join_request_timeout_s(AIOKAFKA_REQUEST_TIMEOUT_S) * 1000))
     resume = dict(trainer.sample_offsets)  # at start: the serving version's (read from the store's log once)
     log.info("trainer reads samples from %s", f"{trainer.serving_version}'s offsets {resume} (other partitions "
              "from their beginning)" if resume else f"each partition's beginning ({trainer.serving_version} "

@@ -21,11 +21,8 @@ T = TypeVar("T")
 
 
 class Unavailable(Exception):
-    """A read from the store failed, or an answer took longer than the read timeout."""
-
-    def __init__(self, error: str) -> None:
-        super().__init__(error)
-        self.error = error  # what the caller is told
+    """A read from the store failed, or an answer took longer than the read timeout; the message is what the
+    caller is told."""
 
 
 STORE_UNAVAILABLE = "the recommendation store is unavailable; try again shortly"
@@ -53,7 +50,7 @@ def register(app: faust.App, store: Store, metrics: Metrics, slot: ModelSlot, re
 
     def unavailable(view: View, exc: Unavailable) -> Response:
         """503; the reason is in the log, not for the caller (it would name Redis' address)."""
-        return view.json({"error": exc.error}, status=503, headers={"Retry-After": "1"})
+        return view.json({"error": str(exc)}, status=503, headers={"Retry-After": "1"})
 
     @app.page("/recommendations/{user_id}/")
     async def recommendations(self: View, request: Request, user_id: str) -> Response:

@@ -81,7 +81,11 @@ def sample_time(ts: float) -> float:
     """``ts`` as a sample carries it (whole ms, ``TrainingSample.ts``). Whatever decides at an event whether it
     may train compares this, not ``ts``, with a quarantine's bounds, as the samples' release check does: an
     event under half a ms before a quarantine's end was held back or trained depending on when the alert came."""
-    return round(ts * 1000.0) / 1000.0
+    return _whole_ms(ts) / 1000.0
+
+
+def _whole_ms(ts: float) -> int:
+    return round(ts * 1000.0)
 
 
 def sample_from(
@@ -102,7 +106,7 @@ def sample_from(
         target=event.item_id,
         event_type=event.event_type,
         weight=float(weights.get(event.event_type, 1.0)),
-        ts_ms=round(event.ts * 1000.0),
+        ts_ms=_whole_ms(event.ts),
         model_version=model_version,
     )
 
